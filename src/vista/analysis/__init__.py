@@ -1,0 +1,1 @@
+"""Evaluations composed from metrics: health, reconstruction, alignment, probes."""

@@ -1,0 +1,231 @@
+"""The ``vista`` command: one verb per pipeline step, Hydra overrides for everything else."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vista import __version__
+from vista.errors import VistaError
+
+USAGE = """usage: vista VERB [key=value ...] [--help] [--cfg job] [-m]
+
+Sparse autoencoders on vision-encoder activations.
+
+verbs:
+  run            the whole default job: train-encoder -> extract -> train -> evaluate -> plot
+  train-encoder  train the small MNIST CNN (dataset=..., out_dir=DIR)
+  extract        encoder activations + labels -> HDF5 store (dataset=... encoder=... out=FILE.h5)
+  train          train SAE(s) on a store (store=FILE.h5 sae=topk|batchtopk out_dir=DIR)
+  evaluate       evaluation_results.json (sae=DIR/sae store=FILE.h5 out_dir=DIR)
+  info           describe a store or an SAE directory (vista info PATH)
+
+`vista VERB --help` shows the verb's configuration. Results land in the out_dir of each verb.
+"""
+
+# Lightning's DDP launcher re-runs this program without the verb; it finds it here.
+_VERB_ENV = "VISTA_VERB"
+
+
+def _setup_logging() -> None:
+    root = logging.getLogger()
+    if not any(getattr(h, "_vista", False) for h in root.handlers):
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        h._vista = True  # type: ignore[attr-defined]
+        root.addHandler(h)
+    root.setLevel(logging.INFO)
+    for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _require(cfg: Any, *keys: str) -> None:
+    from omegaconf import OmegaConf
+
+    missing = [k for k in keys if OmegaConf.is_missing(cfg, k)]
+    if missing:
+        raise VistaError(
+            f"Missing required setting(s) {', '.join(missing)}: pass them as {missing[0]}=VALUE."
+        )
+
+
+# -- tasks ------------------------------------------------------------------------------------------
+def task_train(cfg: Any) -> None:
+    from vista.train.fit import train_saes
+
+    _require(cfg, "store", "out_dir")
+    paths = train_saes(cfg.store, [cfg.sae], cfg.train, cfg.trainer, cfg.out_dir)
+    for p in paths:
+        print(f"SAE written to {p}")
+
+
+def task_evaluate(cfg: Any) -> None:
+    from omegaconf import OmegaConf
+
+    from vista.analysis.evaluate import evaluate
+    from vista.analysis.probes import ProbeConfig
+    from vista.jsonio import write_json
+    from vista.reports.plots import firing_frequency_histogram
+    from vista.reports.tables import evaluation_summary
+    from vista.saes.io import load_sae
+
+    _require(cfg, "sae", "store", "out_dir")
+    ev = cfg.eval
+    sae = load_sae(cfg.sae, device=ev.device)
+    doc, res = evaluate(
+        sae,
+        cfg.store,
+        split=ev.split,
+        labels=list(ev.labels) or None,
+        batch_tokens=ev.batch_tokens,
+        device=ev.device,
+        probe=ProbeConfig(**OmegaConf.to_container(ev.probe, resolve=True)),  # type: ignore[arg-type]
+        top_features=ev.top_features,
+    )
+    doc["_metadata"]["sae"] = str(Path(cfg.sae).resolve())
+    out = Path(cfg.out_dir)
+    path = write_json(out / "evaluation_results.json", doc)
+    firing_frequency_histogram(
+        res.firing_counts, res.health["total_tokens"], out / "plots" / "latent_firing_frequency.png"
+    )
+    print(evaluation_summary(doc))
+    print(f"results: {path}")
+
+
+def task_extract(cfg: Any) -> None:
+    from vista.sources.extract import extract
+
+    _require(cfg, "out")
+    compression = None if str(cfg.compression).lower() in ("none", "null", "") else cfg.compression
+    path = extract(
+        cfg.dataset,
+        cfg.encoder,
+        cfg.out,
+        dtype=cfg.dtype,
+        compression=compression,
+        resume=cfg.resume,
+        overwrite=cfg.overwrite,
+    )
+    print(f"store written to {path}")
+
+
+def task_train_encoder(cfg: Any) -> None:
+    from vista.train.classifier import train_encoder
+
+    _require(cfg, "out_dir")
+    meta = train_encoder(cfg.dataset, cfg.encoder, cfg.out_dir, cfg.trainer)
+    print(
+        f"encoder written to {cfg.out_dir}: test accuracy {meta.get('test_accuracy', float('nan')):.4f}"
+    )
+
+
+def task_run(cfg: Any) -> None:
+    from vista.pipeline import run
+
+    run(cfg)
+
+
+TASKS: dict[str, Callable[[Any], None]] = {
+    "run": task_run,
+    "train-encoder": task_train_encoder,
+    "extract": task_extract,
+    "train": task_train,
+    "evaluate": task_evaluate,
+}
+
+
+def info(paths: list[str]) -> None:
+    """Print what a store or an SAE directory holds."""
+    import json
+
+    from vista.store import ActivationStore
+
+    if not paths:
+        raise VistaError("vista info needs a path: a store (.h5) or an SAE directory.")
+    for p in paths:
+        if Path(p).is_dir():
+            cfg = Path(p) / "cfg.json"
+            if not cfg.is_file():
+                raise VistaError(
+                    f"{p!r} is a directory without cfg.json; it is not an SAE directory."
+                )
+            print(json.dumps(json.loads(cfg.read_text()), indent=2))
+            continue
+        with ActivationStore(p) as st:
+            print(f"{p}: store format {st.format_version}")
+            for k, v in st.attrs.items():
+                print(f"  {k}: {v}")
+            for s in st.splits.values():
+                shape = (
+                    f"({s.n_rows}, {s.n_tokens}, {s.d_model})"
+                    if s.has_token_axis
+                    else f"({s.n_rows}, {s.d_model})"
+                )
+                print(f"  /{s.name}/encoded {shape}, labels: {', '.join(s.label_names) or 'none'}")
+                for lab in s.label_names:
+                    print(f"    {lab}: {st.class_names(s.name, lab)}")
+
+
+# -- dispatch ---------------------------------------------------------------------------------------
+def run_verb(verb: str, args: list[str]) -> None:
+    import hydra
+
+    from vista.conf import register_verb
+
+    config_name = register_verb(verb)
+    task = TASKS[verb]
+
+    def entry(cfg: Any) -> None:
+        _setup_logging()
+        try:
+            task(cfg)
+        except VistaError as e:
+            print(f"vista {verb}: error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    defaults = [
+        "hydra.run.dir=.",
+        "hydra.output_subdir=null",
+        "hydra/job_logging=none",
+        "hydra/hydra_logging=none",
+        "hydra/help=vista",
+    ]
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "vista", *defaults, *args]
+    os.environ[_VERB_ENV] = verb
+    try:
+        hydra.main(version_base=None, config_path=None, config_name=config_name)(entry)()
+    finally:
+        sys.argv = saved
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] not in TASKS and args[0] != "info" and os.environ.get(_VERB_ENV) in TASKS:
+        # A DDP worker started by Lightning: same arguments, minus the verb.
+        args = [os.environ[_VERB_ENV], *[a for a in args if not a.startswith("hydra/")]]
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    if args[0] == "--version":
+        print(f"vista {__version__}")
+        return
+    verb, rest = args[0], args[1:]
+    try:
+        if verb == "info":
+            info(rest)
+            return
+        if verb not in TASKS:
+            raise VistaError(f"Unknown verb {verb!r}; run `vista --help` for the list.")
+        run_verb(verb, rest)
+    except VistaError as e:
+        print(f"vista {verb}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

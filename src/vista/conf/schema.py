@@ -1,0 +1,168 @@
+"""The configs of the verbs (shown by ``vista VERB --help``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+from vista.analysis.probes import ProbeConfig
+from vista.saes.config import BatchTopKConfig, TopKConfig
+from vista.sources.datasets.base import DatasetConfig
+from vista.sources.encoders.base import EncoderConfig
+from vista.train.classifier import EncoderTrainingConfig
+from vista.train.config import TrainConfig, TrainerConfig
+
+SAE_GROUP: dict[str, type] = {"topk": TopKConfig, "batchtopk": BatchTopKConfig}
+
+
+@dataclass
+class EvalSettings:
+    """How `vista evaluate` reads the store and probes the codes."""
+
+    split: str = "validation"
+    """Store split to evaluate."""
+    labels: list[str] = field(default_factory=list)
+    """Labels to analyse (empty = every label in the store)."""
+    batch_tokens: int = 16384
+    """Tokens encoded per step of the streaming pass."""
+    device: str = "cpu"
+    top_features: int = 20
+    """Latents listed per label in the alignment."""
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+
+@dataclass
+class TrainJob:
+    """vista train: train SAE(s) on an activation store; export cfg.json + sae_weights.safetensors."""
+
+    defaults: list[Any] = field(default_factory=lambda: ["_self_", {"sae": "topk"}])
+    store: str = MISSING
+    """Activation store (HDF5) to train on."""
+    out_dir: str = MISSING
+    """Run directory: sae/, checkpoints/, logs/."""
+    sae: Any = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+@dataclass
+class EvaluateJob:
+    """vista evaluate: evaluation_results.json for a trained SAE on a store split."""
+
+    sae: str = MISSING
+    """SAE directory (cfg.json + sae_weights.safetensors)."""
+    store: str = MISSING
+    """Activation store to evaluate on."""
+    out_dir: str = MISSING
+    """Where evaluation_results.json and plots go."""
+    eval: EvalSettings = field(default_factory=EvalSettings)
+
+
+@dataclass
+class ExtractJob:
+    """vista extract: run an encoder over a labelled dataset into an activation store."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    out: str = MISSING
+    """Output store file (.h5)."""
+    dtype: str = "float16"
+    """Storage dtype of the activations."""
+    compression: str = "zstd"
+    """zstd (as the original VISTA files), gzip or none."""
+    resume: bool = True
+    """Continue an interrupted extraction of the same file."""
+    overwrite: bool = False
+
+
+@dataclass
+class TrainEncoderJob:
+    """vista train-encoder: train the small MNIST CNN vista extracts from."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    encoder: EncoderTrainingConfig = field(default_factory=EncoderTrainingConfig)
+    out_dir: str = MISSING
+    """Where encoder.safetensors + encoder.json go."""
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+@dataclass
+class RunJob:
+    """vista run: train-encoder (or reuse a cached one) -> extract -> train SAE -> evaluate -> report."""
+
+    defaults: list[Any] = field(default_factory=lambda: [{"sae": "batchtopk"}, "_self_"])
+    out_dir: str = "runs/default"
+    """The run directory."""
+    cache_dir: str = ""
+    """Where trained encoders are cached ('' = $VISTA_CACHE or ~/.cache/vista)."""
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    encoder_training: EncoderTrainingConfig = field(default_factory=EncoderTrainingConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    # Values merged over the selected architecture's defaults (sized for the 128-d MNIST layer).
+    sae: Any = field(
+        default_factory=lambda: {"d_sae": 1024, "k": 16, "dead_tokens": 200_000, "k_aux": 64}
+    )
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            max_tokens=3_000_000,
+            batch_size=1024,
+            lr=2e-3,
+            lr_warmup_steps=50,
+            init_tokens=16384,
+            checkpoint_every_steps=1000,
+        )
+    )
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+
+
+VERB_CONFIGS: dict[str, type] = {
+    "train": TrainJob,
+    "evaluate": EvaluateJob,
+    "extract": ExtractJob,
+    "train-encoder": TrainEncoderJob,
+    "run": RunJob,
+}
+_USES_SAE_GROUP = {"train", "run"}
+_registered: list[tuple[str, str]] = []
+
+
+def register_verb(verb: str, help_header: str = "") -> str:
+    """Register the verb's configs (and only those) in Hydra's ConfigStore; return its name."""
+    from hydra.conf import HelpConf
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    for group, name in _registered:  # forget the previous verb's tree (tests run several verbs)
+        node = cs.repo
+        for part in group.split("/") if group else []:
+            node = node.get(part, {})
+        node.pop(f"{name}.yaml", None)
+    _registered.clear()
+
+    config_name = f"vista_{verb.replace('-', '_')}"
+    cs.store(name=config_name, node=VERB_CONFIGS[verb])
+    _registered.append(("", config_name))
+    if verb in _USES_SAE_GROUP:
+        for name, cls in SAE_GROUP.items():
+            cs.store(group="sae", name=name, node=cls)
+            _registered.append(("sae", name))
+    elif "sae" in cs.repo:
+        del cs.repo["sae"]
+    cs.store(
+        group="hydra/help",
+        name="vista",
+        node=HelpConf(
+            app_name=f"vista {verb}",
+            header=help_header or (VERB_CONFIGS[verb].__doc__ or ""),
+            footer="Override any field with key=value (e.g. train.max_tokens=1000000); "
+            "-m runs a sweep over comma-separated values.",
+            template=(
+                "${hydra.help.header}\n\n== Config groups ==\n$APP_CONFIG_GROUPS\n"
+                "== Configuration (defaults) ==\n$CONFIG\n${hydra.help.footer}\n"
+            ),
+        ),
+    )
+    return config_name

@@ -1,0 +1,92 @@
+"""Reconstruction metrics: pure functions and a streaming float64 accumulator.
+
+Explained variance is measured against the per-dimension mean of the data (SAELens #659/#665,
+saev's normalized-MSE note), never against zero, and accumulated in float64 with Chan et al.'s
+pairwise update so one pass over any number of tokens is exact to float64 rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def fvu(x: Tensor, x_hat: Tensor) -> float:
+    """Fraction of variance unexplained: ``sum ||x - x_hat||^2 / sum ||x - mean_d(x)||^2``."""
+    x64, xh64 = x.double(), x_hat.double()
+    ss_res = (x64 - xh64).pow(2).sum()
+    ss_tot = (x64 - x64.mean(dim=0, keepdim=True)).pow(2).sum()
+    return float(ss_res / ss_tot)
+
+
+def explained_variance(x: Tensor, x_hat: Tensor) -> float:
+    return 1.0 - fvu(x, x_hat)
+
+
+def mean_cosine(x: Tensor, x_hat: Tensor, eps: float = 1e-12) -> float:
+    """Mean over tokens of cos(x, x_hat)."""
+    x64, xh64 = x.double(), x_hat.double()
+    cos = (x64 * xh64).sum(-1) / (x64.norm(dim=-1) * xh64.norm(dim=-1)).clamp_min(eps)
+    return float(cos.mean())
+
+
+@dataclass
+class ReconstructionAccumulator:
+    """Sufficient statistics of (x, x_hat) pairs over a stream of batches, in float64."""
+
+    n: int = 0
+    mean: np.ndarray | None = None
+    m2: np.ndarray | None = None
+    """Per-dimension sum of squared deviations from the running mean."""
+    ss_res: float = 0.0
+    cos_sum: float = 0.0
+    norm_ratio_sum: float = 0.0
+    sq_norm_hat: float = 0.0
+    dot: float = 0.0
+    _eps: float = field(default=1e-12, repr=False)
+
+    @torch.no_grad()
+    def update(self, x: Tensor, x_hat: Tensor) -> None:
+        x64, xh64 = x.detach().double(), x_hat.detach().double()
+        nb = x64.shape[0]
+        if nb == 0:
+            return
+        mean_b = x64.mean(dim=0)
+        m2_b = (x64 - mean_b).pow(2).sum(dim=0)
+        mean_b_np, m2_b_np = mean_b.cpu().numpy(), m2_b.cpu().numpy()
+        if self.mean is None or self.m2 is None:
+            self.mean, self.m2 = mean_b_np, m2_b_np
+        else:
+            n = self.n + nb
+            delta = mean_b_np - self.mean
+            self.mean = self.mean + delta * (nb / n)
+            self.m2 = self.m2 + m2_b_np + delta**2 * (self.n * nb / n)
+        self.n += nb
+        diff = x64 - xh64
+        self.ss_res += float(diff.pow(2).sum())
+        xn, xhn = x64.norm(dim=-1), xh64.norm(dim=-1)
+        self.cos_sum += float(((x64 * xh64).sum(-1) / (xn * xhn).clamp_min(self._eps)).sum())
+        self.norm_ratio_sum += float((xhn / xn.clamp_min(self._eps)).sum())
+        self.sq_norm_hat += float(xhn.pow(2).sum())
+        self.dot += float((x64 * xh64).sum())
+
+    def result(self) -> dict[str, float]:
+        if self.n == 0 or self.m2 is None:
+            raise ValueError("No tokens were accumulated.")
+        d = len(self.m2)
+        ss_tot = float(self.m2.sum())
+        fvu_ = self.ss_res / ss_tot if ss_tot > 0 else float("nan")
+        return {
+            "mse": self.ss_res / (self.n * d),
+            "cosine_similarity": self.cos_sum / self.n,
+            "fvu": fvu_,
+            "explained_variance": 1.0 - fvu_,
+            "l2_ratio": self.norm_ratio_sum / self.n,
+            "relative_reconstruction_bias": self.sq_norm_hat / self.dot
+            if self.dot
+            else float("nan"),
+            "total_variance_per_token": ss_tot / self.n,
+        }

@@ -1,0 +1,83 @@
+"""Sparsity and latent-health metrics: L0, firing counts and frequencies, dead and dense latents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+PERCENTILES = (0, 25, 50, 75, 90, 99, 100)
+
+
+def l0_per_token(codes: Tensor) -> Tensor:
+    """Number of non-zero latents of each token: ``(n, d_sae) -> (n,)``."""
+    return (codes != 0).sum(dim=-1)
+
+
+def firing_frequencies(counts: np.ndarray, n_tokens: int) -> np.ndarray:
+    """Fraction of tokens on which each latent fired."""
+    return counts.astype(np.float64) / max(n_tokens, 1)
+
+
+def frequency_histogram(freqs: np.ndarray, bins: int = 40, low: float = -7.0) -> dict[str, list]:
+    """Histogram of log10 firing frequency over alive latents, plus the dead count.
+
+    The range is ``[low, 0]``; frequencies below ``10**low`` land in the first bin.
+    """
+    alive = freqs[freqs > 0]
+    edges = np.linspace(low, 0.0, bins + 1)
+    counts, _ = np.histogram(np.clip(np.log10(alive), low, 0.0), bins=edges)
+    return {
+        "log10_bin_edges": edges.round(6).tolist(),
+        "counts": counts.tolist(),
+        "dead": int((freqs == 0).sum()),
+    }
+
+
+@dataclass
+class SparsityAccumulator:
+    """Per-latent firing counts over tokens, and each image's mean L0 over its tokens."""
+
+    d_sae: int
+    counts: np.ndarray = field(init=False)
+    n_tokens: int = 0
+    image_l0: list[np.ndarray] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.counts = np.zeros(self.d_sae, dtype=np.int64)
+
+    @torch.no_grad()
+    def update(self, codes: Tensor, tokens_per_image: int) -> None:
+        active = codes != 0
+        self.counts += active.sum(dim=0).cpu().numpy().astype(np.int64)
+        self.n_tokens += codes.shape[0]
+        per_token = active.sum(dim=-1).double()
+        self.image_l0.append(per_token.view(-1, tokens_per_image).mean(dim=1).cpu().numpy())
+
+    def result(self, dense_threshold: float = 1e-1, rare_threshold: float = 1e-5) -> dict:
+        l0 = np.concatenate(self.image_l0) if self.image_l0 else np.zeros(0)
+        freqs = firing_frequencies(self.counts, self.n_tokens)
+        dead = int((self.counts == 0).sum())
+        return {
+            "num_features": self.d_sae,
+            "num_samples": len(l0),
+            "total_tokens": self.n_tokens,
+            "dead_feature_count": dead,
+            "dead_feature_ratio": dead / self.d_sae,
+            "l0_mean": float(l0.mean()) if len(l0) else 0.0,
+            "l0_std": float(l0.std()) if len(l0) else 0.0,
+            "l0_median": float(np.median(l0)) if len(l0) else 0.0,
+            # Raw token counts, as the original VISTA schema has them.
+            "activation_frequency_percentiles": {
+                str(p): float(np.percentile(self.counts, p)) for p in PERCENTILES
+            },
+            "firing_frequency_percentiles": {
+                str(p): float(np.percentile(freqs, p)) for p in PERCENTILES
+            },
+            "dense_feature_count": int((freqs > dense_threshold).sum()),
+            "rare_feature_count": int(((freqs > 0) & (freqs < rare_threshold)).sum()),
+            "thresholds": {"dense": dense_threshold, "rare": rare_threshold},
+            "firing_frequency_histogram": frequency_histogram(freqs),
+        }

@@ -1,0 +1,71 @@
+"""BatchTopK SAE (Bussmann, Leask & Nanda 2024) with a learned global inference threshold."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from vista.saes.config import BatchTopKConfig
+from vista.saes.registry import register_sae
+from vista.saes.topk import TopKSAE
+
+
+@register_sae("batchtopk")
+class BatchTopKSAE(TopKSAE):
+    """Training keeps the ``k * n`` largest ReLU pre-activations of a batch of ``n`` tokens.
+
+    Inference uses ``threshold``: a latent is active when its pre-activation exceeds it. The
+    threshold is a running mean of the smallest activation the batch selection kept (BatchTopK
+    paper, sec. 3.2), stored per latent (all equal) so the export loads as a SAELens JumpReLU.
+    Until it has been estimated, inference falls back to per-token TopK (still batch-independent).
+    """
+
+    config_class = BatchTopKConfig
+    cfg: BatchTopKConfig
+
+    def __init__(self, cfg: BatchTopKConfig) -> None:
+        super().__init__(cfg)
+        self.register_buffer("threshold", torch.full((cfg.d_sae,), -1.0))
+
+    @property
+    def has_threshold(self) -> bool:
+        return bool(self.threshold[0] >= 0)
+
+    def encode(self, x: Tensor) -> Tensor:
+        if not self.has_threshold:
+            return super().encode(x)
+        pre = self.pre_acts(x)
+        return torch.where(pre > self.threshold, pre, torch.zeros_like(pre)).relu_()
+
+    def select(self, pre: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        n, d_sae = pre.shape
+        n_keep = min(self.cfg.k * n, pre.numel())
+        vals, flat = pre.flatten().topk(n_keep, sorted=False)
+        vals = torch.relu(vals)
+        # embedding_bag wants each token's entries together: order by flat index (= by row).
+        flat, order = flat.sort()
+        vals = vals[order]
+        rows = torch.div(flat, d_sae, rounding_mode="floor")
+        counts = torch.bincount(rows, minlength=n)
+        offsets = torch.cumsum(counts, 0) - counts
+        if self.training:
+            self._update_threshold(vals)
+        return flat - rows * d_sae, vals, offsets
+
+    @torch.no_grad()
+    def _update_threshold(self, vals: Tensor) -> None:
+        positive = vals[vals > 0]
+        if positive.numel() == 0:
+            return
+        batch_min = positive.min().to(self.threshold)
+        if not self.has_threshold:
+            self.threshold.fill_(batch_min)
+        else:
+            m = self.cfg.threshold_momentum
+            self.threshold.mul_(m).add_((1 - m) * batch_min)
+
+    @torch.no_grad()
+    def fold_input_scale_(self, scale: float) -> None:
+        super().fold_input_scale_(scale)
+        if self.has_threshold:
+            self.threshold.div_(scale)

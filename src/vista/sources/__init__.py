@@ -1,0 +1,1 @@
+"""Images -> activations: labelled image datasets, encoders, hooks and the extraction loop."""

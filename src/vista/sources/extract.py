@@ -1,0 +1,107 @@
+"""Extraction: run an encoder over a labelled dataset and write its activations to a store."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vista.errors import VistaError
+from vista.sources.datasets import DatasetConfig, make_dataset
+from vista.sources.encoders import EncoderConfig, make_encoder
+from vista.sources.hooks import capture_tokens, find_module
+from vista.store import SplitSpec, StoreWriter
+
+log = logging.getLogger(__name__)
+
+
+def extract(
+    dataset_cfg: DatasetConfig | Any,
+    encoder_cfg: EncoderConfig | Any,
+    out: str | os.PathLike[str],
+    *,
+    dtype: str = "float16",
+    compression: str | None = "zstd",
+    resume: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``out``: both store splits of the dataset through the encoder, with labels and indices.
+
+    An interrupted extraction leaves ``out.partial``; calling again with the same arguments
+    continues from the last written batch and yields the same file as an uninterrupted run.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise VistaError(f"{str(out)!r} already exists; delete it or pass overwrite=true.")
+    ds = make_dataset(dataset_cfg)
+    enc = make_encoder(encoder_cfg)
+    layer_name, module = find_module(enc.model, str(encoder_cfg.layer))
+    device = torch.device(encoder_cfg.device)
+    tokens = str(encoder_cfg.tokens)
+
+    def run(indices: np.ndarray) -> np.ndarray:
+        x = enc.preprocess(ds.load(indices)).to(device)
+        return capture_tokens(enc.model, module, x, tokens, enc.prefix_tokens).cpu().numpy()
+
+    if not ds.store_splits:
+        raise VistaError(f"Dataset {ds.name!r} does not say which images form the store splits.")
+    split_indices = {s: ds.split_indices(parts) for s, parts in ds.store_splits.items()}
+    probe = run(next(iter(split_indices.values()))[:1])
+    n_tokens = probe.shape[1] if probe.ndim == 3 else None
+    d_model = probe.shape[-1]
+    specs = {
+        s: SplitSpec(n_rows=len(idx), d_model=d_model, n_tokens=n_tokens, labels=ds.class_names)
+        for s, idx in split_indices.items()
+    }
+    attrs = {
+        "model": enc.name,
+        "encoder": enc.name,
+        "encoder_path": str(encoder_cfg.path),
+        "layer": layer_name,
+        "token_selection": tokens,
+        "d_model": d_model,
+        "dataset": ds.name,
+        "dataset_root": str(dataset_cfg.root),
+        "store_splits": {k: list(v) for k, v in ds.store_splits.items()},
+    }
+    bs = int(encoder_cfg.batch_size)
+    with StoreWriter(out, specs, attrs, dtype=dtype, compression=compression, resume=resume) as w:
+        for split, idx in split_indices.items():
+            start = w.rows_written(split)
+            if start:
+                log.info("Resuming %s at image %d of %d.", split, start, len(idx))
+            t0, done = time.perf_counter(), 0
+            for a in range(start, len(idx), bs):
+                batch = idx[a : a + bs]
+                acts = run(batch)
+                w.append(
+                    split,
+                    acts,
+                    {k: v[batch] for k, v in ds.labels.items()},
+                    original_indices=batch,
+                )
+                done += len(batch)
+                if (a // bs) % 20 == 0 or a + bs >= len(idx):
+                    rate = done / max(time.perf_counter() - t0, 1e-9)
+                    log.info(
+                        "extract %s: %d/%d images (%.0f img/s)",
+                        split,
+                        a + len(batch),
+                        len(idx),
+                        rate,
+                    )
+        path = w.finish()
+    log.info(
+        "Wrote %s (%s, layer %s, tokens=%s, d_model=%d).",
+        path,
+        enc.name,
+        layer_name,
+        tokens,
+        d_model,
+    )
+    return path

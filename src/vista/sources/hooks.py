@@ -1,0 +1,127 @@
+"""Reading activations out of any module: find it by dotted path (globs allowed), capture, select tokens."""
+
+from __future__ import annotations
+
+import fnmatch
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vista.errors import VistaError
+
+TOKEN_SELECTIONS = ("all", "patches", "cls", "mean")
+
+
+def find_module(model: nn.Module, path: str) -> tuple[str, nn.Module]:
+    """The one submodule whose dotted name is ``path`` or matches it as a glob pattern."""
+    modules = dict(model.named_modules())
+    if path in modules and path:
+        return path, modules[path]
+    matches = [n for n in modules if n and fnmatch.fnmatchcase(n, path)]
+    if len(matches) == 1:
+        return matches[0], modules[matches[0]]
+    names = [n for n in modules if n]
+    shown = ", ".join(names[:40]) + (" ..." if len(names) > 40 else "")
+    if not matches:
+        raise VistaError(f"No module named {path!r} in the encoder; modules are: {shown}.")
+    raise VistaError(
+        f"Module pattern {path!r} matches {len(matches)} modules ({', '.join(matches[:10])}); "
+        "make it match exactly one."
+    )
+
+
+class _StopForward(Exception):
+    pass
+
+
+class Capture:
+    """Record a module's output during a forward pass; optionally stop the pass right there.
+
+    Stopping skips every layer after the hooked one, which is wasted work for extraction.
+    """
+
+    def __init__(self, module: nn.Module, stop: bool = True) -> None:
+        self.module = module
+        self.stop = stop
+        self.output: Tensor | None = None
+        self._handle: Any = None
+
+    def _hook(self, _m: nn.Module, _inp: Any, out: Any) -> None:
+        if isinstance(out, tuple | list):
+            out = out[0]
+        elif hasattr(out, "last_hidden_state") and not isinstance(out, Tensor):
+            out = out.last_hidden_state
+        self.output = out.detach()
+        if self.stop:
+            raise _StopForward
+
+    def run(self, model: nn.Module, *args: Any, **kwargs: Any) -> Tensor:
+        self.output = None
+        try:
+            model(*args, **kwargs)
+        except _StopForward:
+            pass
+        if self.output is None:
+            raise VistaError(
+                "The hooked module did not run during the forward pass; pick another layer."
+            )
+        return self.output
+
+    def __enter__(self) -> Capture:
+        self._handle = self.module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+def select_tokens(out: Tensor, tokens: str, prefix_tokens: int = 0) -> Tensor:
+    """Turn a module output into ``(B, T, D)`` tokens or ``(B, D)`` vectors.
+
+    ``(B, D)`` is one vector per image. ``(B, T, D)`` is a token sequence whose first
+    ``prefix_tokens`` are CLS/register tokens. ``(B, C, H, W)`` feature maps become ``H*W`` tokens
+    of width ``C``.
+    """
+    if tokens not in TOKEN_SELECTIONS:
+        raise VistaError(
+            f"Unknown token selection {tokens!r}; choose one of {list(TOKEN_SELECTIONS)}."
+        )
+    if out.ndim == 4:
+        out = out.flatten(2).transpose(1, 2)
+    if out.ndim == 2:
+        if tokens not in ("all", "mean"):
+            raise VistaError(
+                f"The hooked module outputs one vector per image, so tokens={tokens!r} does not "
+                "apply; use tokens=all."
+            )
+        return out
+    if out.ndim != 3:
+        raise VistaError(
+            f"The hooked module outputs a tensor of shape {tuple(out.shape)}; vista reads (B, D), "
+            "(B, T, D) or (B, C, H, W) outputs."
+        )
+    if tokens == "all":
+        return out
+    if tokens == "cls":
+        return out[:, 0]
+    if tokens == "mean":
+        return out.mean(dim=1)
+    return out[:, prefix_tokens:]
+
+
+@torch.no_grad()
+def capture_tokens(
+    model: nn.Module, module: nn.Module, inputs: Tensor, tokens: str, prefix_tokens: int = 0
+) -> Tensor:
+    with Capture(module, stop=True) as cap:
+        out = cap.run(model, inputs)
+    return select_tokens(out.float(), tokens, prefix_tokens)

@@ -1,0 +1,14 @@
+"""The HDF5 activation store: layout (spec + version), atomic writer, reader, token stream."""
+
+from vista.store.reader import ActivationStore, SplitInfo
+from vista.store.stream import StreamConfig, TokenStream
+from vista.store.writer import SplitSpec, StoreWriter
+
+__all__ = [
+    "ActivationStore",
+    "SplitInfo",
+    "SplitSpec",
+    "StoreWriter",
+    "StreamConfig",
+    "TokenStream",
+]

@@ -1,0 +1,218 @@
+"""Opening and validating an activation store, in vista's layout or the original VISTA one."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import h5py
+import numpy as np
+
+from vista.errors import VistaError
+from vista.store import layout
+from vista.store.writer import partial_path
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    """What one split holds."""
+
+    name: str
+    n_rows: int
+    """Images."""
+    n_tokens: int
+    """Tokens per image (1 for an ``(N, D)`` split)."""
+    d_model: int
+    has_token_axis: bool
+    """True when ``encoded`` is ``(N, T, D)``."""
+    chunk_rows: int
+    """Rows per HDF5 chunk: the unit the stream reads."""
+    label_names: tuple[str, ...]
+
+    @property
+    def n_token_rows(self) -> int:
+        return self.n_rows * self.n_tokens
+
+
+class ActivationStore:
+    """A read-only view of an HDF5 activation store.
+
+    Nothing is loaded at open time but the small label and index arrays on request; activations are
+    read by row ranges (``read_rows``) or streamed (``vista.store.stream``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import hdf5plugin  # noqa: F401  (registers the Zstd filter with HDF5)
+
+        self.path = Path(path)
+        if not self.path.exists():
+            hint = ""
+            if partial_path(self.path).exists():
+                hint = (
+                    f" An interrupted extraction left {partial_path(self.path).name}; run the same "
+                    "`vista extract` command again to resume it."
+                )
+            raise VistaError(
+                f"Activation store {str(self.path)!r} does not exist; check the path or create it "
+                f"with `vista extract`.{hint}"
+            )
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as e:
+            raise VistaError(
+                f"{str(self.path)!r} is not a readable HDF5 file ({e.__class__.__name__}: it may be "
+                "truncated or corrupt); re-create it with `vista extract`."
+            ) from None
+        try:
+            self._splits = {name: self._inspect(name) for name in self._split_names()}
+        except Exception:
+            self._file.close()
+            raise
+
+    # -- validation -------------------------------------------------------------------------
+    def _split_names(self) -> list[str]:
+        names = [
+            s
+            for s in layout.SPLITS
+            if s in self._file
+            and isinstance(self._file[s], h5py.Group)
+            and layout.ENCODED in self._file[s]
+        ]
+        if not names:
+            raise VistaError(
+                f"{str(self.path)!r} has no /training/encoded or /validation/encoded dataset, so it "
+                "is not an activation store; point at a file written by `vista extract` or VISTA."
+            )
+        if self._file.attrs.get(layout.FORMAT_ATTR, 0) > layout.FORMAT_VERSION:
+            raise VistaError(
+                f"{str(self.path)!r} uses store format {self._file.attrs[layout.FORMAT_ATTR]}, newer "
+                f"than this vista reads ({layout.FORMAT_VERSION}); upgrade vista."
+            )
+        return names
+
+    def _inspect(self, name: str) -> SplitInfo:
+        g = self._file[name]
+        enc = g[layout.ENCODED]
+        where = f"{self.path}:/{name}/{layout.ENCODED}"
+        if enc.ndim not in (2, 3):
+            raise VistaError(
+                f"{where} has shape {enc.shape}; expected (N, D) or (N, T, D). Re-extract with a "
+                "token selection that yields one of these."
+            )
+        if enc.dtype.kind != "f":
+            raise VistaError(
+                f"{where} has dtype {enc.dtype}; activations must be floating point (float16 or "
+                "float32). Re-extract or convert the dataset."
+            )
+        n = enc.shape[0]
+        label_names: list[str] = []
+        if layout.LABELS in g:
+            for lname, ds in g[layout.LABELS].items():
+                if not isinstance(ds, h5py.Dataset):
+                    continue
+                if ds.shape != (n,):
+                    raise VistaError(
+                        f"Label {lname!r} of split {name!r} in {str(self.path)!r} has shape "
+                        f"{ds.shape}, but the split has {n} images; labels must be one value per image."
+                    )
+                if ds.dtype.kind not in "iu":
+                    raise VistaError(
+                        f"Label {lname!r} of split {name!r} in {str(self.path)!r} has dtype "
+                        f"{ds.dtype}; labels must be integer class indices."
+                    )
+                label_names.append(lname)
+        if layout.ROWS_WRITTEN_ATTR in g.attrs:
+            raise VistaError(
+                f"{str(self.path)!r} is an unfinished store (split {name!r} is partly written); "
+                "resume the extraction that wrote it."
+            )
+        chunk_rows = enc.chunks[0] if enc.chunks else max(1, min(n, 1024))
+        return SplitInfo(
+            name=name,
+            n_rows=n,
+            n_tokens=enc.shape[1] if enc.ndim == 3 else 1,
+            d_model=enc.shape[-1],
+            has_token_axis=enc.ndim == 3,
+            chunk_rows=int(chunk_rows),
+            label_names=tuple(sorted(label_names)),
+        )
+
+    # -- metadata ---------------------------------------------------------------------------
+    @property
+    def splits(self) -> dict[str, SplitInfo]:
+        return dict(self._splits)
+
+    def split(self, name: str) -> SplitInfo:
+        if name not in self._splits:
+            raise VistaError(
+                f"{str(self.path)!r} has no split {name!r}; it has {sorted(self._splits)}."
+            )
+        return self._splits[name]
+
+    @property
+    def format_version(self) -> int:
+        return int(self._file.attrs.get(layout.FORMAT_ATTR, 0))
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in self._file.attrs.items():
+            out[k] = v.item() if isinstance(v, np.generic) else v
+        return out
+
+    @property
+    def d_model(self) -> int:
+        return next(iter(self._splits.values())).d_model
+
+    def labels(self, split: str, names: list[str] | None = None) -> dict[str, np.ndarray]:
+        info = self.split(split)
+        wanted = list(info.label_names) if names is None else names
+        missing = [n for n in wanted if n not in info.label_names]
+        if missing:
+            raise VistaError(
+                f"Label(s) {missing} not found in split {split!r} of {str(self.path)!r}; "
+                f"available labels: {list(info.label_names) or 'none'}."
+            )
+        g = self._file[split][layout.LABELS]
+        return {n: np.asarray(g[n][...], dtype=np.int64) for n in wanted}
+
+    def class_names(self, split: str, label: str) -> list[str]:
+        """Names of the classes of ``label``; stored by vista, FairFace's for VISTA files, else digits."""
+        ds = self._file[split][layout.LABELS][label]
+        raw = ds.attrs.get(layout.CLASS_NAMES_ATTR)
+        if raw is not None:
+            return list(json.loads(raw))
+        n_classes = int(np.max(ds[...], initial=-1)) + 1
+        known = layout.FAIRFACE_CLASS_NAMES.get(label)
+        if known is not None and n_classes <= len(known):
+            return list(known)
+        return [str(i) for i in range(n_classes)]
+
+    def original_indices(self, split: str) -> np.ndarray | None:
+        g = self._file[self.split(split).name]
+        if layout.ORIGINAL_INDICES not in g:
+            return None
+        return np.asarray(g[layout.ORIGINAL_INDICES][...], dtype=np.int64)
+
+    # -- activations ------------------------------------------------------------------------
+    def read_rows(self, split: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` of ``encoded`` as stored: ``(n, T, D)`` or ``(n, D)``."""
+        return self._file[split][layout.ENCODED][start:stop]
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> ActivationStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,234 @@
+"""Atomic, resumable writing of an activation store.
+
+Everything is written to ``PATH.partial``; ``finish()`` marks the file complete and renames it to
+``PATH`` in one ``os.replace``, so a killed writer never leaves a file at ``PATH`` that looks
+complete. The partial file records how many rows of each split are written, so a writer opened
+again with the same specification continues where the killed one stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import h5py
+import numpy as np
+
+from vista.errors import VistaError
+from vista.store import layout
+
+_FINGERPRINT_ATTR = "vista_partial_fingerprint"
+_TARGET_CHUNK_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """The shape of one split to be written."""
+
+    n_rows: int
+    """Number of images (rows of ``encoded``)."""
+    d_model: int
+    """Width of one activation vector."""
+    n_tokens: int | None = None
+    """Tokens per image; ``None`` stores ``(N, D)`` instead of ``(N, T, D)``."""
+    labels: dict[str, list[str]] = field(default_factory=dict)
+    """Label name -> class names (index = stored label value)."""
+
+    def row_shape(self) -> tuple[int, ...]:
+        return (self.d_model,) if self.n_tokens is None else (self.n_tokens, self.d_model)
+
+
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    return p.with_name(p.name + ".partial")
+
+
+class StoreWriter:
+    """Write splits of activations, labels and indices; ``finish()`` publishes the file.
+
+    Args:
+        path: the final file name.
+        splits: split name -> its shape.
+        attrs: root attributes (encoder, layer, token_selection, dataset, ...).
+        dtype: storage dtype of ``encoded`` (float16, as the original).
+        compression: ``"zstd"`` (hdf5plugin, as the original), ``"gzip"`` or ``None``.
+        resume: continue a matching ``PATH.partial`` instead of starting over.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        splits: dict[str, SplitSpec],
+        attrs: dict[str, Any],
+        *,
+        dtype: str = "float16",
+        compression: str | None = "zstd",
+        resume: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.tmp = partial_path(self.path)
+        self.splits = splits
+        unknown = set(splits) - set(layout.SPLITS)
+        if unknown:
+            raise VistaError(
+                f"Unknown split name(s) {sorted(unknown)}; a store holds {list(layout.SPLITS)}."
+            )
+        fingerprint = json.dumps(
+            {
+                "splits": {k: asdict(v) for k, v in sorted(splits.items())},
+                "attrs": {k: _jsonable(v) for k, v in sorted(attrs.items())},
+                "dtype": dtype,
+                "compression": compression,
+            },
+            sort_keys=True,
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: h5py.File | None = None
+        if resume and self.tmp.exists():
+            try:
+                f = h5py.File(self.tmp, "r+")
+                if f.attrs.get(_FINGERPRINT_ATTR) == fingerprint:
+                    self._file = f
+                else:
+                    f.close()
+            except OSError:
+                self._file = None  # unreadable partial file (killed mid-flush): start over
+        if self._file is None:
+            self.tmp.unlink(missing_ok=True)
+            self._file = h5py.File(self.tmp, "w")
+            self._create(attrs, dtype, compression, fingerprint)
+
+    def _create(self, attrs: dict[str, Any], dtype: str, compression: str | None, fp: str) -> None:
+        f = self._file
+        assert f is not None
+        for k, v in attrs.items():
+            f.attrs[k] = _attr_value(v)
+        f.attrs[_FINGERPRINT_ATTR] = fp
+        filt: dict[str, Any] = {}
+        if compression == "zstd":
+            filt = layout.zstd_filter(3)
+        elif compression == "gzip":
+            filt = {"compression": "gzip", "compression_opts": 4}
+        elif compression is not None:
+            raise VistaError(f"Unknown compression {compression!r}; use 'zstd', 'gzip' or null.")
+        for name, spec in self.splits.items():
+            g = f.create_group(name)
+            g.attrs[layout.ROWS_WRITTEN_ATTR] = 0
+            row_bytes = int(np.prod(spec.row_shape())) * np.dtype(dtype).itemsize
+            chunk_rows = max(1, min(spec.n_rows, _TARGET_CHUNK_BYTES // max(row_bytes, 1)))
+            g.create_dataset(
+                layout.ENCODED,
+                shape=(spec.n_rows, *spec.row_shape()),
+                dtype=dtype,
+                chunks=(chunk_rows, *spec.row_shape()) if spec.n_rows else None,
+                **(filt if spec.n_rows else {}),
+            )
+            lab_chunks = (max(1, min(spec.n_rows, 65536)),) if spec.n_rows else None
+            lg = g.create_group(layout.LABELS)
+            for lname, cnames in spec.labels.items():
+                ds = lg.create_dataset(
+                    lname, shape=(spec.n_rows,), dtype="int64", chunks=lab_chunks
+                )
+                ds.attrs[layout.CLASS_NAMES_ATTR] = json.dumps(list(cnames))
+            g.create_dataset(
+                layout.ORIGINAL_INDICES, shape=(spec.n_rows,), dtype="int64", chunks=lab_chunks
+            )
+        f.flush()
+
+    def rows_written(self, split: str) -> int:
+        assert self._file is not None
+        return int(self._file[split].attrs[layout.ROWS_WRITTEN_ATTR])
+
+    def append(
+        self,
+        split: str,
+        acts: np.ndarray,
+        labels: dict[str, np.ndarray],
+        original_indices: np.ndarray,
+    ) -> None:
+        """Write the next rows of ``split``; the row counter moves only after the data is flushed."""
+        assert self._file is not None
+        spec = self.splits[split]
+        start = self.rows_written(split)
+        n = len(acts)
+        if acts.shape[1:] != spec.row_shape():
+            raise VistaError(
+                f"Activations of shape {acts.shape[1:]} do not fit split {split!r}, "
+                f"which holds rows of shape {spec.row_shape()}."
+            )
+        if start + n > spec.n_rows:
+            raise VistaError(
+                f"Split {split!r} holds {spec.n_rows} rows; writing {n} more after {start} overflows it."
+            )
+        if not np.isfinite(acts).all():
+            raise VistaError(
+                f"The encoder produced NaN or infinite activations for rows {start}-{start + n} of "
+                f"{split!r}; check the encoder weights and the input preprocessing."
+            )
+        if set(labels) != set(spec.labels):
+            raise VistaError(
+                f"Labels {sorted(labels)} given for split {split!r}, which expects {sorted(spec.labels)}."
+            )
+        g = self._file[split]
+        g[layout.ENCODED][start : start + n] = acts
+        for lname, values in labels.items():
+            g[layout.LABELS][lname][start : start + n] = np.asarray(values, dtype=np.int64)
+        g[layout.ORIGINAL_INDICES][start : start + n] = np.asarray(original_indices, dtype=np.int64)
+        self._file.flush()
+        g.attrs[layout.ROWS_WRITTEN_ATTR] = start + n
+        self._file.flush()
+
+    def finish(self) -> Path:
+        """Check every split is complete, mark the file finished and move it to its final name."""
+        assert self._file is not None
+        for name, spec in self.splits.items():
+            done = self.rows_written(name)
+            if done != spec.n_rows:
+                raise VistaError(
+                    f"Split {name!r} has {done} of {spec.n_rows} rows written; finish writing it first."
+                )
+        for name in self.splits:
+            del self._file[name].attrs[layout.ROWS_WRITTEN_ATTR]
+        del self._file.attrs[_FINGERPRINT_ATTR]
+        self._file.attrs[layout.FORMAT_ATTR] = layout.FORMAT_VERSION
+        self._file.close()
+        self._file = None
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def close(self) -> None:
+        """Close without publishing; the partial file stays for a later resume."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def _attr_value(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, dict | list | tuple):
+        return json.dumps(_jsonable(v))
+    return v

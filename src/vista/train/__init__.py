@@ -1,0 +1,1 @@
+"""Training: the plain train step, and the Lightning shell (DDP, precision, checkpoints, logging)."""

@@ -1,0 +1,58 @@
+"""Training configuration: the optimisation schedule and the Lightning trainer settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    """How to train SAEs on a store."""
+
+    max_tokens: int = 20_000_000
+    """Training tokens (the run length); steps = ceil(max_tokens / batch_size)."""
+    batch_size: int = 4096
+    """Tokens per optimisation step (per device)."""
+    lr: float = 0.0
+    """Adam learning rate; 0 = 2e-4 / sqrt(d_sae / 2**14), sparsify's width scaling."""
+    lr_warmup_steps: int = 100
+    """Linear learning-rate warm-up."""
+    lr_decay_fraction: float = 0.2
+    """Linear decay to zero over this final fraction of the steps."""
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float = 0.0
+    """Clip the gradient norm to this value (0 = off)."""
+    normalize_inputs: bool = True
+    """Scale inputs so that E||x||^2 = d_model during training; folded into the exported weights."""
+    init_tokens: int = 65536
+    """Tokens used to estimate the input scale and to initialise b_dec at the data mean."""
+    split: str = "training"
+    """Store split to train on."""
+    buffer_tokens: int = 262144
+    """Shuffle-buffer capacity in tokens."""
+    seed: int = 0
+    """Seed of the data order (each SAE's weights use sae.seed)."""
+    log_every_steps: int = 25
+    checkpoint_every_steps: int = 500
+    """Write out_dir/checkpoints/last.ckpt this often (and at the end)."""
+    resume: bool = False
+    """Continue from out_dir/checkpoints/last.ckpt; the run ends where an uninterrupted one would."""
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning trainer settings (device-agnostic: the same run on CPU, one GPU or many)."""
+
+    accelerator: str = "auto"
+    devices: str = "1"
+    """Devices per node: an int, a list like '[0,1]', or 'auto'."""
+    num_nodes: int = 1
+    strategy: str = "auto"
+    """'auto', 'ddp', 'ddp_spawn', ... (gloo on CPU, nccl on GPU)."""
+    precision: str = "32-true"
+    """'32-true', 'bf16-mixed' or '16-mixed'."""
+    logger: str = "csv"
+    """csv | tensorboard | wandb (wandb runs offline unless WANDB_MODE says otherwise)."""
+    progress_bar: bool = True
+    deterministic: bool = False

@@ -1,0 +1,226 @@
+"""``vista train``: build the stream, the module and the Lightning trainer; fit; export the SAEs."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vista import __version__
+from vista.errors import VistaError
+from vista.saes.io import save_sae
+from vista.saes.registry import config_from_dict
+from vista.store import ActivationStore, StreamConfig, TokenStream
+from vista.train.config import TrainConfig, TrainerConfig
+from vista.train.data import TokenBatches
+from vista.train.module import SAETrainingModule, sae_name
+
+log = logging.getLogger(__name__)
+
+
+def _as_dict(cfg: Any) -> dict[str, Any]:
+    if hasattr(cfg, "__dataclass_fields__"):
+        return asdict(cfg)
+    from omegaconf import OmegaConf
+
+    return dict(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+
+
+def train_saes(
+    store: str | os.PathLike[str],
+    sae_cfgs: list[Any],
+    train_cfg: TrainConfig | Any,
+    trainer_cfg: TrainerConfig | Any,
+    out_dir: str | os.PathLike[str],
+) -> list[Path]:
+    """Train the SAEs of ``sae_cfgs`` together on one pass of ``store``; export each.
+
+    One SAE is exported to ``out_dir/sae``; several to ``out_dir/sae/<name>``.
+    """
+    tc = TrainConfig(**_as_dict(train_cfg))
+    out = Path(out_dir)
+    with ActivationStore(store) as st:
+        info = st.split(tc.split)
+        store_attrs = st.attrs
+    cfgs = []
+    for c in sae_cfgs:
+        d = _as_dict(c)
+        if not d.get("d_model"):
+            d["d_model"] = info.d_model
+        elif int(d["d_model"]) != info.d_model:
+            raise VistaError(
+                f"sae.d_model={d['d_model']} but the store's activations have width {info.d_model}; "
+                "set sae.d_model=0 to take the store's."
+            )
+        cfgs.append(asdict(config_from_dict(d)))
+    names = [sae_name(c) for c in cfgs]
+    if len(set(names)) != len(names):
+        raise VistaError(f"Two SAEs of the sweep have the same configuration: {names}.")
+
+    stream_cfg = StreamConfig(
+        split=tc.split,
+        batch_size=tc.batch_size,
+        shuffle=True,
+        buffer_tokens=tc.buffer_tokens,
+        seed=tc.seed,
+    )
+    n_steps = math.ceil(tc.max_tokens / tc.batch_size)
+    module = SAETrainingModule(cfgs, asdict(tc), n_steps)
+    ckpt_dir = out / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    ckpt_path: str | None = None
+    if tc.resume:
+        if not last.is_file():
+            raise VistaError(
+                f"train.resume=true but there is no checkpoint at {last}; start without resume."
+            )
+        ckpt_path = str(last)
+    else:
+        if last.is_file():
+            raise VistaError(
+                f"{out} already holds a training checkpoint; pass train.resume=true to continue it "
+                "or choose another out_dir."
+            )
+        # Rank-independent: every DDP rank computes the same scale and b_dec from the same tokens.
+        module.initialize_from_sample(_sample_tokens(store, stream_cfg, tc.init_tokens))
+    data = TokenBatches(store, stream_cfg)
+    module.data = data
+
+    trainer = _make_trainer(trainer_cfg, n_steps, out, tc)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0)
+    t0 = time.perf_counter()
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
+    elapsed = time.perf_counter() - t0
+    if not trainer.is_global_zero:
+        return []
+
+    meta_common = {
+        "vista_version": __version__,
+        "store": str(Path(store).resolve()),
+        "encoder": store_attrs.get("encoder", store_attrs.get("model", "")),
+        "layer": store_attrs.get("layer", ""),
+        "token_selection": store_attrs.get("token_selection", ""),
+        "dataset": store_attrs.get("dataset", ""),
+        "trained_tokens": int(module.tokens_seen),
+        "steps": int(trainer.global_step),
+        "input_scale_folded": float(module.input_scale),
+        "train": asdict(tc),
+        "train_seconds": elapsed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    paths = []
+    for name, sae, tracker in zip(names, module.saes, module.trackers, strict=True):
+        exported = copy.deepcopy(sae).cpu().float()
+        exported.fold_input_scale_(float(module.input_scale))
+        target = out / "sae" if len(names) == 1 else out / "sae" / name
+        meta = {
+            **meta_common,
+            "name": name,
+            "dead_at_end": float(tracker.dead_mask().float().mean()),
+        }
+        paths.append(save_sae(exported, target, meta))
+        log.info("Exported %s to %s", name, target)
+    return paths
+
+
+def _sample_tokens(store: str | os.PathLike[str], cfg: StreamConfig, n: int) -> torch.Tensor:
+    from dataclasses import replace
+
+    stream = TokenStream(store, replace(cfg, rank=0, world_size=1, batch_size=min(n, 65536)))
+    got, parts = 0, []
+    for batch in stream.epoch(0):
+        parts.append(torch.from_numpy(batch))
+        got += len(batch)
+        if got >= n:
+            break
+    return torch.cat(parts)[:n]
+
+
+def _make_trainer(trainer_cfg: Any, n_steps: int, out: Path, tc: TrainConfig) -> Any:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    t = TrainerConfig(**_as_dict(trainer_cfg))
+    devices: Any = t.devices
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    if t.precision not in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"):
+        raise VistaError(f"Unknown precision {t.precision!r}; use 32-true, bf16-mixed or 16-mixed.")
+    ckpt = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=max(1, tc.checkpoint_every_steps),
+        save_on_train_epoch_end=False,
+    )
+    return pl.Trainer(
+        max_steps=n_steps,
+        max_epochs=-1,
+        accelerator=t.accelerator,
+        devices=devices,
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,  # type: ignore[arg-type]
+        logger=_make_logger(t.logger, out),
+        callbacks=[ckpt],
+        plugins=[AtomicCheckpointIO()],
+        gradient_clip_val=tc.grad_clip or None,
+        log_every_n_steps=max(1, tc.log_every_steps),
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        deterministic=t.deterministic,
+        default_root_dir=str(out),
+    )
+
+
+def _make_logger(kind: str, out: Path) -> Any:
+    from lightning.pytorch import loggers
+
+    if kind == "csv":
+        return loggers.CSVLogger(str(out), name="logs", version="")
+    if kind == "tensorboard":
+        return loggers.TensorBoardLogger(str(out), name="logs", version="")
+    if kind == "wandb":
+        os.environ.setdefault("WANDB_MODE", "offline")
+        return loggers.WandbLogger(project="vista", save_dir=str(out))
+    if kind in ("none", "", "false"):
+        return False
+    raise VistaError(f"Unknown logger {kind!r}; use csv, tensorboard, wandb or none.")
+
+
+class AtomicCheckpointIO:
+    """Lightning checkpoint IO that writes to a temporary file and renames it into place.
+
+    A run killed mid-save (SIGKILL) keeps the previous complete ``last.ckpt``.
+    """
+
+    def __new__(cls) -> Any:
+        from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+        class _Atomic(TorchCheckpointIO):
+            def save_checkpoint(
+                self, checkpoint: dict, path: Any, storage_options: Any = None
+            ) -> None:
+                path = Path(path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                os.close(fd)
+                try:
+                    torch.save(checkpoint, tmp)
+                    os.replace(tmp, path)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
+
+        return _Atomic()

@@ -1,0 +1,140 @@
+"""The Lightning module that trains one or several SAEs on one token stream."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor, nn
+
+from vista.saes import make_sae
+from vista.saes.registry import config_from_dict
+from vista.train.config import TrainConfig
+from vista.train.step import DeadLatentTracker, train_step
+
+
+def default_lr(d_sae: int) -> float:
+    """sparsify's width scaling: 2e-4 at 16k latents, growing as 1/sqrt(d_sae) below."""
+    return 2e-4 / math.sqrt(d_sae / 2**14)
+
+
+def lr_factor(step: int, n_steps: int, warmup: int, decay_fraction: float) -> float:
+    """Linear warm-up, constant, then linear decay to zero over the last ``decay_fraction``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    decay_steps = int(n_steps * decay_fraction)
+    if decay_steps > 0 and step >= n_steps - decay_steps:
+        return max(0.0, (n_steps - step) / decay_steps)
+    return 1.0
+
+
+class SAETrainingModule(pl.LightningModule):
+    """Holds the SAEs, their dead-latent trackers and the input scale; calls ``train_step``."""
+
+    input_scale: Tensor
+    tokens_seen: Tensor
+
+    def __init__(
+        self, sae_cfgs: list[dict[str, Any]], train_cfg: dict[str, Any], n_steps: int
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_cfg = TrainConfig(**train_cfg)
+        self.n_steps = n_steps
+        self.saes = nn.ModuleList([make_sae(config_from_dict(c)) for c in sae_cfgs])
+        self.trackers = nn.ModuleList(
+            [
+                DeadLatentTracker(s.d_sae, int(getattr(s.cfg, "dead_tokens", 10_000_000)))
+                for s in self.saes
+            ]
+        )
+        self.register_buffer("input_scale", torch.tensor(1.0))
+        self.register_buffer("tokens_seen", torch.tensor(0, dtype=torch.long))
+        self.data: Any = None  # the TokenBatches dataset, told how far to skip on resume
+        self._t_last = 0.0
+        self._tokens_last = 0
+
+    @torch.no_grad()
+    def initialize_from_sample(self, sample: Tensor) -> None:
+        """Estimate the input scale and start every b_dec at the (scaled) data mean."""
+        sample = sample.float()
+        if self.train_cfg.normalize_inputs:
+            sq = sample.pow(2).sum(dim=1).mean()
+            self.input_scale.fill_(math.sqrt(sample.shape[1] / max(float(sq), 1e-12)))
+        for sae in self.saes:
+            sae.init_b_dec_(sample * self.input_scale)
+
+    def sae_names(self) -> list[str]:
+        return [sae_name(asdict(s.cfg)) for s in self.saes]
+
+    # -- the step -------------------------------------------------------------------------------
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        x = batch.float() * self.input_scale
+        sync = self.trainer.world_size > 1
+        step = train_step(list(self.saes), list(self.trackers), x, sync_fired=sync)
+        self.tokens_seen += x.shape[0] * self.trainer.world_size
+        if (
+            self.global_step % self.train_cfg.log_every_steps == 0
+            or self.global_step == self.n_steps - 1
+        ):
+            self._log_step(step.outputs)
+        return step.loss
+
+    def _log_step(self, outputs: list) -> None:
+        now, seen = time.perf_counter(), int(self.tokens_seen)
+        logs: dict[str, float] = {"tokens": float(seen)}
+        if self._t_last:
+            logs["tokens_per_s"] = (seen - self._tokens_last) / max(now - self._t_last, 1e-9)
+        self._t_last, self._tokens_last = now, seen
+        names = self.sae_names()
+        for name, out, tracker in zip(names, outputs, self.trackers, strict=True):
+            prefix = "" if len(outputs) == 1 else f"{name}/"
+            logs[f"{prefix}fvu"] = float(out.recon_loss)
+            logs[f"{prefix}l0"] = float(out.l0)
+            logs[f"{prefix}dead"] = float(tracker.dead_mask().float().mean())
+            logs[f"{prefix}aux_loss"] = float(out.aux_loss)
+            logs[f"{prefix}sparsity_loss"] = float(out.sparsity_loss)
+            logs[f"{prefix}loss"] = float(out.loss)
+        bar = {"tokens_per_s", "fvu", "l0", "dead"}
+        for k, v in logs.items():
+            self.log(k, v, prog_bar=k in bar, on_step=True, on_epoch=False, rank_zero_only=True)
+
+    # -- decoder constraint around the optimiser step -------------------------------------------
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        for sae in self.saes:
+            sae.before_optimizer_step()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        for sae in self.saes:
+            sae.after_optimizer_step()
+
+    def configure_optimizers(self) -> Any:
+        c = self.train_cfg
+        groups = [
+            {"params": list(sae.parameters()), "lr": c.lr or default_lr(sae.d_sae)}
+            for sae in self.saes
+        ]
+        opt = torch.optim.Adam(groups, betas=(c.beta1, c.beta2))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(s, self.n_steps, c.lr_warmup_steps, c.lr_decay_fraction)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # -- resume -----------------------------------------------------------------------------------
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.data is not None:
+            self.data.skip_batches = int(checkpoint.get("global_step", 0))
+
+
+def sae_name(cfg: dict[str, Any]) -> str:
+    """A readable, unique-per-config name: ``topk_d4096_k32``."""
+    parts = [str(cfg["architecture"]), f"d{cfg['d_sae']}"]
+    if "k" in cfg:
+        parts.append(f"k{cfg['k']}")
+    if cfg.get("seed"):
+        parts.append(f"s{cfg['seed']}")
+    return "_".join(parts)

@@ -1,0 +1,72 @@
+"""One training step for any number of SAEs on one batch, and the dead-latent tracker.
+
+The step is plain PyTorch; the Lightning module only calls it. A sweep of SAEs shares each batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from vista.saes import SAE, TrainOutput
+
+
+class DeadLatentTracker(nn.Module):
+    """Training tokens since each latent last fired; a latent is dead past ``dead_tokens``.
+
+    It lives in the training module only: evaluation and export never touch it (SPEC D5).
+    """
+
+    tokens_since_fired: Tensor
+
+    def __init__(self, d_sae: int, dead_tokens: int) -> None:
+        super().__init__()
+        self.dead_tokens = int(dead_tokens)
+        self.register_buffer("tokens_since_fired", torch.zeros(d_sae, dtype=torch.long))
+
+    def dead_mask(self) -> Tensor:
+        return self.tokens_since_fired >= self.dead_tokens
+
+    @torch.no_grad()
+    def update(self, fired: Tensor, n_tokens: int) -> None:
+        self.tokens_since_fired.add_(n_tokens).masked_fill_(fired, 0)
+
+
+class StepOutput(NamedTuple):
+    loss: Tensor
+    """Sum of the SAEs' losses (their parameters are disjoint, so gradients do not mix)."""
+    outputs: list[TrainOutput]
+
+
+def train_step(
+    saes: Sequence[SAE],
+    trackers: Sequence[DeadLatentTracker],
+    x: Tensor,
+    sync_fired: bool = False,
+) -> StepOutput:
+    """Forward every SAE on ``x`` and update its dead-latent tracker.
+
+    With ``sync_fired`` (DDP), firing is OR-ed over ranks so every rank's tracker stays identical.
+    """
+    outputs = []
+    n_tokens = x.shape[0]
+    for sae, tracker in zip(saes, trackers, strict=True):
+        out = sae.training_forward(x, tracker.dead_mask())
+        fired = out.fired
+        n = n_tokens
+        if sync_fired:
+            import torch.distributed as dist
+
+            f = fired.to(torch.int32)
+            dist.all_reduce(f, op=dist.ReduceOp.MAX)
+            fired = f.bool()
+            cnt = torch.tensor([n_tokens], device=x.device)
+            dist.all_reduce(cnt)
+            n = int(cnt.item())
+        tracker.update(fired, n)
+        outputs.append(out)
+    loss = torch.stack([o.loss for o in outputs]).sum()
+    return StepOutput(loss, outputs)
