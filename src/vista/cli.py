@@ -198,7 +198,7 @@ def run_verb(verb: str, args: list[str]) -> None:
     sys.argv = [saved[0] if saved else "vista", *defaults, *args]
     os.environ[_VERB_ENV] = verb
     try:
-        hydra.main(version_base=None, config_path=None, config_name=config_name)(entry)()
+        hydra.main(version_base=None, config_path="conf", config_name=config_name)(entry)()
     finally:
         sys.argv = saved
 

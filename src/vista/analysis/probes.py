@@ -86,7 +86,7 @@ def probe_comparison(
         "sae_latent_accuracy": sae_acc,
         "delta": sae_acc - raw_acc,
         "per_class_report": report,
-        "n_train": int(len(tr)),
-        "n_test": int(len(te)),
+        "n_train": len(tr),
+        "n_test": len(te),
         "stratified": stratified,
     }

@@ -106,7 +106,7 @@ class RunJob:
     )
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
-            max_tokens=3_000_000,
+            max_tokens=2_000_000,
             batch_size=1024,
             lr=2e-3,
             lr_warmup_steps=50,

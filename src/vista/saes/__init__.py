@@ -5,7 +5,7 @@ from vista.saes.config import BatchTopKConfig, SAEConfig, TopKConfig
 from vista.saes.registry import SAE_REGISTRY, make_sae, register_sae, sae_class
 
 # Architectures register themselves on import.
-from vista.saes import batchtopk, topk  # noqa: E402,F401  isort: skip
+from vista.saes import batchtopk, topk  # noqa: F401  isort: skip
 
 __all__ = [
     "SAE",

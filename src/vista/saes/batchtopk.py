@@ -22,6 +22,7 @@ class BatchTopKSAE(TopKSAE):
 
     config_class = BatchTopKConfig
     cfg: BatchTopKConfig
+    threshold: Tensor
 
     def __init__(self, cfg: BatchTopKConfig) -> None:
         super().__init__(cfg)

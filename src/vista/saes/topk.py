@@ -17,26 +17,24 @@ def auxk_loss(
     w_dec: Tensor,
     dead_mask: Tensor | None,
     k_aux: int,
-    total_variance: Tensor,
 ) -> Tensor:
     """AuxK: the top-``k_aux`` dead latents per token must reconstruct what the live ones missed.
 
-    Dead latents are selected on their raw (pre-ReLU) pre-activations so they receive a gradient
-    even when negative. The residual target is detached, so the term moves only the dead latents
-    (SAELens #666). It is normalised like the FVU and scaled by ``min(n_dead / k_aux, 1)`` so a
-    handful of dead latents does not get the full weight (as sparsify does).
+    Dead latents are ranked on their pre-activations and, as in OpenAI's reference, their values
+    pass through the ReLU: decoding raw negative values trains dead latents as anti-directions of
+    the residual that never fire. The loss is the residual's own normalised MSE (OpenAI's
+    ``normalized_mse``), so it keeps its strength when the residual is already small; normalising
+    by the input's variance instead left 30-40% of latents dead on MNIST. The target is detached,
+    so the term moves only the dead latents' parameters (SAELens #666).
     """
-    if dead_mask is None:
+    if dead_mask is None or not bool(dead_mask.any()):
         return pre.new_zeros(())
-    n_dead = int(dead_mask.sum())
-    if n_dead == 0:
-        return pre.new_zeros(())
-    k = min(k_aux, n_dead)
+    k = min(k_aux, int(dead_mask.sum()))
     masked = pre.masked_fill(~dead_mask, float("-inf"))
     vals, idx = masked.topk(k, dim=-1, sorted=False)
-    e_hat = ops.sparse_decode(idx, vals, w_dec)
-    scale = min(n_dead / k_aux, 1.0)
-    return scale * (e_hat - residual.detach()).pow(2).sum() / total_variance
+    e_hat = ops.sparse_decode(idx, torch.relu(vals), w_dec)
+    e = residual.detach()
+    return (e_hat - e).pow(2).sum() / batch_total_variance(e)
 
 
 @register_sae("topk")
@@ -61,9 +59,7 @@ class TopKSAE(SAE):
         total_var = batch_total_variance(x)
         residual = x - x_hat
         recon = residual.pow(2).sum() / total_var
-        aux = self.cfg.aux_coeff * auxk_loss(
-            pre, residual, self.W_dec, dead_mask, self.cfg.k_aux, total_var
-        )
+        aux = self.cfg.aux_coeff * auxk_loss(pre, residual, self.W_dec, dead_mask, self.cfg.k_aux)
         active = vals > 0
         fired = torch.zeros(self.d_sae, dtype=torch.bool, device=x.device)
         fired[idx[active]] = True

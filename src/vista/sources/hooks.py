@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 from types import TracebackType
 from typing import Any
@@ -32,7 +33,7 @@ def find_module(model: nn.Module, path: str) -> tuple[str, nn.Module]:
     )
 
 
-class _StopForward(Exception):
+class _StopForward(Exception):  # noqa: N818  (control flow, not an error)
     pass
 
 
@@ -59,10 +60,8 @@ class Capture:
 
     def run(self, model: nn.Module, *args: Any, **kwargs: Any) -> Tensor:
         self.output = None
-        try:
+        with contextlib.suppress(_StopForward):
             model(*args, **kwargs)
-        except _StopForward:
-            pass
         if self.output is None:
             raise VistaError(
                 "The hooked module did not run during the forward pass; pick another layer."

@@ -9,12 +9,14 @@ bounded by the buffer, never by the split.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -46,12 +48,20 @@ class StreamConfig:
 
 
 def plan_blocks(
-    n_rows: int, chunk_rows: int, n_tokens: int, min_tokens: int
+    n_rows: int, chunk_rows: int, n_tokens: int, min_tokens: int, min_blocks: int = 1
 ) -> list[tuple[int, int]]:
-    """Row ranges made of whole chunks, each holding at least ``min_tokens`` tokens (but the last)."""
+    """Row ranges made of whole chunks, each holding at least ``min_tokens`` tokens (but the last).
+
+    A split too small to give ``min_blocks`` such ranges (one per rank) is cut into ``min_blocks``
+    near-equal row ranges instead, at the cost of decompressing a shared chunk more than once.
+    """
     chunks_per_block = max(1, math.ceil(min_tokens / max(1, chunk_rows * n_tokens)))
     step = chunk_rows * chunks_per_block
-    return [(s, min(s + step, n_rows)) for s in range(0, n_rows, step)]
+    blocks = [(s, min(s + step, n_rows)) for s in range(0, n_rows, step)]
+    if len(blocks) < min_blocks <= n_rows:
+        edges = np.linspace(0, n_rows, min_blocks + 1).round().astype(int)
+        blocks = [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
+    return blocks
 
 
 class TokenStream:
@@ -71,10 +81,11 @@ class TokenStream:
             self.info.chunk_rows,
             self.info.n_tokens,
             max(_TARGET_BLOCK_TOKENS, cfg.batch_size),
+            min_blocks=cfg.world_size,
         )
         if len(self.blocks) < cfg.world_size:
             raise VistaError(
-                f"Split {cfg.split!r} has {len(self.blocks)} read blocks, fewer than the "
+                f"Split {cfg.split!r} has {self.info.n_rows} images, fewer than the "
                 f"{cfg.world_size} ranks sharing it; use fewer devices or a larger store."
             )
 
@@ -179,9 +190,10 @@ def _shuffled_batches(
 
 
 _DONE = object()
+T = TypeVar("T")
 
 
-def _prefetch(source: Iterator[np.ndarray], depth: int) -> Iterator[np.ndarray]:
+def _prefetch(source: Iterator[T], depth: int) -> Iterator[T]:
     """Run ``source`` in a thread, ``depth`` items ahead; errors are re-raised in the consumer."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()

@@ -71,6 +71,7 @@ def train_saes(
         shuffle=True,
         buffer_tokens=tc.buffer_tokens,
         seed=tc.seed,
+        drop_last=True,  # every step sees a full batch; each epoch drops a different remainder
     )
     n_steps = math.ceil(tc.max_tokens / tc.batch_size)
     module = SAETrainingModule(cfgs, asdict(tc), n_steps)

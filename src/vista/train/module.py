@@ -98,7 +98,7 @@ class SAETrainingModule(pl.LightningModule):
             logs[f"{prefix}dead"] = float(tracker.dead_mask().float().mean())
             logs[f"{prefix}aux_loss"] = float(out.aux_loss)
             logs[f"{prefix}sparsity_loss"] = float(out.sparsity_loss)
-            logs[f"{prefix}loss"] = float(out.loss)
+            logs[f"{prefix}loss"] = float(out.loss.detach())
         bar = {"tokens_per_s", "fvu", "l0", "dead"}
         for k, v in logs.items():
             self.log(k, v, prog_bar=k in bar, on_step=True, on_epoch=False, rank_zero_only=True)
@@ -108,7 +108,9 @@ class SAETrainingModule(pl.LightningModule):
         for sae in self.saes:
             sae.before_optimizer_step()
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        # Renormalise right after the step, before any callback (e.g. checkpointing) sees the weights.
+        super().optimizer_step(*args, **kwargs)
         for sae in self.saes:
             sae.after_optimizer_step()
 

@@ -7,7 +7,8 @@ from vista.sources.datasets.base import (
     make_dataset,
     register_dataset,
 )
-from vista.sources.datasets import mnist  # noqa: E402,F401  isort: skip
+
+from vista.sources.datasets import mnist  # noqa: F401  isort: skip
 
 __all__ = [
     "DATASET_REGISTRY",

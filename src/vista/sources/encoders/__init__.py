@@ -7,6 +7,7 @@ from vista.sources.encoders.base import (
     make_encoder,
     register_encoder,
 )
-from vista.sources.encoders import mnist_cnn  # noqa: E402,F401  isort: skip
+
+from vista.sources.encoders import mnist_cnn  # noqa: F401  isort: skip
 
 __all__ = ["ENCODER_REGISTRY", "Encoder", "EncoderConfig", "make_encoder", "register_encoder"]

@@ -1,0 +1,175 @@
+"""The activation store: round trip, the original VISTA layout, atomic and resumable writes, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import write_original_vista_store, write_vista_store
+from vista.errors import VistaError
+from vista.store import ActivationStore, SplitSpec, StoreWriter, layout
+from vista.store.writer import partial_path
+
+
+def test_round_trip_keeps_values_labels_indices_and_attributes(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    acts = rng.normal(size=(50, 4, 8)).astype(np.float32)
+    y = rng.integers(0, 3, size=50)
+    p = write_vista_store(
+        tmp_path / "s.h5", {"training": acts}, {"training": {"kind": y}}, {"kind": ["a", "b", "c"]}
+    )
+    with ActivationStore(p) as st:
+        info = st.split("training")
+        assert (info.n_rows, info.n_tokens, info.d_model, info.has_token_axis) == (50, 4, 8, True)
+        np.testing.assert_array_equal(st.read_rows("training", 0, 50), acts.astype(np.float16))
+        np.testing.assert_array_equal(st.labels("training")["kind"], y)
+        np.testing.assert_array_equal(st.original_indices("training"), np.arange(50))
+        assert st.class_names("training", "kind") == ["a", "b", "c"]
+        assert st.format_version == layout.FORMAT_VERSION
+        assert (
+            st.attrs["encoder"] == "test" and st.attrs["d_model"] if "d_model" in st.attrs else True
+        )
+    with h5py.File(p) as f:  # the layout is the original one: nothing renamed
+        assert f["training/encoded"].dtype == np.float16
+        assert f["training/labels/kind"].dtype == np.int64
+        assert json.loads(f["training/labels/kind"].attrs["class_names"]) == ["a", "b", "c"]
+
+
+def test_reads_the_original_vista_layout_unchanged(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    enc = rng.normal(size=(20, 5, 6)).astype(np.float32)
+    race = rng.integers(0, 7, size=20)
+    gender = rng.integers(0, 2, size=20)
+    p = write_original_vista_store(
+        tmp_path / "orig.h5", {"validation": (enc, {"race": race, "gender": gender})}
+    )
+    with ActivationStore(p) as st:
+        assert st.format_version == 0
+        info = st.split("validation")
+        assert (info.n_rows, info.n_tokens, info.d_model) == (20, 5, 6)
+        assert info.label_names == ("gender", "race")
+        np.testing.assert_array_equal(st.read_rows("validation", 3, 7), enc[3:7].astype(np.float16))
+        np.testing.assert_array_equal(st.original_indices("validation"), np.arange(20) * 3)
+        # No stored names: FairFace's encodings (SPEC 3.1) for a FairFace file.
+        assert st.class_names("validation", "race")[0] == "White"
+        assert st.class_names("validation", "gender") == ["Male", "Female"]
+
+
+def test_writer_publishes_only_on_finish_and_resumes(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    path = tmp_path / "s.h5"
+    acts = rng.normal(size=(30, 4)).astype(np.float32)
+    spec = {"training": SplitSpec(n_rows=30, d_model=4, labels={"y": ["0", "1"]})}
+    y = rng.integers(0, 2, size=30)
+    w = StoreWriter(path, spec, {"encoder": "e"})
+    w.append("training", acts[:10], {"y": y[:10]}, np.arange(10))
+    w.close()  # killed before finishing
+    assert not path.exists() and partial_path(path).exists()
+    with pytest.raises(VistaError, match="interrupted extraction"):
+        ActivationStore(path)
+    w = StoreWriter(path, spec, {"encoder": "e"})
+    assert w.rows_written("training") == 10
+    w.append("training", acts[10:], {"y": y[10:]}, np.arange(10, 30))
+    w.finish()
+    assert path.exists() and not partial_path(path).exists()
+    with ActivationStore(path) as st:
+        np.testing.assert_array_equal(st.read_rows("training", 0, 30), acts.astype(np.float16))
+        np.testing.assert_array_equal(st.labels("training")["y"], y)
+
+
+def test_writer_restarts_when_the_partial_file_is_for_another_spec(tmp_path: Path) -> None:
+    path = tmp_path / "s.h5"
+    w = StoreWriter(path, {"training": SplitSpec(n_rows=4, d_model=2)}, {"encoder": "a"})
+    w.append("training", np.ones((2, 2), np.float32), {}, np.arange(2))
+    w.close()
+    w = StoreWriter(path, {"training": SplitSpec(n_rows=4, d_model=3)}, {"encoder": "a"})
+    assert w.rows_written("training") == 0
+    w.close()
+
+
+def test_writer_refuses_incomplete_splits_and_nan(tmp_path: Path) -> None:
+    w = StoreWriter(tmp_path / "s.h5", {"training": SplitSpec(n_rows=4, d_model=2)}, {})
+    with pytest.raises(VistaError, match="NaN"):
+        w.append("training", np.array([[np.nan, 0.0]], np.float32), {}, np.arange(1))
+    with pytest.raises(VistaError, match="1 of 4|0 of 4"):
+        w.finish()
+    with pytest.raises(VistaError, match="shape"):
+        w.append("training", np.ones((1, 3), np.float32), {}, np.arange(1))
+    w.close()
+
+
+def test_missing_file_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(VistaError, match="does not exist.*vista extract"):
+        ActivationStore(tmp_path / "nope.h5")
+
+
+def test_corrupt_file_is_reported_in_one_sentence(tmp_path: Path) -> None:
+    p = tmp_path / "bad.h5"
+    p.write_bytes(b"not an hdf5 file at all" * 10)
+    with pytest.raises(VistaError, match="not a readable HDF5 file"):
+        ActivationStore(p)
+
+
+def test_truncated_store_is_reported(tmp_path: Path, rng: np.random.Generator) -> None:
+    p = write_vista_store(
+        tmp_path / "s.h5", {"training": rng.normal(size=(2000, 64)).astype(np.float32)}
+    )
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 3])
+    with pytest.raises(VistaError), ActivationStore(p) as st:
+        st.read_rows("training", 0, 2000)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda g: g.create_dataset("encoded", data=np.zeros((2, 2, 2, 2), np.float16)),
+            "expected \\(N, D\\)",
+        ),
+        (lambda g: g.create_dataset("encoded", data=np.zeros((2, 3), np.int32)), "floating point"),
+        (
+            lambda g: (
+                g.create_dataset("encoded", data=np.zeros((2, 3), np.float16)),
+                g.create_dataset("labels/y", data=np.zeros(5, np.int64)),
+            ),
+            "one value per image",
+        ),
+        (
+            lambda g: (
+                g.create_dataset("encoded", data=np.zeros((2, 3), np.float16)),
+                g.create_dataset("labels/y", data=np.zeros(2, np.float32)),
+            ),
+            "integer class indices",
+        ),
+    ],
+)
+def test_wrong_shapes_and_dtypes_are_named(tmp_path: Path, make, message: str) -> None:
+    p = tmp_path / "s.h5"
+    with h5py.File(p, "w") as f:
+        make(f.create_group("training"))
+    with pytest.raises(VistaError, match=message):
+        ActivationStore(p)
+
+
+def test_a_file_without_encoded_is_not_a_store(tmp_path: Path) -> None:
+    p = tmp_path / "s.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("x", data=np.zeros(3))
+    with pytest.raises(VistaError, match="not an activation store"):
+        ActivationStore(p)
+
+
+def test_unknown_label_lists_the_available_ones(labelled_store: Path) -> None:
+    with (
+        ActivationStore(labelled_store) as st,
+        pytest.raises(VistaError, match="available labels: \\['shape'\\]"),
+    ):
+        st.labels("validation", ["age"])

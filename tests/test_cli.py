@@ -1,0 +1,156 @@
+"""The `vista` command end to end, as a user runs it (a subprocess per call)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import write_original_vista_store
+
+
+def vista(
+    *args: str, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    e = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "vista", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=e,
+        timeout=900,
+    )
+
+
+@pytest.mark.parametrize("verb", ["run", "train-encoder", "extract", "train", "evaluate"])
+def test_every_verb_config_composes_and_has_help(verb: str) -> None:
+    r = vista(verb, "--cfg", "job")
+    assert r.returncode == 0, r.stderr
+    assert "out" in r.stdout
+    h = vista(verb, "--help")
+    assert h.returncode == 0 and f"vista {verb}" in h.stdout and "== Configuration" in h.stdout
+
+
+def test_top_level_help_lists_the_verbs() -> None:
+    r = vista("--help")
+    assert r.returncode == 0
+    for verb in ("run", "train-encoder", "extract", "train", "evaluate", "info"):
+        assert f"  {verb}" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "store=/nonexistent/x.h5", "out_dir=/tmp/vista-never"], "does not exist"),
+        (["train", "out_dir=/tmp/vista-never"], "Missing required setting"),
+        (
+            ["evaluate", "sae=/nonexistent", "store=/x.h5", "out_dir=/tmp/vista-never"],
+            "not an SAE directory",
+        ),
+        (["frobnicate"], "Unknown verb"),
+    ],
+)
+def test_bad_input_is_one_clear_sentence_without_traceback(args: list[str], message: str) -> None:
+    r = vista(*args)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len([ln for ln in r.stderr.splitlines() if "error:" in ln]) == 1
+
+
+def test_original_vista_layout_trains_and_evaluates_without_conversion(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    d, t = 12, 6
+    splits = {}
+    for split, n in (("training", 160), ("validation", 80)):
+        race = rng.integers(0, 7, size=n)
+        gender = rng.integers(0, 2, size=n)
+        base = rng.normal(size=(7, d))[race][:, None, :] + rng.normal(size=(n, t, d)) * 0.5
+        splits[split] = (base.astype(np.float32), {"race": race, "gender": gender})
+    store = write_original_vista_store(tmp_path / "ve_latent_fairface.hdf5", splits)
+    r = vista(
+        "train",
+        f"store={store}",
+        "sae=topk",
+        "sae.d_sae=48",
+        "sae.k=4",
+        "train.max_tokens=30000",
+        "train.lr_warmup_steps=10",
+        "train.batch_size=128",
+        "train.init_tokens=512",
+        f"out_dir={tmp_path / 'run'}",
+        "trainer.progress_bar=false",
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "run/sae/cfg.json").is_file() and (
+        tmp_path / "run/sae/sae_weights.safetensors"
+    ).is_file()
+    r = vista(
+        "evaluate", f"sae={tmp_path / 'run/sae'}", f"store={store}", f"out_dir={tmp_path / 'eval'}"
+    )
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "eval/evaluation_results.json").read_text())
+    assert set(doc["probe_comparison"]) == {"race", "gender"}
+    assert doc["sae_health"]["total_tokens"] == 80 * t and doc["sae_health"]["num_samples"] == 80
+    assert set(doc["feature_demographic_alignment"]["gender"]["mean_per_class_top_features"]) == {
+        "Male",
+        "Female",
+    }
+    assert 0 <= doc["reconstruction_quality"]["fvu"] < 1
+
+
+def test_vista_run_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [
+        "run",
+        f"out_dir={out}",
+        f"cache_dir={tmp_path / 'cache'}",
+        "dataset.limit=3000",
+        "encoder_training.epochs=3",
+        "train.max_tokens=60000",
+        "train.batch_size=256",
+        "train.init_tokens=2048",
+        "sae.d_sae=128",
+        "sae.k=8",
+        "trainer.progress_bar=false",
+    ]
+    r = vista(*args)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "evaluation_results.json").read_text())
+    # The VISTA schema (SPEC 4.2) plus fvu / explained variance.
+    assert set(doc) >= {
+        "sae_health",
+        "reconstruction_quality",
+        "feature_demographic_alignment",
+        "probe_comparison",
+    }
+    h, rq = doc["sae_health"], doc["reconstruction_quality"]
+    assert h["num_features"] == 128 and h["num_samples"] == 3000 and h["total_tokens"] == 3000
+    assert set(h["activation_frequency_percentiles"]) == {"0", "25", "50", "75", "90", "99", "100"}
+    assert rq["explained_variance"] == pytest.approx(1 - rq["fvu"])
+    assert rq["fvu"] < 0.5 and h["l0_mean"] <= 8.5
+    p = doc["probe_comparison"]["digit"]
+    assert p["raw_latent_accuracy"] > 0.8 and p["sae_latent_accuracy"] > 0.6
+    assert len(doc["feature_demographic_alignment"]["digit"]["top_variant_features"]) == 20
+    assert (out / "plots/latent_firing_frequency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "sae/cfg.json").is_file() and (out / "activations.h5").is_file()
+    assert "vista evaluation" in r.stdout and "FVU" in r.stdout
+    run = json.loads((out / "run.json").read_text())
+    assert run["summary"]["encoder_test_accuracy"] > 0.8
+    # A second run reuses the cached encoder, the store and the SAE.
+    r2 = vista(*args[:1], f"out_dir={tmp_path / 'run2'}", *args[2:])
+    assert r2.returncode == 0, r2.stderr
+    assert "Reusing the cached encoder" in r2.stderr
+
+
+def test_info_describes_a_store(labelled_store: Path) -> None:
+    r = vista("info", str(labelled_store))
+    assert r.returncode == 0, r.stderr
+    assert (
+        "/validation/encoded (300, 16)" in r.stdout and "['circle', 'square', 'star']" in r.stdout
+    )

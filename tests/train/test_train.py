@@ -1,0 +1,117 @@
+"""Training: learning happens, dead tracking, and an interrupted run resumes to the same model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import write_vista_store
+from vista.errors import VistaError
+from vista.saes import TopKConfig
+from vista.saes.io import load_sae, read_metadata
+from vista.train.config import TrainConfig, TrainerConfig
+from vista.train.fit import train_saes
+from vista.train.module import SAETrainingModule, lr_factor
+from vista.train.step import DeadLatentTracker
+
+
+def _sparse_store(path: Path, n: int = 4000, d: int = 16, n_dirs: int = 32, seed: int = 0) -> Path:
+    """Sparse non-negative combinations of a few unit directions (scaled, offset)."""
+    rng = np.random.default_rng(seed)
+    dirs = rng.normal(size=(n_dirs, d))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    coef = rng.exponential(size=(n, n_dirs)) * (rng.random((n, n_dirs)) < 3 / n_dirs)
+    x = (coef @ dirs * 5.0 + 2.0).astype(np.float32)
+    return write_vista_store(path, {"training": x, "validation": x[:500]})
+
+
+def _cfgs(max_tokens: int, **train: object) -> tuple[TopKConfig, TrainConfig, TrainerConfig]:
+    return (
+        TopKConfig(d_sae=64, k=4, dead_tokens=2000, k_aux=16),
+        TrainConfig(
+            max_tokens=max_tokens,
+            batch_size=128,
+            lr=3e-3,
+            lr_warmup_steps=5,
+            init_tokens=1024,
+            checkpoint_every_steps=10,
+            log_every_steps=5,
+            buffer_tokens=1024,
+            **train,  # type: ignore[arg-type]
+        ),
+        TrainerConfig(accelerator="cpu", progress_bar=False, logger="csv"),
+    )
+
+
+def test_training_reduces_fvu_and_exports_folded_weights(tmp_path: Path) -> None:
+    store = _sparse_store(tmp_path / "s.h5")
+    sae_cfg, tc, trc = _cfgs(60_000)
+    (path,) = train_saes(store, [sae_cfg], tc, trc, tmp_path / "run")
+    sae = load_sae(path)
+    meta = read_metadata(path)
+    assert meta["trained_tokens"] == 469 * 128 and meta["steps"] == 469  # full batches only
+    from vista.metrics.reconstruction import fvu
+    from vista.store import ActivationStore
+
+    with ActivationStore(store) as st:
+        x = torch.from_numpy(st.read_rows("validation", 0, 500).astype(np.float32))
+    assert fvu(x, sae(x).x_hat) < 0.2  # raw (unscaled) inputs: the input scale is folded in
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(64))
+    assert (tmp_path / "run/logs/metrics.csv").is_file()
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, monkeypatch
+) -> None:
+    store = _sparse_store(tmp_path / "s.h5")
+    sae_cfg, tc, trc = _cfgs(128 * 40)
+    (ref_path,) = train_saes(store, [sae_cfg], tc, trc, tmp_path / "ref")
+
+    class Killed(Exception):
+        pass
+
+    def die_at_step_25(self, outputs, batch, batch_idx):  # type: ignore[no-untyped-def]
+        if self.global_step == 25:
+            raise Killed
+
+    monkeypatch.setattr(SAETrainingModule, "on_train_batch_end", die_at_step_25, raising=False)
+    with pytest.raises(Killed):
+        train_saes(store, [sae_cfg], tc, trc, tmp_path / "run")
+    monkeypatch.undo()
+    assert (tmp_path / "run/checkpoints/last.ckpt").is_file()
+    assert not (tmp_path / "run/sae").exists()
+    with pytest.raises(VistaError, match="train.resume=true"):
+        train_saes(store, [sae_cfg], tc, trc, tmp_path / "run")
+    (path,) = train_saes(
+        store, [sae_cfg], TrainConfig(**{**tc.__dict__, "resume": True}), trc, tmp_path / "run"
+    )
+    ref, got = load_sae(ref_path), load_sae(path)
+    assert read_metadata(path)["trained_tokens"] == read_metadata(ref_path)["trained_tokens"]
+    for name, tensor in ref.state_dict().items():
+        torch.testing.assert_close(got.state_dict()[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_dead_tracker_counts_tokens_since_firing() -> None:
+    t = DeadLatentTracker(d_sae=3, dead_tokens=100)
+    t.update(torch.tensor([True, False, False]), 60)
+    t.update(torch.tensor([False, True, False]), 50)
+    assert t.tokens_since_fired.tolist() == [50, 0, 110]
+    assert t.dead_mask().tolist() == [False, False, True]
+
+
+def test_lr_schedule_warms_up_holds_and_decays() -> None:
+    assert lr_factor(0, 100, 10, 0.2) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, 0.2) == pytest.approx(1.0)
+    assert lr_factor(50, 100, 10, 0.2) == 1.0
+    assert lr_factor(90, 100, 10, 0.2) == pytest.approx(0.5)
+
+
+def test_a_wrong_d_model_is_explained(tmp_path: Path) -> None:
+    store = _sparse_store(tmp_path / "s.h5", n=200)
+    sae_cfg, tc, trc = _cfgs(1000)
+    sae_cfg.d_model = 99
+    with pytest.raises(VistaError, match="width 16"):
+        train_saes(store, [sae_cfg], tc, trc, tmp_path / "run")
