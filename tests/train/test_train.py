@@ -60,7 +60,7 @@ def test_training_reduces_fvu_and_exports_folded_weights(tmp_path: Path) -> None
         x = torch.from_numpy(st.read_rows("validation", 0, 500).astype(np.float32))
     assert fvu(x, sae(x).x_hat) < 0.2  # raw (unscaled) inputs: the input scale is folded in
     torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(64))
-    assert (tmp_path / "run/logs/metrics.csv").is_file()
+    assert (tmp_path / "run/logs/version_0/metrics.csv").is_file()
 
 
 def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
@@ -88,6 +88,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
     (path,) = train_saes(
         store, [sae_cfg], TrainConfig(**{**tc.__dict__, "resume": True}), trc, tmp_path / "run"
     )
+    assert (tmp_path / "run/logs/version_0/metrics.csv").is_file()  # the first attempt's curves stay
+    assert (tmp_path / "run/logs/version_1/metrics.csv").is_file()
     ref, got = load_sae(ref_path), load_sae(path)
     assert read_metadata(path)["trained_tokens"] == read_metadata(ref_path)["trained_tokens"]
     for name, tensor in ref.state_dict().items():

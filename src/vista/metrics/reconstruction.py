@@ -16,7 +16,7 @@ from torch import Tensor
 
 def fvu(x: Tensor, x_hat: Tensor) -> float:
     """Fraction of variance unexplained: ``sum ||x - x_hat||^2 / sum ||x - mean_d(x)||^2``."""
-    x64, xh64 = x.double(), x_hat.double()
+    x64, xh64 = x.detach().double(), x_hat.detach().double()
     ss_res = (x64 - xh64).pow(2).sum()
     ss_tot = (x64 - x64.mean(dim=0, keepdim=True)).pow(2).sum()
     return float(ss_res / ss_tot)
@@ -28,7 +28,7 @@ def explained_variance(x: Tensor, x_hat: Tensor) -> float:
 
 def mean_cosine(x: Tensor, x_hat: Tensor, eps: float = 1e-12) -> float:
     """Mean over tokens of cos(x, x_hat)."""
-    x64, xh64 = x.double(), x_hat.double()
+    x64, xh64 = x.detach().double(), x_hat.detach().double()
     cos = (x64 * xh64).sum(-1) / (x64.norm(dim=-1) * xh64.norm(dim=-1)).clamp_min(eps)
     return float(cos.mean())
 

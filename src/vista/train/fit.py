@@ -188,10 +188,11 @@ def _make_trainer(trainer_cfg: Any, n_steps: int, out: Path, tc: TrainConfig) ->
 def _make_logger(kind: str, out: Path) -> Any:
     from lightning.pytorch import loggers
 
+    # One version directory per (re)start: a resumed run keeps the earlier run's curves.
     if kind == "csv":
-        return loggers.CSVLogger(str(out), name="logs", version="")
+        return loggers.CSVLogger(str(out), name="logs")
     if kind == "tensorboard":
-        return loggers.TensorBoardLogger(str(out), name="logs", version="")
+        return loggers.TensorBoardLogger(str(out), name="logs")
     if kind == "wandb":
         os.environ.setdefault("WANDB_MODE", "offline")
         return loggers.WandbLogger(project="vista", save_dir=str(out))
