@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= runs/default
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test test-fast lint typecheck bench clean
 
 install:
 	@bash scripts/install.sh
@@ -20,6 +20,12 @@ typecheck: install
 
 test: lint typecheck
 	$(BIN)/python -m pytest -q
+
+test-fast: lint typecheck
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/python bench/bench_stream.py
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

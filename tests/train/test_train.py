@@ -88,7 +88,9 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(
     (path,) = train_saes(
         store, [sae_cfg], TrainConfig(**{**tc.__dict__, "resume": True}), trc, tmp_path / "run"
     )
-    assert (tmp_path / "run/logs/version_0/metrics.csv").is_file()  # the first attempt's curves stay
+    assert (
+        tmp_path / "run/logs/version_0/metrics.csv"
+    ).is_file()  # the first attempt's curves stay
     assert (tmp_path / "run/logs/version_1/metrics.csv").is_file()
     ref, got = load_sae(ref_path), load_sae(path)
     assert read_metadata(path)["trained_tokens"] == read_metadata(ref_path)["trained_tokens"]

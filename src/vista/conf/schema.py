@@ -100,9 +100,10 @@ class RunJob:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     encoder_training: EncoderTrainingConfig = field(default_factory=EncoderTrainingConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    # Values merged over the selected architecture's defaults (sized for the 128-d MNIST layer).
+    # Merged over the selected architecture's defaults; sized for the 128-d MNIST layer (60k
+    # images): a 4x dictionary, and a dead window of 5 batches so AuxK keeps rare latents useful.
     sae: Any = field(
-        default_factory=lambda: {"d_sae": 1024, "k": 16, "dead_tokens": 200_000, "k_aux": 64}
+        default_factory=lambda: {"d_sae": 512, "k": 16, "dead_tokens": 5000, "k_aux": 64}
     )
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
