@@ -64,36 +64,13 @@ def task_train(cfg: Any) -> None:
 
 
 def task_evaluate(cfg: Any) -> None:
-    from omegaconf import OmegaConf
-
-    from vista.analysis.evaluate import evaluate
-    from vista.analysis.probes import ProbeConfig
-    from vista.jsonio import write_json
-    from vista.reports.plots import firing_frequency_histogram
+    from vista.pipeline import evaluate_into
     from vista.reports.tables import evaluation_summary
-    from vista.saes.io import load_sae
 
     _require(cfg, "sae", "store", "out_dir")
-    ev = cfg.eval
-    sae = load_sae(cfg.sae, device=ev.device)
-    doc, res = evaluate(
-        sae,
-        cfg.store,
-        split=ev.split,
-        labels=list(ev.labels) or None,
-        batch_tokens=ev.batch_tokens,
-        device=ev.device,
-        probe=ProbeConfig(**OmegaConf.to_container(ev.probe, resolve=True)),  # type: ignore[arg-type]
-        top_features=ev.top_features,
-    )
-    doc["_metadata"]["sae"] = str(Path(cfg.sae).resolve())
-    out = Path(cfg.out_dir)
-    path = write_json(out / "evaluation_results.json", doc)
-    firing_frequency_histogram(
-        res.firing_counts, res.health["total_tokens"], out / "plots" / "latent_firing_frequency.png"
-    )
+    doc, _ = evaluate_into(Path(cfg.sae), Path(cfg.store), Path(cfg.out_dir), cfg.eval)
     print(evaluation_summary(doc))
-    print(f"results: {path}")
+    print(f"results: {Path(cfg.out_dir) / 'evaluation_results.json'}")
 
 
 def task_extract(cfg: Any) -> None:

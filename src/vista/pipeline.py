@@ -72,12 +72,37 @@ def ensure_encoder(cfg: DictConfig, out_dir: Path) -> Path:
     return target
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
+def evaluate_into(sae_dir: Path, store: Path, out: Path, ev: Any) -> tuple[dict[str, Any], Path]:
+    """Evaluate the SAE in ``sae_dir`` on ``store``; write the JSON and the firing plot into ``out``."""
     from vista.analysis.evaluate import evaluate
     from vista.analysis.probes import ProbeConfig
     from vista.reports.plots import firing_frequency_histogram
-    from vista.reports.tables import evaluation_summary
     from vista.saes.io import load_sae
+
+    sae = load_sae(sae_dir, device=ev.device)
+    doc, res = evaluate(
+        sae,
+        store,
+        split=ev.split,
+        labels=list(ev.labels) or None,
+        batch_tokens=ev.batch_tokens,
+        device=ev.device,
+        probe=ProbeConfig(**OmegaConf.to_container(ev.probe, resolve=True)),  # type: ignore[arg-type]
+        top_features=ev.top_features,
+    )
+    doc["_metadata"]["sae"] = str(Path(sae_dir).resolve())
+    write_json(out / "evaluation_results.json", doc)
+    plot = firing_frequency_histogram(
+        res.firing_counts,
+        res.health["total_tokens"],
+        out / "plots" / "latent_firing_frequency.png",
+        title=f"{sae.cfg.architecture} SAE, {sae.d_sae} latents ({ev.split})",
+    )
+    return doc, plot
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    from vista.reports.tables import evaluation_summary
     from vista.sources.extract import extract
     from vista.train.fit import train_saes
 
@@ -101,26 +126,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     else:
         log.info("Reusing the trained SAE %s.", sae_dir)
 
-    sae = load_sae(sae_dir)
-    ev = cfg.eval
-    doc, res = evaluate(
-        sae,
-        store,
-        split=ev.split,
-        labels=list(ev.labels) or None,
-        batch_tokens=ev.batch_tokens,
-        device=ev.device,
-        probe=ProbeConfig(**OmegaConf.to_container(ev.probe, resolve=True)),  # type: ignore[arg-type]
-        top_features=ev.top_features,
-    )
-    doc["_metadata"]["sae"] = str(sae_dir.resolve())
-    write_json(out / "evaluation_results.json", doc)
-    plot = firing_frequency_histogram(
-        res.firing_counts,
-        res.health["total_tokens"],
-        out / "plots" / "latent_firing_frequency.png",
-        title=f"{sae.cfg.architecture} SAE, {sae.d_sae} latents ({ev.split})",
-    )
+    doc, plot = evaluate_into(sae_dir, store, out, cfg.eval)
     summary = {
         "encoder_test_accuracy": enc_meta.get("test_accuracy"),
         "fvu": doc["reconstruction_quality"]["fvu"],
