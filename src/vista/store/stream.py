@@ -100,9 +100,6 @@ class TokenStream:
             order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.blocks))
         return [self.blocks[i] for i in order[self.cfg.rank :: self.cfg.world_size]]
 
-    def tokens_per_epoch(self) -> int:
-        return sum((b - a) * self.info.n_tokens for a, b in self.rank_blocks(0))
-
     def _read_blocks(self, blocks: list[tuple[int, int]]) -> Iterator[np.ndarray]:
         with ActivationStore(self.path) as store:
             for start, stop in blocks:
