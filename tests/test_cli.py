@@ -51,7 +51,7 @@ def test_top_level_help_lists_the_verbs() -> None:
         (["train", "out_dir=/tmp/vista-never"], "Missing required setting"),
         (
             ["evaluate", "sae=/nonexistent", "store=/x.h5", "out_dir=/tmp/vista-never"],
-            "not an SAE directory",
+            "There is no SAE at",
         ),
         (["frobnicate"], "Unknown verb"),
     ],

@@ -27,16 +27,38 @@ def _hand_sae(arch: str = "topk", k: int = 2) -> SAE:
     return sae
 
 
+TRAINABLE = [a for a in ARCHS if SAE_REGISTRY[a].trainable]
+
+
 def _trained_like(arch: str, d_model: int = 8, d_sae: int = 32, seed: int = 0) -> SAE:
-    sae = make_sae({"architecture": arch, "d_model": d_model, "d_sae": d_sae, "k": 4, "seed": seed})
+    """An SAE of ``arch`` with non-trivial biases and learned state (thresholds) after 3 steps."""
+    base_arch = arch if SAE_REGISTRY[arch].trainable else "topk"
+    sae = make_sae(
+        {"architecture": base_arch, "d_model": d_model, "d_sae": d_sae, "k": 4, "seed": seed}
+    )
     torch.manual_seed(seed)
+    sae.init_from_data_(torch.randn(256, d_model))
     with torch.no_grad():
-        sae.b_enc.normal_(0, 0.1)
-        sae.b_dec.normal_(0, 0.1)
+        for name, p in sae.named_parameters():
+            if name.startswith("b_"):
+                p.add_(torch.randn_like(p) * 0.1)
     sae.train()
+    opt = torch.optim.Adam(sae.parameters(), lr=1e-2)
     for _ in range(3):  # sets learned state such as the BatchTopK threshold
-        sae.training_forward(torch.randn(64, d_model))
-    return sae.eval()
+        out = sae.training_forward(torch.randn(64, d_model))
+        opt.zero_grad()
+        out.loss.backward()
+        sae.before_optimizer_step()
+        opt.step()
+        sae.after_optimizer_step()
+    opt.zero_grad(set_to_none=True)
+    sae.eval()
+    if not SAE_REGISTRY[arch].trainable:
+        from vista.saes.pursuit import pursuit_encoder
+
+        sae.canonicalize_()
+        return pursuit_encoder(sae, arch, k=3)
+    return sae
 
 
 # -- TopK -----------------------------------------------------------------------------------------
@@ -113,9 +135,11 @@ def test_auxk_on_dead_latents_by_hand() -> None:
     e_hat = torch.tensor([[0.9, 1.2], [0.0, 0.0]])
     sq_err = float(((e_hat - residual) ** 2).sum())  # 0.01 + 1.44 + 0 + 1 = 2.45
     var_e = float(((residual - residual.mean(0)) ** 2).sum())  # 4 * 0.25 = 1
-    got = auxk_loss(pre, residual, sae.W_dec, dead, k_aux=1)
+    dead_idx = dead.nonzero().squeeze(1)
+    got = auxk_loss(pre[:, dead_idx], dead_idx, residual, sae.W_dec, k_aux=1)
     assert float(got.detach()) == pytest.approx(sq_err / var_e)
-    assert float(auxk_loss(pre, residual, sae.W_dec, torch.zeros(3, dtype=torch.bool), 1)) == 0.0
+    none = torch.zeros(0, dtype=torch.long)
+    assert float(auxk_loss(pre[:, none], none, residual, sae.W_dec, 1)) == 0.0
     out = sae.training_forward(x, dead)
     assert float(out.aux_loss) == pytest.approx(sae.cfg.aux_coeff * sq_err / var_e, rel=1e-5)
 
@@ -129,11 +153,37 @@ def test_auxk_gradient_reaches_only_dead_latents() -> None:
     pre = sae.pre_acts(x)
     with torch.no_grad():
         residual = x - sae(x).x_hat
-    auxk_loss(pre, residual, sae.W_dec, dead, k_aux=4).backward()
+    dead_idx = dead.nonzero().squeeze(1)
+    auxk_loss(pre[:, dead_idx], dead_idx, residual, sae.W_dec, k_aux=4).backward()
     g = sae.W_dec.grad
     assert g is not None
     assert g[~dead].abs().sum() == 0 and g[dead].abs().sum() > 0
     assert sae.W_enc.grad is not None and sae.W_enc.grad[:, ~dead].abs().sum() == 0
+
+
+# -- the fused sparse encoder -----------------------------------------------------------------------
+@pytest.mark.parametrize("batch", [False, True])
+def test_sparse_encode_matches_the_dense_reference_forward_and_backward(batch: bool) -> None:
+    torch.manual_seed(0)
+    n, d, h, k = 16, 6, 24, 3
+    x = torch.randn(n, d)
+    params = [torch.randn(d), torch.randn(d, h), torch.randn(h) * 0.1]
+    dense_p = [p.clone().requires_grad_(True) for p in params]
+    sparse_p = [p.clone().requires_grad_(True) for p in params]
+    w_dec = ops.normalize_rows_(torch.randn(h, d))
+    b_dec, w_enc, b_enc = dense_p
+    pre = torch.relu((x - b_dec) @ w_enc + b_enc)
+    codes = ops.batch_topk_dense(pre, k) if batch else ops.topk_mask_dense(pre, k)
+    ref = codes @ w_dec
+    idx, vals, offsets = ops.sparse_encode(x, *sparse_p, k=k, batch=batch)
+    got = ops.sparse_decode(idx, vals, w_dec, offsets)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    target = torch.randn(n, d)
+    ((ref - target) ** 2).sum().backward()
+    ((got - target) ** 2).sum().backward()
+    for a, b in zip(dense_p, sparse_p, strict=True):
+        assert a.grad is not None and b.grad is not None
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5)
 
 
 # -- the decoder constraint -------------------------------------------------------------------------
@@ -150,21 +200,27 @@ def test_parallel_gradient_removal_and_renormalisation() -> None:
 
 
 # -- the contract, for every registered architecture ------------------------------------------------
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", TRAINABLE)
 def test_contract_shapes_and_gradients(arch: str) -> None:
     sae = make_sae({"architecture": arch, "d_model": 8, "d_sae": 32, "k": 4}).train()
-    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(32))
+    if sae.unit_decoder:
+        torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(32))
     x = torch.randn(64, 8)
+    sae.init_from_data_(x)
     out = sae.training_forward(x, torch.zeros(32, dtype=torch.bool))
     assert out.x_hat.shape == (64, 8) and out.fired.shape == (32,) and out.fired.dtype == torch.bool
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    total = out.recon_loss + out.sparsity_loss + out.aux_loss
+    if arch != "matryoshka":  # its loss averages the prefixes; recon_loss is the full FVU
+        torch.testing.assert_close(out.loss.detach(), total)
     out.loss.backward()
-    for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
-        assert getattr(sae, name).grad is not None, name
+    for name, p in sae.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
     sae.eval()
     codes = sae.encode(x)
     assert codes.shape == (64, 32) and (codes >= 0).all()
     torch.testing.assert_close(sae.decode(codes), codes @ sae.W_dec + sae.b_dec)
+    torch.testing.assert_close(sae(x).x_hat, sae.decode(codes))
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -174,6 +230,7 @@ def test_inference_codes_never_depend_on_the_batch(arch: str) -> None:
     torch.testing.assert_close(
         sae.encode(x), torch.cat([sae.encode(x[i : i + 1]) for i in range(10)])
     )
+    assert (sae.encode(x) != 0).any()
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -189,7 +246,16 @@ def test_folding_the_input_scale_gives_the_same_model_on_raw_inputs(arch: str) -
     out = folded(x)
     torch.testing.assert_close(out.codes, ref.codes / scale, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(out.x_hat, ref.x_hat / scale, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(folded.W_dec.norm(dim=1), torch.ones(32))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_canonical_form_has_unit_decoder_rows_and_the_same_function(arch: str) -> None:
+    sae = _trained_like(arch)
+    x = torch.randn(20, 8)
+    ref = sae(x).x_hat
+    sae.canonicalize_()
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(32))
+    torch.testing.assert_close(sae(x).x_hat, ref, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -203,8 +269,21 @@ def test_save_load_round_trip_gives_identical_codes(arch: str, tmp_path: Path) -
     import json
 
     cfg = json.loads((tmp_path / "sae" / "cfg.json").read_text())
-    assert cfg["d_in"] == 8 and cfg["d_sae"] == 32 and cfg["architecture"] == arch
+    from vista.saes.interop import SAELENS_EXPORT
+
+    assert cfg["d_in"] == 8 and cfg["d_sae"] == 32
+    assert cfg["architecture"] == SAELENS_EXPORT.get(arch, arch)  # the SAELens name
+    assert cfg["vista"]["config"]["architecture"] == arch
     assert cfg["vista"]["metadata"] == {"note": "test"}
+
+
+@pytest.mark.parametrize("arch", [a for a in ARCHS if a not in TRAINABLE])
+def test_inference_only_encoders_refuse_to_train(arch: str) -> None:
+    from vista.errors import VistaError
+
+    sae = _trained_like(arch)
+    with pytest.raises(VistaError, match="inference-time encoder"):
+        sae.training_forward(torch.randn(4, 8))
 
 
 def test_loading_a_directory_without_an_sae_is_explained(tmp_path: Path) -> None:

@@ -68,7 +68,10 @@ def streaming_pass(
     for start, rows in iter_row_blocks(store_path, split, rows_per_block):
         n = len(rows)
         x = torch.from_numpy(np.asarray(rows, dtype=np.float32)).to(device).reshape(n * t, -1)
-        codes = sae.encode(x)
+        if sae.encodes_instances:  # pursuit over each image's tokens together
+            codes = sae.encode_instances(x.view(n, t, -1)).reshape(n * t, -1)
+        else:
+            codes = sae.encode(x)
         x_hat = sae.decode(codes)
         sparsity.update(codes, t)
         recon.update(x, x_hat)

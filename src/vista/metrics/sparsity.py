@@ -38,12 +38,14 @@ def frequency_histogram(freqs: np.ndarray, bins: int = 40, low: float = -7.0) ->
 
 @dataclass
 class SparsityAccumulator:
-    """Per-latent firing counts over tokens, and each image's mean L0 over its tokens."""
+    """Per-latent firing counts over tokens, each image's mean per-token L0, and its instance L0
+    (latents active on at least one of its tokens; equal to the per-token L0 for one token)."""
 
     d_sae: int
     counts: np.ndarray = field(init=False)
     n_tokens: int = 0
     image_l0: list[np.ndarray] = field(default_factory=list)
+    instance_l0: list[np.ndarray] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.counts = np.zeros(self.d_sae, dtype=np.int64)
@@ -55,9 +57,12 @@ class SparsityAccumulator:
         self.n_tokens += codes.shape[0]
         per_token = active.sum(dim=-1).double()
         self.image_l0.append(per_token.view(-1, tokens_per_image).mean(dim=1).cpu().numpy())
+        union = active.view(-1, tokens_per_image, self.d_sae).any(dim=1).sum(dim=-1)
+        self.instance_l0.append(union.cpu().numpy().astype(np.float64))
 
     def result(self, dense_threshold: float = 1e-1, rare_threshold: float = 1e-5) -> dict:
         l0 = np.concatenate(self.image_l0) if self.image_l0 else np.zeros(0)
+        inst = np.concatenate(self.instance_l0) if self.instance_l0 else np.zeros(0)
         freqs = firing_frequencies(self.counts, self.n_tokens)
         dead = int((self.counts == 0).sum())
         return {
@@ -69,6 +74,7 @@ class SparsityAccumulator:
             "l0_mean": float(l0.mean()) if len(l0) else 0.0,
             "l0_std": float(l0.std()) if len(l0) else 0.0,
             "l0_median": float(np.median(l0)) if len(l0) else 0.0,
+            "l0_per_instance_mean": float(inst.mean()) if len(inst) else 0.0,
             # Raw token counts, as the original VISTA schema has them.
             "activation_frequency_percentiles": {
                 str(p): float(np.percentile(self.counts, p)) for p in PERCENTILES

@@ -56,6 +56,13 @@ class SAE(nn.Module):
 
     config_class: ClassVar[type[SAEConfig]] = SAEConfig
     signed_codes: ClassVar[bool] = False
+    """Codes may be negative (the pursuit encoders); otherwise every code is >= 0."""
+    unit_decoder: ClassVar[bool] = True
+    """Decoder rows are kept at unit norm during training (else only at export, see ``canonicalize_``)."""
+    trainable: ClassVar[bool] = True
+    """False for inference-time encoders built on a trained dictionary."""
+    encodes_instances: ClassVar[bool] = False
+    """Codes of a token depend on the other tokens of its image (``encode_instances``)."""
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()
@@ -88,6 +95,11 @@ class SAE(nn.Module):
         """Inference codes ``(n, d_sae)``; depend on each token alone, never on the batch."""
         raise NotImplementedError
 
+    def encode_instances(self, x: Tensor) -> Tensor:
+        """Codes ``(b, t, d_sae)`` of ``b`` images of ``t`` tokens each; per token by default."""
+        b, t, d = x.shape
+        return self.encode(x.reshape(b * t, d)).view(b, t, -1)
+
     def decode(self, codes: Tensor) -> Tensor:
         return codes @ self.W_dec + self.b_dec
 
@@ -96,22 +108,42 @@ class SAE(nn.Module):
         return SAEOutput(self.decode(codes), codes)
 
     # -- training ---------------------------------------------------------------------------
-    def training_forward(self, x: Tensor, dead_mask: Tensor | None = None) -> TrainOutput:
-        """The training loss on a batch ``x (n, d_model)``; ``dead_mask (d_sae,)`` from the tracker."""
+    def training_forward(
+        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> TrainOutput:
+        """The training loss on a batch ``x (n, d_model)``.
+
+        ``dead_mask (d_sae,)`` comes from the dead-latent tracker; ``sparsity_scale`` in [0, 1]
+        multiplies the sparsity coefficient during its warm-up.
+        """
         raise NotImplementedError
 
     @torch.no_grad()
     def before_optimizer_step(self) -> None:
-        ops.remove_parallel_grads_(self.W_dec)
+        if self.unit_decoder:
+            ops.remove_parallel_grads_(self.W_dec)
 
     @torch.no_grad()
     def after_optimizer_step(self) -> None:
-        ops.normalize_rows_(self.W_dec)
+        if self.unit_decoder:
+            ops.normalize_rows_(self.W_dec)
 
     @torch.no_grad()
-    def init_b_dec_(self, x: Tensor) -> None:
-        """Start the decoder bias at the data mean (a cheap stand-in for the geometric median)."""
-        self.b_dec.copy_(x.mean(dim=0).to(self.b_dec))
+    def init_from_data_(self, x: Tensor, b_dec_init: str = "mean") -> None:
+        """Start ``b_dec`` at the data's ``mean`` or ``geometric_median`` (``zeros`` leaves it).
+
+        Variants with data-dependent state (JumpReLU's scale) extend this.
+        """
+        if b_dec_init == "mean":
+            self.b_dec.copy_(x.mean(dim=0).to(self.b_dec))
+        elif b_dec_init == "geometric_median":
+            self.b_dec.copy_(ops.geometric_median(x).to(self.b_dec))
+        elif b_dec_init != "zeros":
+            from vista.errors import VistaError
+
+            raise VistaError(
+                f"Unknown b_dec_init {b_dec_init!r}; use mean, geometric_median or zeros."
+            )
 
     # -- export -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -123,3 +155,27 @@ class SAE(nn.Module):
         """
         self.b_enc.div_(scale)
         self.b_dec.div_(scale)
+
+    @torch.no_grad()
+    def canonicalize_(self) -> None:
+        """Bring the weights to the exported form: unit-norm decoder rows, same function.
+
+        A no-op for architectures that keep unit rows while training.
+        """
+        if self.unit_decoder:
+            return
+        norms = self.W_dec.norm(dim=1).clamp_min(1e-12)
+        self.W_dec.div_(norms[:, None])
+        self.W_enc.mul_(norms[None, :])
+        self.b_enc.mul_(norms)
+
+
+def fvu_terms(x: Tensor, x_hat: Tensor) -> tuple[Tensor, Tensor]:
+    """``(batch FVU, batch total variance)``: the reconstruction term every architecture uses."""
+    total_var = batch_total_variance(x)
+    return (x - x_hat).pow(2).sum() / total_var, total_var
+
+
+def fired_from_codes(codes: Tensor) -> Tensor:
+    """``(d_sae,)`` bool: latents non-zero for at least one token of ``codes (n, d_sae)``."""
+    return (codes != 0).any(dim=0)

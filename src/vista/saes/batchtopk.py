@@ -38,20 +38,10 @@ class BatchTopKSAE(TopKSAE):
         pre = self.pre_acts(x)
         return torch.where(pre > self.threshold, pre, torch.zeros_like(pre)).relu_()
 
-    def select(self, pre: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        n, d_sae = pre.shape
-        n_keep = min(self.cfg.k * n, pre.numel())
-        vals, flat = pre.flatten().topk(n_keep, sorted=False)
-        vals = torch.relu(vals)
-        # embedding_bag wants each token's entries together: order by flat index (= by row).
-        flat, order = flat.sort()
-        vals = vals[order]
-        rows = torch.div(flat, d_sae, rounding_mode="floor")
-        counts = torch.bincount(rows, minlength=n)
-        offsets = torch.cumsum(counts, 0) - counts
-        if self.training:
-            self._update_threshold(vals)
-        return flat - rows * d_sae, vals, offsets
+    batch_selection = True
+
+    def observe_selection(self, vals: Tensor) -> None:
+        self._update_threshold(vals)
 
     @torch.no_grad()
     def _update_threshold(self, vals: Tensor) -> None:

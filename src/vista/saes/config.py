@@ -5,7 +5,7 @@ They double as Hydra structured configs (``vista.conf`` registers them in the ``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -50,3 +50,81 @@ class BatchTopKConfig(TopKConfig):
     architecture: str = "batchtopk"
     threshold_momentum: float = 0.99
     """Momentum of the running estimate of the inference threshold."""
+
+
+@dataclass
+class VanillaConfig(SAEConfig):
+    """ReLU SAE with an L1 penalty weighted by decoder row norms (Anthropic, April 2024 update).
+
+    The decoder is not constrained while training; the exported weights are rescaled to unit
+    decoder rows with the same function (``canonicalize_``).
+    """
+
+    architecture: str = "vanilla"
+    l1_coeff: float = 0.1
+    """Weight of ``mean_tokens sum_i f_i ||W_dec_i|| / rms(x - mean)`` (scale-free L1)."""
+    dec_init_norm: float = 0.1
+    """Initial norm of each decoder row (the encoder starts as the transposed decoder)."""
+
+
+@dataclass
+class JumpReLUConfig(SAEConfig):
+    """JumpReLU (Rajamanoharan et al. 2024): a learned per-latent threshold, L0 penalty, STE.
+
+    The threshold is a float32 parameter in pre-activation units (not log-space: Adam steps on a
+    log threshold barely move it, SAELens PR #718). Bandwidth and initial threshold are relative
+    to the RMS of the pre-activations measured on the initialisation sample, so the threshold
+    gets gradient whether or not the inputs are normalised.
+    """
+
+    architecture: str = "jumprelu"
+    l0_coeff: float = 0.02
+    """Weight of the mean L0 per token, added to the batch FVU."""
+    bandwidth: float = 0.1
+    """Width of the rectangle kernel of the straight-through estimators, times the pre-act RMS."""
+    threshold_init: float = 0.5
+    """Initial threshold, times the pre-activation RMS."""
+
+
+@dataclass
+class GatedConfig(SAEConfig):
+    """Gated SAE (Rajamanoharan et al. 2024): a gate path decides which latents fire, a
+    magnitude path (shared weights rescaled by exp(r_mag)) how strongly."""
+
+    architecture: str = "gated"
+    l1_coeff: float = 0.5
+    """Weight of the L1 on ReLU(gate pre-activations), scale-free as in ``vanilla``."""
+
+
+@dataclass
+class MatryoshkaConfig(BatchTopKConfig):
+    """Matryoshka BatchTopK (Bussmann et al. 2025): every prefix of the latents must reconstruct
+    on its own, so early latents learn general features and later ones refine them."""
+
+    architecture: str = "matryoshka"
+    group_sizes: list[int] = field(default_factory=list)
+    """Sizes of the nested groups (summing to d_sae); empty = d/16, d/16, d/8, d/4, d/2."""
+
+
+@dataclass
+class MatchingPursuitConfig(SAEConfig):
+    """Matching-pursuit SAE (MP-SAE, Costa et al. 2025): the encoder is k greedy steps of
+    residual pursuit on the decoder dictionary, trained end to end through the unrolled steps."""
+
+    architecture: str = "mp"
+    k: int = 16
+    """Pursuit steps per token (an upper bound on L0)."""
+
+
+@dataclass
+class PursuitConfig(SAEConfig):
+    """Inference-time pursuit encoders on a trained dictionary (``W_dec``, ``b_dec``)."""
+
+    architecture: str = "ihtp"
+    k: int = 8
+    """ihtp: atoms per token before the union over an instance; mpsae: pursuit steps."""
+    solver: str = "min_norm"
+    """ihtp least squares: ``min_norm`` (pseudo-inverse, right when the support exceeds d_model)
+    or ``ridge``."""
+    ridge: float = 1e-3
+    """Ridge strength, relative to the mean squared norm of the support atoms' Gram diagonal."""

@@ -14,10 +14,19 @@ from safetensors.torch import load_file, save_file
 
 from vista.errors import VistaError
 from vista.saes.base import SAE
+from vista.saes.interop import (
+    SAELENS_EXPORT,
+    SAELENS_KEYS,
+    detect_and_read,
+    from_saelens,
+)
 from vista.saes.registry import config_from_dict, make_sae
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
+EXTRA_FILE = "vista_state.safetensors"
+"""Tensors SAELens does not know (e.g. JumpReLU's pre-activation scale), kept apart so that
+``sae_weights.safetensors`` loads strictly in SAELens."""
 
 
 def save_sae(
@@ -25,64 +34,91 @@ def save_sae(
 ) -> Path:
     """Write ``cfg.json`` and ``sae_weights.safetensors`` into ``directory`` atomically.
 
-    Both files are written under temporary names and renamed, weights first, so a reader never
-    sees a config without its weights.
+    Architectures SAELens has are written under its name and tensor names (BatchTopK and
+    Matryoshka as the JumpReLU their threshold makes them), so ``SAE.load_from_disk`` gives the
+    same encodings. Files are written under temporary names and renamed, weights first, so a
+    reader never sees a config without its weights.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     cfg = asdict(sae.cfg)
+    arch = cfg["architecture"]
+    export = SAELENS_EXPORT.get(arch, arch)
+    if arch in ("batchtopk", "matryoshka") and not getattr(sae, "has_threshold", False):
+        export = "topk"  # no threshold learned yet: inference is per-token TopK
     doc = {
         # SAELens-compatible keys.
-        "architecture": cfg["architecture"],
+        "architecture": export,
         "d_in": sae.d_model,
         "d_sae": sae.d_sae,
         "dtype": "float32",
         "device": "cpu",
         "apply_b_dec_to_input": True,
         "normalize_activations": "none",
-        **({"k": cfg["k"]} if "k" in cfg else {}),
+        **({"k": cfg["k"], "rescale_acts_by_decoder_norm": False} if export == "topk" else {}),
         # vista's own: the full architecture config and the provenance.
         "vista": {"config": cfg, "metadata": metadata or {}},
     }
     tensors = {
         k: v.detach().to("cpu", torch.float32).contiguous() for k, v in sae.state_dict().items()
     }
-    _atomic(out / WEIGHTS_FILE, lambda p: save_file(tensors, str(p)))
+    keys = SAELENS_KEYS.get(export)
+    main = {k: v for k, v in tensors.items() if keys is None or k in keys}
+    extra = {k: v for k, v in tensors.items() if k not in main}
+    _atomic(out / WEIGHTS_FILE, lambda p: save_file(main, str(p)))
+    if extra:
+        _atomic(out / EXTRA_FILE, lambda p: save_file(extra, str(p)))
+    else:
+        (out / EXTRA_FILE).unlink(missing_ok=True)
     _atomic(out / CFG_FILE, lambda p: Path(p).write_text(json.dumps(doc, indent=2) + "\n"))
     return out
 
 
-def load_sae(directory: str | os.PathLike[str], device: str | torch.device = "cpu") -> SAE:
-    """Load an SAE written by ``save_sae``."""
-    d = Path(directory)
-    cfg_path, w_path = d / CFG_FILE, d / WEIGHTS_FILE
-    if not cfg_path.is_file() or not w_path.is_file():
+def load_sae(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> SAE:
+    """Load an SAE: a vista or SAELens directory, a dictionary_learning ``ae.pt`` (or its
+    directory), an EleutherAI sparsify directory, or an original VISTA checkpoint file."""
+    d = Path(path)
+    if not d.exists():
         raise VistaError(
-            f"{str(d)!r} is not an SAE directory (it needs {CFG_FILE} and {WEIGHTS_FILE}); "
-            "point at the `sae` folder written by `vista train`."
+            f"There is no SAE at {str(d)!r}; point at the `sae` folder written by `vista train`."
         )
-    try:
-        doc = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise VistaError(f"{str(cfg_path)!r} is not valid JSON ({e}); re-export the SAE.") from None
-    cfg_dict = doc.get("vista", {}).get("config") or {
-        "architecture": doc.get("architecture"),
-        "d_model": doc.get("d_in"),
-        "d_sae": doc.get("d_sae"),
-        **({"k": doc["k"]} if "k" in doc else {}),
-    }
+    foreign = detect_and_read(d)
+    if foreign is not None:
+        cfg_dict, state = foreign
+        origin = str(d)
+    else:
+        cfg_path, w_path = d / CFG_FILE, d / WEIGHTS_FILE
+        if not cfg_path.is_file() or not w_path.is_file():
+            raise VistaError(
+                f"{str(d)!r} is not an SAE directory (it needs {CFG_FILE} and {WEIGHTS_FILE}, "
+                "or is a dictionary_learning, sparsify or VISTA checkpoint); point at the `sae` "
+                "folder written by `vista train`."
+            )
+        try:
+            doc = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise VistaError(
+                f"{str(cfg_path)!r} is not valid JSON ({e}); re-export the SAE."
+            ) from None
+        state = load_file(str(w_path))
+        if (d / EXTRA_FILE).is_file():
+            state.update(load_file(str(d / EXTRA_FILE)))
+        if "vista" in doc:
+            cfg_dict = doc["vista"]["config"]
+        else:
+            cfg_dict, state = from_saelens(d, doc, state)
+        origin = str(w_path)
     sae = make_sae(config_from_dict(cfg_dict))
-    state = load_file(str(w_path))
     missing = set(sae.state_dict()) - set(state)
     if missing:
         raise VistaError(
-            f"{str(w_path)!r} lacks tensors {sorted(missing)} needed by a "
+            f"{origin!r} lacks tensors {sorted(missing)} needed by a "
             f"{cfg_dict['architecture']!r} SAE; re-export it."
         )
     try:
         sae.load_state_dict({k: state[k] for k in sae.state_dict()})
     except RuntimeError as e:
-        raise VistaError(f"{str(w_path)!r} does not match {str(cfg_path)!r}: {e}") from None
+        raise VistaError(f"{origin!r} does not match its configuration: {e}") from None
     return sae.to(device).eval()
 
 

@@ -2,64 +2,93 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor
 
 from vista.saes import ops
-from vista.saes.base import SAE, TrainOutput, batch_total_variance
+from vista.saes.base import SAE, TrainOutput, batch_total_variance, fvu_terms
 from vista.saes.config import TopKConfig
 from vista.saes.registry import register_sae
 
 
 def auxk_loss(
-    pre: Tensor,
+    pre_dead: Tensor,
+    dead_idx: Tensor,
     residual: Tensor,
     w_dec: Tensor,
-    dead_mask: Tensor | None,
     k_aux: int,
 ) -> Tensor:
     """AuxK: the top-``k_aux`` dead latents per token must reconstruct what the live ones missed.
 
-    Dead latents are ranked on their pre-activations and, as in OpenAI's reference, their values
-    pass through the ReLU: decoding raw negative values trains dead latents as anti-directions of
-    the residual that never fire. The loss is the residual's own normalised MSE (OpenAI's
-    ``normalized_mse``), so it keeps its strength when the residual is already small; normalising
-    by the input's variance instead left 30-40% of latents dead on MNIST. The target is detached,
-    so the term moves only the dead latents' parameters (SAELens #666).
+    ``pre_dead (n, n_dead)`` are the pre-activations of the dead latents ``dead_idx``. As in
+    OpenAI's reference, their values pass through the ReLU: decoding raw negative values trains
+    dead latents as anti-directions of the residual that never fire. The loss is the residual's
+    own normalised MSE (OpenAI's ``normalized_mse``), so it keeps its strength when the residual
+    is already small; normalising by the input's variance instead left 30-40% of latents dead on
+    MNIST. The target is detached, so the term moves only the dead latents' parameters (SAELens
+    #666).
     """
-    if dead_mask is None or not bool(dead_mask.any()):
-        return pre.new_zeros(())
-    k = min(k_aux, int(dead_mask.sum()))
-    masked = pre.masked_fill(~dead_mask, float("-inf"))
-    vals, idx = masked.topk(k, dim=-1, sorted=False)
-    e_hat = ops.sparse_decode(idx, torch.relu(vals), w_dec)
+    if dead_idx.numel() == 0:
+        return pre_dead.new_zeros(())
+    k = min(k_aux, dead_idx.numel())
+    vals, j = pre_dead.topk(k, dim=-1, sorted=False)
+    e_hat = ops.sparse_decode(dead_idx[j], torch.relu(vals).to(w_dec.dtype), w_dec)
     e = residual.detach()
     return (e_hat - e).pow(2).sum() / batch_total_variance(e)
 
 
 @register_sae("topk")
 class TopKSAE(SAE):
-    """Codes = the ``k`` largest ReLU pre-activations of each token."""
+    """Codes = the ``k`` largest ReLU pre-activations of each token.
+
+    Training uses ``ops.sparse_encode`` (one dense GEMM, a sparse backward) and an embedding-bag
+    decoder, so only the selected latents' rows are touched after the encoder GEMM.
+    """
 
     config_class = TopKConfig
     cfg: TopKConfig
+    batch_selection: ClassVar[bool] = False
+    """Select ``k * n`` over the batch (BatchTopK) instead of ``k`` per token."""
 
     def encode(self, x: Tensor) -> Tensor:
         return ops.topk_mask_dense(torch.relu(self.pre_acts(x)), self.cfg.k)
 
-    def select(self, pre: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Training-time selection: ``(indices, values, offsets)`` for ``ops.sparse_decode``."""
-        vals, idx = pre.topk(min(self.cfg.k, self.d_sae), dim=-1, sorted=False)
-        return idx, torch.relu(vals), None
+    def select(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Training-time selection: flat ``(indices, values, offsets)`` for ``ops.sparse_decode``."""
+        idx, vals, offsets = ops.sparse_encode(
+            x, self.b_dec, self.W_enc, self.b_enc, self.cfg.k, self.batch_selection
+        )
+        if self.training:
+            self.observe_selection(vals)
+        return idx, vals, offsets
 
-    def training_forward(self, x: Tensor, dead_mask: Tensor | None = None) -> TrainOutput:
-        pre = self.pre_acts(x)
-        idx, vals, offsets = self.select(pre)
+    def observe_selection(self, vals: Tensor) -> None:
+        """Hook for state learned from the training selection (BatchTopK's threshold)."""
+
+    def auxk(self, x: Tensor, residual: Tensor, dead_mask: Tensor | None) -> Tensor:
+        """The weighted AuxK term; one extra GEMM over the dead latents' columns only."""
+        if dead_mask is None or not bool(dead_mask.any()):
+            return x.new_zeros(())
+        dead_idx = dead_mask.nonzero().squeeze(1)
+        pre_dead = (x - self.b_dec) @ self.W_enc[:, dead_idx] + self.b_enc[dead_idx]
+        return self.cfg.aux_coeff * auxk_loss(
+            pre_dead, dead_idx, residual, self.W_dec, self.cfg.k_aux
+        )
+
+    def training_forward(
+        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> TrainOutput:
+        idx, vals, offsets = self.select(x)
         x_hat = ops.sparse_decode(idx, vals, self.W_dec, offsets) + self.b_dec
-        total_var = batch_total_variance(x)
-        residual = x - x_hat
-        recon = residual.pow(2).sum() / total_var
-        aux = self.cfg.aux_coeff * auxk_loss(pre, residual, self.W_dec, dead_mask, self.cfg.k_aux)
+        recon, _ = fvu_terms(x, x_hat)
+        aux = self.auxk(x, x - x_hat, dead_mask)
+        return self._output(x, x_hat, idx, vals, recon, aux)
+
+    def _output(
+        self, x: Tensor, x_hat: Tensor, idx: Tensor, vals: Tensor, recon: Tensor, aux: Tensor
+    ) -> TrainOutput:
         active = vals > 0
         fired = torch.zeros(self.d_sae, dtype=torch.bool, device=x.device)
         fired[idx[active]] = True

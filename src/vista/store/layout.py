@@ -16,6 +16,8 @@ FORMAT_VERSION = 1
 SPLITS = ("training", "validation")
 ENCODED = "encoded"
 LABELS = "labels"
+EXTRAS = "extras"
+"""Group of auxiliary arrays (not read by training or evaluation)."""
 ORIGINAL_INDICES = "original_indices"
 
 # Root attributes vista writes; a file without FORMAT_ATTR is an original VISTA file (version 0).

@@ -199,6 +199,16 @@ class ActivationStore:
         return np.asarray(g[layout.ORIGINAL_INDICES][...], dtype=np.int64)
 
     # -- activations ------------------------------------------------------------------------
+    def extra(self, name: str) -> np.ndarray:
+        """An auxiliary array written with ``StoreWriter.write_extra``."""
+        g = self._file.get(layout.EXTRAS)
+        if g is None or name not in g:
+            raise VistaError(
+                f"{str(self.path)!r} holds no extra array {name!r}"
+                f" (it has {sorted(g) if g is not None else []})."
+            )
+        return np.asarray(g[name])
+
     def read_rows(self, split: str, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)`` of ``encoded`` as stored: ``(n, T, D)`` or ``(n, D)``."""
         return self._file[split][layout.ENCODED][start:stop]

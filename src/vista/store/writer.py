@@ -182,6 +182,15 @@ class StoreWriter:
         g.attrs[layout.ROWS_WRITTEN_ATTR] = start + n
         self._file.flush()
 
+    def write_extra(self, name: str, array: np.ndarray) -> None:
+        """Keep an auxiliary array (e.g. a synthetic store's true dictionary) at ``/extras/NAME``."""
+        assert self._file is not None
+        g = self._file.require_group(layout.EXTRAS)
+        if name in g:
+            del g[name]
+        g.create_dataset(name, data=np.asarray(array))
+        self._file.flush()
+
     def finish(self) -> Path:
         """Check every split is complete, mark the file finished and move it to its final name."""
         assert self._file is not None

@@ -23,6 +23,10 @@ class TrainConfig:
     beta2: float = 0.999
     grad_clip: float = 0.0
     """Clip the gradient norm to this value (0 = off)."""
+    sparsity_warmup_steps: int = 0
+    """Ramp the L1/L0 coefficients linearly from 0 over these steps (vanilla, gated, jumprelu)."""
+    b_dec_init: str = "mean"
+    """Start b_dec at the data's mean, geometric_median, or zeros."""
     normalize_inputs: bool = True
     """Scale inputs so that E||x||^2 = d_model during training; folded into the exported weights."""
     init_tokens: int = 65536

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 def _as_dict(cfg: Any) -> dict[str, Any]:
     if hasattr(cfg, "__dataclass_fields__"):
         return asdict(cfg)
+    if isinstance(cfg, dict):
+        return dict(cfg)
     from omegaconf import OmegaConf
 
     return dict(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]

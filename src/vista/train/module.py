@@ -66,7 +66,7 @@ class SAETrainingModule(pl.LightningModule):
             sq = sample.pow(2).sum(dim=1).mean()
             self.input_scale.fill_(math.sqrt(sample.shape[1] / max(float(sq), 1e-12)))
         for sae in self.saes:
-            sae.init_b_dec_(sample * self.input_scale)
+            sae.init_from_data_(sample * self.input_scale, self.train_cfg.b_dec_init)
 
     def sae_names(self) -> list[str]:
         return [sae_name(asdict(s.cfg)) for s in self.saes]
@@ -75,7 +75,11 @@ class SAETrainingModule(pl.LightningModule):
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         x = batch.float() * self.input_scale
         sync = self.trainer.world_size > 1
-        step = train_step(list(self.saes), list(self.trackers), x, sync_fired=sync)
+        warm = self.train_cfg.sparsity_warmup_steps
+        scale = min(1.0, (self.global_step + 1) / warm) if warm > 0 else 1.0
+        step = train_step(
+            list(self.saes), list(self.trackers), x, sync_fired=sync, sparsity_scale=scale
+        )
         self.tokens_seen += x.shape[0] * self.trainer.world_size
         if (
             self.global_step % self.train_cfg.log_every_steps == 0

@@ -46,15 +46,17 @@ def train_step(
     trackers: Sequence[DeadLatentTracker],
     x: Tensor,
     sync_fired: bool = False,
+    sparsity_scale: float = 1.0,
 ) -> StepOutput:
     """Forward every SAE on ``x`` and update its dead-latent tracker.
 
     With ``sync_fired`` (DDP), firing is OR-ed over ranks so every rank's tracker stays identical.
+    ``sparsity_scale`` is the warm-up factor of the sparsity coefficients.
     """
     outputs = []
     n_tokens = x.shape[0]
     for sae, tracker in zip(saes, trackers, strict=True):
-        out = sae.training_forward(x, tracker.dead_mask())
+        out = sae.training_forward(x, tracker.dead_mask(), sparsity_scale)
         fired = out.fired
         n = n_tokens
         if sync_fired:

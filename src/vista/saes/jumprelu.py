@@ -1,0 +1,117 @@
+"""JumpReLU SAE (Rajamanoharan et al. 2024, "Jumping Ahead") with a threshold that learns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vista.saes.base import SAE, TrainOutput, fired_from_codes, fvu_terms
+from vista.saes.config import JumpReLUConfig
+from vista.saes.registry import register_sae
+
+
+def _rectangle(z: Tensor, theta: Tensor, eps: Tensor) -> Tensor:
+    """``K((z - theta) / eps) / eps`` with the rectangle kernel ``K(u) = 1[|u| < 1/2]``."""
+    return ((z - theta).abs() < eps / 2).to(z.dtype) / eps
+
+
+class _JumpReLU(torch.autograd.Function):
+    """``z * 1[z > theta]``; d/dz = 1[z > theta], d/dtheta = -(theta / eps) K((z - theta)/eps)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, theta: Tensor, eps: Tensor) -> Tensor:
+        ctx.save_for_backward(z, theta, eps)
+        return z * (z > theta).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor, None]:
+        z, theta, eps = ctx.saved_tensors
+        dz = g * (z > theta).to(g.dtype)
+        dtheta = (-theta * _rectangle(z, theta, eps) * g).sum(0)
+        return dz, dtheta, None
+
+
+class _Step(torch.autograd.Function):
+    """``1[z > theta]``; d/dz = 0, d/dtheta = -(1/eps) K((z - theta)/eps)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, theta: Tensor, eps: Tensor) -> Tensor:
+        ctx.save_for_backward(z, theta, eps)
+        return (z > theta).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[None, Tensor, None]:
+        z, theta, eps = ctx.saved_tensors
+        return None, (-_rectangle(z, theta, eps) * g).sum(0), None
+
+
+def jumprelu(z: Tensor, theta: Tensor, eps: Tensor) -> Tensor:
+    return _JumpReLU.apply(z, theta, eps)
+
+
+def step(z: Tensor, theta: Tensor, eps: Tensor) -> Tensor:
+    return _Step.apply(z, theta, eps)
+
+
+@register_sae("jumprelu")
+class JumpReLUSAE(SAE):
+    """``f = z * 1[z > threshold]`` with ``z = (x - b_dec) W_enc + b_enc``; loss = FVU + l0 * L0.
+
+    ``threshold`` (float32, >= 0, one per latent) is trained through straight-through estimators
+    with a rectangle kernel (paper eq. 11-12); the L0 term moves only the thresholds. SAELens's
+    JumpReLU layout (``threshold`` tensor, no log) is what is exported.
+    """
+
+    config_class = JumpReLUConfig
+    cfg: JumpReLUConfig
+    preact_scale: Tensor
+
+    def __init__(self, cfg: JumpReLUConfig) -> None:
+        super().__init__(cfg)
+        self.threshold = nn.Parameter(torch.full((cfg.d_sae,), cfg.threshold_init))
+        # RMS of the pre-activations at initialisation: the unit of bandwidth and threshold_init.
+        self.register_buffer("preact_scale", torch.tensor(1.0))
+
+    def encode(self, x: Tensor) -> Tensor:
+        z = self.pre_acts(x).float()
+        return (z * (z > self.threshold)).to(x.dtype)
+
+    def training_forward(
+        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> TrainOutput:
+        z = self.pre_acts(x).float()  # thresholds are compared in float32, even under autocast
+        eps = self.preact_scale * self.cfg.bandwidth
+        codes = jumprelu(z, self.threshold.float(), eps)
+        x_hat = self.decode(codes.to(self.W_dec.dtype))
+        recon, _ = fvu_terms(x, x_hat)
+        l0 = step(z, self.threshold.float(), eps).sum(dim=1).mean()
+        sparsity = self.cfg.l0_coeff * sparsity_scale * l0
+        return TrainOutput(
+            loss=recon + sparsity,
+            x_hat=x_hat,
+            fired=fired_from_codes(codes),
+            l0=l0.detach(),
+            recon_loss=recon.detach(),
+            sparsity_loss=sparsity.detach(),
+            aux_loss=recon.new_zeros(()),
+        )
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        super().after_optimizer_step()
+        self.threshold.clamp_(min=0.0)
+
+    @torch.no_grad()
+    def init_from_data_(self, x: Tensor, b_dec_init: str = "mean") -> None:
+        super().init_from_data_(x, b_dec_init)
+        rms = self.pre_acts(x.to(self.W_enc)).pow(2).mean().sqrt().clamp_min(1e-12)
+        self.preact_scale.copy_(rms)
+        self.threshold.fill_(float(rms) * self.cfg.threshold_init)
+
+    @torch.no_grad()
+    def fold_input_scale_(self, scale: float) -> None:
+        super().fold_input_scale_(scale)
+        self.threshold.div_(scale)
+        self.preact_scale.div_(scale)

@@ -1,0 +1,66 @@
+"""Matryoshka BatchTopK SAE (Bussmann, Nabeshima, Karvonen & Nanda 2025)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from vista.errors import VistaError
+from vista.saes import ops
+from vista.saes.base import TrainOutput, batch_total_variance
+from vista.saes.batchtopk import BatchTopKSAE
+from vista.saes.config import MatryoshkaConfig
+from vista.saes.registry import register_sae
+
+
+def default_group_sizes(d_sae: int) -> list[int]:
+    """d/16, d/16, d/8, d/4, d/2 (rounded so they sum to ``d_sae``): prefixes double in size."""
+    ends = [max(1, d_sae // 16), max(1, d_sae // 8), max(1, d_sae // 4), max(1, d_sae // 2), d_sae]
+    ends = sorted(set(ends))
+    return [b - a for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+@register_sae("matryoshka")
+class MatryoshkaSAE(BatchTopKSAE):
+    """BatchTopK selection over all latents; the loss averages the FVU of every nested prefix.
+
+    Prefix ``m`` reconstructs with the selected latents whose index is below its end, so the first
+    group must explain the data alone, the first two together, and so on (the paper's eq. 3,
+    averaged rather than summed so the loss stays on the FVU scale). AuxK acts on the full
+    reconstruction's residual. Inference is BatchTopK's: the learned global threshold.
+    """
+
+    config_class = MatryoshkaConfig
+    cfg: MatryoshkaConfig
+    prefix_ends: Tensor
+
+    def __init__(self, cfg: MatryoshkaConfig) -> None:
+        super().__init__(cfg)
+        sizes = list(cfg.group_sizes) or default_group_sizes(cfg.d_sae)
+        if any(s < 1 for s in sizes) or sum(sizes) != cfg.d_sae:
+            raise VistaError(
+                f"sae.group_sizes={sizes} must be positive and sum to d_sae={cfg.d_sae}; "
+                "leave it empty for the default doubling groups."
+            )
+        self.register_buffer("prefix_ends", torch.cumsum(torch.tensor(sizes), 0), persistent=False)
+
+    def training_forward(
+        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+    ) -> TrainOutput:
+        idx, vals, offsets = self.select(x)
+        total_var = batch_total_variance(x)
+        # Decode group by group and accumulate: prefix m's reconstruction is the running sum.
+        x_hat = self.b_dec.expand_as(x)
+        losses = []
+        start = 0
+        for end in self.prefix_ends.tolist():
+            in_group = (idx >= start) & (idx < end)
+            part = ops.sparse_decode(idx, vals * in_group.to(vals.dtype), self.W_dec, offsets)
+            x_hat = x_hat + part
+            losses.append((x - x_hat).pow(2).sum() / total_var)
+            start = end
+        recon_all = torch.stack(losses)
+        recon = recon_all.mean()
+        aux = self.auxk(x, x - x_hat, dead_mask)
+        out = self._output(x, x_hat, idx, vals, recon_all[-1], aux)
+        return out._replace(loss=recon + aux)
