@@ -2,11 +2,17 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= runs/default
+SHAPE ?= A
 
-.PHONY: install run test test-fast lint typecheck bench clean
+.PHONY: install peers run test test-fast lint typecheck bench bench-train clean
 
 install:
 	@bash scripts/install.sh
+
+# Test-only environments with the peer libraries (SAELens, dictionary_learning, sparsify):
+# the interop tests load their files in them and theirs in vista.
+peers:
+	@bash bench/peers/setup.sh saelens sparsify dictlearn
 
 run: install
 	$(BIN)/vista run out_dir=$(OUT)
@@ -18,14 +24,20 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
-	$(BIN)/python -m pytest -q
+test: lint typecheck peers
+	VISTA_REQUIRE_PEERS=1 $(BIN)/python -m pytest -q
 
 test-fast: lint typecheck
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: install
 	$(BIN)/python bench/bench_stream.py
+	$(BIN)/python bench/bench_e2e.py
+
+# Training throughput against the peers (builds bench/.envs/* on first use; ~15 min at shape A).
+bench-train: install
+	@bash bench/peers/setup.sh
+	$(BIN)/python bench/bench_train.py --shape $(SHAPE) --family --out bench/results/train_$(SHAPE).md
 
 clean:
 	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

@@ -28,7 +28,9 @@ def vista(
     )
 
 
-@pytest.mark.parametrize("verb", ["run", "train-encoder", "extract", "train", "evaluate"])
+@pytest.mark.parametrize(
+    "verb", ["run", "train-encoder", "extract", "train", "evaluate", "synthetic"]
+)
 def test_every_verb_config_composes_and_has_help(verb: str) -> None:
     r = vista(verb, "--cfg", "job")
     assert r.returncode == 0, r.stderr
@@ -40,7 +42,7 @@ def test_every_verb_config_composes_and_has_help(verb: str) -> None:
 def test_top_level_help_lists_the_verbs() -> None:
     r = vista("--help")
     assert r.returncode == 0
-    for verb in ("run", "train-encoder", "extract", "train", "evaluate", "info"):
+    for verb in ("run", "train-encoder", "extract", "train", "evaluate", "synthetic", "info"):
         assert f"  {verb}" in r.stdout
 
 
@@ -154,3 +156,49 @@ def test_info_describes_a_store(labelled_store: Path) -> None:
     assert (
         "/validation/encoded (300, 16)" in r.stdout and "['circle', 'square', 'star']" in r.stdout
     )
+
+
+def test_synthetic_store_sweep_training_and_pursuit_evaluation(tmp_path: Path) -> None:
+    store = tmp_path / "syn.h5"
+    r = vista(
+        "synthetic",
+        f"out={store}",
+        "synthetic.n_train=20000",
+        "synthetic.n_validation=2000",
+        "synthetic.d_model=16",
+        "synthetic.n_features=32",
+    )
+    assert r.returncode == 0, r.stderr
+    r = vista(
+        "train",
+        f"store={store}",
+        "sae=topk",
+        "sae.d_sae=64",
+        "sae.k=4",
+        "sweep=[{k: 8}, {architecture: vanilla}, {architecture: matryoshka, group_sizes: [16, 48]}]",
+        "train.max_tokens=20000",
+        "train.batch_size=512",
+        "trainer.logger=none",
+        "trainer.progress_bar=false",
+        f"out_dir={tmp_path / 'run'}",
+    )
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in (tmp_path / "run" / "sae").iterdir())
+    assert names == ["matryoshka_d64_k4", "topk_d64_k4", "topk_d64_k8", "vanilla_d64"]
+    r = vista(
+        "evaluate",
+        f"sae={tmp_path / 'run' / 'sae' / 'topk_d64_k8'}",
+        f"store={store}",
+        "eval.pursuit=ihtp",
+        "eval.pursuit_k=3",
+        f"out_dir={tmp_path / 'ev'}",
+    )
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "ev" / "evaluation_results.json").read_text())
+    assert doc["_metadata"]["architecture"] == "ihtp"
+    health = doc["sae_health"]
+    # one token per row: the instance support is the token's own 3 atoms
+    assert health["l0_mean"] == pytest.approx(3.0) and health[
+        "l0_per_instance_mean"
+    ] == pytest.approx(3.0)
+    assert doc["reconstruction_quality"]["fvu"] < 1.0

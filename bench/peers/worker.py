@@ -46,7 +46,9 @@ def vista_step(arch: str, s: dict, lr: float, autocast: bool) -> Callable[[torch
     extra = {"jumprelu": {"l0_coeff": 2e-3}}.get(arch, {})
     sae = make_sae({"architecture": arch, "d_model": s["d"], "d_sae": s["h"], "k": s["k"], **extra})
     sae.train()
-    opt = torch.optim.Adam(sae.parameters(), lr=lr)
+    from vista.train.module import make_adam  # the optimiser `vista train` uses
+
+    opt = make_adam(sae.parameters(), lr=lr)
     dead = torch.zeros(s["h"], dtype=torch.bool)
 
     def step(x: torch.Tensor) -> float:

@@ -20,8 +20,9 @@ verbs:
   run            the whole default job: train-encoder -> extract -> train -> evaluate -> plot
   train-encoder  train the small MNIST CNN (dataset=..., out_dir=DIR)
   extract        encoder activations + labels -> HDF5 store (dataset=... encoder=... out=FILE.h5)
-  train          train SAE(s) on a store (store=FILE.h5 sae=topk|batchtopk out_dir=DIR)
+  train          train SAE(s) on a store (store=FILE.h5 sae=topk|batchtopk|... out_dir=DIR)
   evaluate       evaluation_results.json (sae=DIR/sae store=FILE.h5 out_dir=DIR)
+  synthetic      a store with a known dictionary, the ground truth (out=FILE.h5 synthetic.*=...)
   info           describe a store or an SAE directory (vista info PATH)
 
 `vista VERB --help` shows the verb's configuration. Results land in the out_dir of each verb.
@@ -58,9 +59,20 @@ def task_train(cfg: Any) -> None:
     from vista.train.fit import train_saes
 
     _require(cfg, "store", "out_dir")
-    paths = train_saes(cfg.store, [cfg.sae], cfg.train, cfg.trainer, cfg.out_dir)
+    from omegaconf import OmegaConf
+
+    base = OmegaConf.to_container(cfg.sae, resolve=True)
+    extra = OmegaConf.to_container(cfg.get("sweep") or [], resolve=True)
+    paths = train_saes(cfg.store, sweep_configs(base, extra), cfg.train, cfg.trainer, cfg.out_dir)
     for p in paths:
         print(f"SAE written to {p}")
+
+
+def sweep_configs(base: Any, overrides: Any) -> list[dict[str, Any]]:
+    """``base`` plus one config per entry of ``overrides`` (each applied on top of ``base``)."""
+    if not isinstance(overrides, list) or not all(isinstance(o, dict) for o in overrides):
+        raise VistaError("sweep must be a list of mappings, e.g. 'sweep=[{k: 64}, {d_sae: 8192}]'.")
+    return [dict(base), *({**base, **o} for o in overrides)]
 
 
 def task_evaluate(cfg: Any) -> None:
@@ -100,6 +112,19 @@ def task_train_encoder(cfg: Any) -> None:
     )
 
 
+def task_synthetic(cfg: Any) -> None:
+    from omegaconf import OmegaConf
+
+    from vista.sources.synthetic import SyntheticConfig, write_synthetic_store
+
+    _require(cfg, "out")
+    syn = SyntheticConfig(**OmegaConf.to_container(cfg.synthetic, resolve=True))  # type: ignore[arg-type]
+    path = write_synthetic_store(cfg.out, syn)
+    print(
+        f"synthetic store written to {path} ({syn.n_features} true directions in {syn.d_model} dims)"
+    )
+
+
 def task_run(cfg: Any) -> None:
     from vista.pipeline import run
 
@@ -112,6 +137,7 @@ TASKS: dict[str, Callable[[Any], None]] = {
     "extract": task_extract,
     "train": task_train,
     "evaluate": task_evaluate,
+    "synthetic": task_synthetic,
 }
 
 

@@ -80,6 +80,10 @@ def evaluate_into(sae_dir: Path, store: Path, out: Path, ev: Any) -> tuple[dict[
     from vista.saes.io import load_sae
 
     sae = load_sae(sae_dir, device=ev.device)
+    if getattr(ev, "pursuit", ""):
+        from vista.saes.pursuit import pursuit_encoder
+
+        sae = pursuit_encoder(sae, ev.pursuit, k=int(ev.pursuit_k))
     doc, res = evaluate(
         sae,
         store,

@@ -253,3 +253,33 @@ def test_geometric_median_matches_scipy() -> None:
     got = ops.geometric_median(torch.from_numpy(pts)).numpy()
     np.testing.assert_allclose(got, ref, atol=1e-3)
     assert np.linalg.norm(got) < np.linalg.norm(pts.mean(0))  # robust to the outlier cluster
+
+
+def test_sparse_jumprelu_matches_the_dense_straight_through_reference() -> None:
+    torch.manual_seed(0)
+    n, d, h = 32, 6, 24
+    x = torch.randn(n, d)
+    base = [
+        torch.randn(d) * 0.1,
+        torch.randn(d, h),
+        torch.randn(h) * 0.1,
+        torch.rand(h) * 0.8 + 0.2,
+    ]
+    eps = torch.tensor(0.4)
+    w_dec = ops.normalize_rows_(torch.randn(h, d))
+    dense = [t.clone().requires_grad_(True) for t in base]
+    sparse = [t.clone().requires_grad_(True) for t in base]
+    target = torch.randn(n, d)
+    b_dec, w_enc, b_enc, theta = dense
+    z = (x - b_dec) @ w_enc + b_enc
+    ref_hat = jumprelu(z, theta, eps) @ w_dec
+    ref_l0 = step(z, theta, eps).sum(1).mean()
+    (((ref_hat - target) ** 2).sum() + 0.3 * ref_l0).backward()
+    idx, vals, offsets, l0 = ops.sparse_jumprelu(x, *sparse[:3], sparse[3], eps)
+    got_hat = ops.sparse_decode(idx, vals, w_dec, offsets)
+    (((got_hat - target) ** 2).sum() + 0.3 * l0).backward()
+    torch.testing.assert_close(got_hat, ref_hat.detach(), rtol=1e-5, atol=1e-5)
+    assert float(l0) == pytest.approx(float(ref_l0))
+    for a, b in zip(dense, sparse, strict=True):
+        assert a.grad is not None and b.grad is not None
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5)

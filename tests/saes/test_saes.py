@@ -305,3 +305,15 @@ def test_registry_rejects_duplicates() -> None:
 
     with pytest.raises(ValueError, match="twice"):
         register_sae("topk")(SAE)
+
+
+@pytest.mark.parametrize(
+    ("n", "h", "k"), [(64, 512, 8), (3, 4096, 32), (1, 64 * 256, 640), (5, 30, 4)]
+)
+def test_grouped_topk_equals_torch_topk(n: int, h: int, k: int) -> None:
+    x = torch.randn(n, h, generator=torch.Generator().manual_seed(h))
+    vals, idx = ops.grouped_topk(x, k)
+    ref_vals, ref_idx = x.topk(k, dim=1)
+    torch.testing.assert_close(vals.sort(1, descending=True).values, ref_vals)
+    assert torch.equal(idx.sort(1).values, ref_idx.sort(1).values)
+    torch.testing.assert_close(x.gather(1, idx), vals)

@@ -119,3 +119,56 @@ def test_a_wrong_d_model_is_explained(tmp_path: Path) -> None:
     sae_cfg.d_model = 99
     with pytest.raises(VistaError, match="width 16"):
         train_saes(store, [sae_cfg], tc, trc, tmp_path / "run")
+
+
+def test_the_same_seed_gives_the_same_model_and_a_sweep_trains_each_variant(tmp_path: Path) -> None:
+    store = _sparse_store(tmp_path / "s.h5")
+    _, tc, trc = _cfgs(20_000, sparsity_warmup_steps=20, b_dec_init="geometric_median")
+    sweep = [
+        {"architecture": "topk", "d_sae": 64, "k": 4},
+        {"architecture": "jumprelu", "d_sae": 64},
+        {"architecture": "vanilla", "d_sae": 64},
+        {"architecture": "gated", "d_sae": 64},
+    ]
+    first = train_saes(store, sweep, tc, trc, tmp_path / "a")
+    second = train_saes(store, sweep, tc, trc, tmp_path / "b")
+    assert [p.name for p in first] == ["topk_d64_k4", "jumprelu_d64", "vanilla_d64", "gated_d64"]
+    for p, q in zip(first, second, strict=True):
+        a, b = load_sae(p), load_sae(q)
+        for (name, t), (_, u) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+            assert torch.equal(t, u), (p.name, name)
+        torch.testing.assert_close(a.W_dec.norm(dim=1), torch.ones(64))  # canonical on export
+
+
+@pytest.mark.parametrize(
+    "arch", ["topk", "batchtopk", "matryoshka", "jumprelu", "gated", "vanilla", "mp"]
+)
+def test_bf16_autocast_training_step_is_finite_and_keeps_fp32_state(arch: str) -> None:
+    from vista.saes import make_sae
+
+    sae = make_sae({"architecture": arch, "d_model": 16, "d_sae": 64, "k": 4}).train()
+    x = torch.randn(256, 16)
+    sae.init_from_data_(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = sae.training_forward(x, torch.zeros(64, dtype=torch.bool))
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    for name, p in sae.named_parameters():
+        assert p.dtype == torch.float32 and p.grad is not None and p.grad.dtype == torch.float32
+        assert torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("logger", ["tensorboard", "wandb"])
+def test_tensorboard_and_offline_wandb_logging(logger: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    store = _sparse_store(tmp_path / "s.h5", n=1000)
+    sae_cfg, tc, _ = _cfgs(4000)
+    trc = TrainerConfig(accelerator="cpu", progress_bar=False, logger=logger)
+    train_saes(store, [sae_cfg], tc, trc, tmp_path / "run")
+    if logger == "tensorboard":
+        assert list((tmp_path / "run" / "logs").glob("version_0/events.out.tfevents.*"))
+    else:
+        runs = list((tmp_path / "run").glob("wandb/offline-run-*"))
+        assert runs and list(runs[0].glob("*.wandb"))

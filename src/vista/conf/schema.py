@@ -8,13 +8,32 @@ from typing import Any
 from omegaconf import MISSING
 
 from vista.analysis.probes import ProbeConfig
-from vista.saes.config import BatchTopKConfig, TopKConfig
+from vista.saes.config import (
+    BatchTopKConfig,
+    GatedConfig,
+    JumpReLUConfig,
+    MatchingPursuitConfig,
+    MatryoshkaConfig,
+    TopKConfig,
+    VanillaConfig,
+)
 from vista.sources.datasets.base import DatasetConfig
 from vista.sources.encoders.base import EncoderConfig
+from vista.sources.synthetic import SyntheticConfig
 from vista.train.classifier import EncoderTrainingConfig
 from vista.train.config import TrainConfig, TrainerConfig
 
-SAE_GROUP: dict[str, type] = {"topk": TopKConfig, "batchtopk": BatchTopKConfig}
+SAE_GROUP: dict[str, type] = {
+    "topk": TopKConfig,
+    "batchtopk": BatchTopKConfig,
+    "vanilla": VanillaConfig,
+    "jumprelu": JumpReLUConfig,
+    "gated": GatedConfig,
+    "matryoshka": MatryoshkaConfig,
+    "mp": MatchingPursuitConfig,
+}
+"""Trainable architectures, selectable as ``sae=NAME`` (``ihtp``/``mpsae`` are inference-only:
+``eval.pursuit``)."""
 
 
 @dataclass
@@ -31,6 +50,10 @@ class EvalSettings:
     top_features: int = 20
     """Latents listed per label in the alignment."""
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    pursuit: str = ""
+    """Evaluate an inference-time pursuit encoder on the SAE's dictionary: ihtp or mpsae."""
+    pursuit_k: int = 8
+    """ihtp: atoms per token before the union over an image; mpsae: pursuit steps."""
 
 
 @dataclass
@@ -43,6 +66,9 @@ class TrainJob:
     out_dir: str = MISSING
     """Run directory: sae/, checkpoints/, logs/."""
     sae: Any = MISSING
+    sweep: list[Any] = field(default_factory=list)
+    """More SAEs trained on the same pass over the store, each given as overrides of ``sae``,
+    e.g. ``'sweep=[{k: 64}, {architecture: jumprelu}, {d_sae: 16384}]'``."""
     train: TrainConfig = field(default_factory=TrainConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
@@ -119,7 +145,17 @@ class RunJob:
     eval: EvalSettings = field(default_factory=EvalSettings)
 
 
+@dataclass
+class SyntheticJob:
+    """vista synthetic: write a store with a known dictionary (the ground truth for SAE recovery)."""
+
+    out: str = MISSING
+    """Output store file (.h5); the true directions are kept at /extras/true_directions."""
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
 VERB_CONFIGS: dict[str, type] = {
+    "synthetic": SyntheticJob,
     "train": TrainJob,
     "evaluate": EvaluateJob,
     "extract": ExtractJob,

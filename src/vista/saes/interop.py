@@ -188,7 +188,14 @@ def from_sparsify(path: Path) -> tuple[dict, dict]:
 def from_vista_checkpoint(path: Path) -> tuple[dict, dict]:
     """Lightning ``.ckpt`` (``hyper_parameters`` + ``state_dict`` with a ``model.`` prefix) or a
     legacy ``{config, model_state_dict}`` file of the original VISTA code (SPEC 1.1-1.6, 3.4)."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise _fail(path, f"it is not a readable PyTorch checkpoint ({e}).") from None
+    if not isinstance(ck, dict):
+        raise _fail(
+            path, "it is neither a Lightning checkpoint nor a {config, model_state_dict} file."
+        )
     if "state_dict" in ck:
         hp = dict(ck.get("hyper_parameters", {}))
         sd = {k.removeprefix("model."): v for k, v in ck["state_dict"].items()}

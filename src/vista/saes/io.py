@@ -100,9 +100,9 @@ def load_sae(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
             raise VistaError(
                 f"{str(cfg_path)!r} is not valid JSON ({e}); re-export the SAE."
             ) from None
-        state = load_file(str(w_path))
+        state = _read_tensors(w_path)
         if (d / EXTRA_FILE).is_file():
-            state.update(load_file(str(d / EXTRA_FILE)))
+            state.update(_read_tensors(d / EXTRA_FILE))
         if "vista" in doc:
             cfg_dict = doc["vista"]["config"]
         else:
@@ -120,6 +120,15 @@ def load_sae(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
     except RuntimeError as e:
         raise VistaError(f"{origin!r} does not match its configuration: {e}") from None
     return sae.to(device).eval()
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types
+        raise VistaError(
+            f"{str(path)!r} is not a readable safetensors file ({e}); re-export the SAE."
+        ) from None
 
 
 def read_metadata(directory: str | os.PathLike[str]) -> dict[str, Any]:

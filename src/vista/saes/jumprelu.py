@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vista.saes.base import SAE, TrainOutput, fired_from_codes, fvu_terms
+from vista.saes import ops
+from vista.saes.base import SAE, TrainOutput, fvu_terms
 from vista.saes.config import JumpReLUConfig
 from vista.saes.registry import register_sae
 
@@ -81,17 +82,20 @@ class JumpReLUSAE(SAE):
     def training_forward(
         self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
     ) -> TrainOutput:
-        z = self.pre_acts(x).float()  # thresholds are compared in float32, even under autocast
+        # Thresholds and their window are compared in float32, even under autocast.
         eps = self.preact_scale * self.cfg.bandwidth
-        codes = jumprelu(z, self.threshold.float(), eps)
-        x_hat = self.decode(codes.to(self.W_dec.dtype))
+        idx, vals, offsets, l0 = ops.sparse_jumprelu(
+            x, self.b_dec, self.W_enc, self.b_enc, self.threshold.float(), eps
+        )
+        x_hat = ops.sparse_decode(idx, vals.to(self.W_dec.dtype), self.W_dec, offsets) + self.b_dec
         recon, _ = fvu_terms(x, x_hat)
-        l0 = step(z, self.threshold.float(), eps).sum(dim=1).mean()
         sparsity = self.cfg.l0_coeff * sparsity_scale * l0
+        fired = torch.zeros(self.d_sae, dtype=torch.bool, device=x.device)
+        fired[idx[vals > 0]] = True
         return TrainOutput(
             loss=recon + sparsity,
             x_hat=x_hat,
-            fired=fired_from_codes(codes),
+            fired=fired,
             l0=l0.detach(),
             recon_loss=recon.detach(),
             sparsity_loss=sparsity.detach(),

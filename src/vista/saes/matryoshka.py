@@ -48,15 +48,21 @@ class MatryoshkaSAE(BatchTopKSAE):
         self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
     ) -> TrainOutput:
         idx, vals, offsets = self.select(x)
+        n = x.shape[0]
         total_var = batch_total_variance(x)
-        # Decode group by group and accumulate: prefix m's reconstruction is the running sum.
+        counts = torch.diff(offsets, append=offsets.new_tensor([idx.numel()]))
+        rows = torch.repeat_interleave(torch.arange(n, device=x.device), counts)
+        # Decode group by group, each over its own entries only (one decode's work in all), and
+        # accumulate: prefix m's reconstruction is the running sum.
         x_hat = self.b_dec.expand_as(x)
         losses = []
         start = 0
         for end in self.prefix_ends.tolist():
-            in_group = (idx >= start) & (idx < end)
-            part = ops.sparse_decode(idx, vals * in_group.to(vals.dtype), self.W_dec, offsets)
-            x_hat = x_hat + part
+            sel = (idx >= start) & (idx < end)
+            g_rows = rows[sel]
+            g_counts = torch.bincount(g_rows, minlength=n)
+            g_offsets = torch.cumsum(g_counts, 0) - g_counts
+            x_hat = x_hat + ops.sparse_decode(idx[sel], vals[sel], self.W_dec, g_offsets)
             losses.append((x - x_hat).pow(2).sum() / total_var)
             start = end
         recon_all = torch.stack(losses)

@@ -46,6 +46,27 @@ def sparse_decode(
     return F.embedding_bag(indices, w_dec, offsets=offsets, per_sample_weights=values, mode="sum")
 
 
+def grouped_topk(x: Tensor, k: int, group: int = 8) -> tuple[Tensor, Tensor]:
+    """Exact ``(values, indices)`` of the ``k`` largest entries of each row of 2-D ``x``, unsorted.
+
+    About 1.5x faster than ``torch.topk`` on CPU when ``k`` is small against the row width. Split
+    each row into ``m = width / group`` strided groups (``j, j + m, j + 2m, ...``) and take the
+    ``k`` groups with the largest maxima; call ``T`` the smallest of those maxima. Those ``k``
+    groups hold ``k`` entries ``>= T``, so the row's ``k``-th largest value is ``>= T`` and every
+    top-``k`` entry lies in a group whose maximum is ``>= T``: one of the ``k`` chosen groups.
+    The top-``k`` of their ``k * group`` entries is therefore exact (up to the order of ties).
+    """
+    n, h = x.shape
+    if group < 2 or h % group or k * group >= h:
+        return x.topk(k, dim=1, sorted=False)
+    m = h // group
+    gmax = x.view(n, group, m).amax(dim=1)  # (n, m): strided groups reduce contiguously
+    _, gi = gmax.topk(k, dim=1, sorted=False)
+    cols = (gi.unsqueeze(2) + torch.arange(group, device=x.device) * m).view(n, k * group)
+    vals, j = x.gather(1, cols).topk(k, dim=1, sorted=False)
+    return vals, cols.gather(1, j)
+
+
 def topk_mask_dense(acts: Tensor, k: int) -> Tensor:
     """Keep the ``k`` largest entries of each row of ``acts`` (ties broken by torch.topk), zero the rest."""
     k = min(k, acts.shape[-1])
@@ -99,7 +120,8 @@ class _SparseEncode(torch.autograd.Function):
         n, h = pre.shape
         if batch:
             n_keep = min(k * n, pre.numel())
-            vals, flat = pre.flatten().topk(n_keep, sorted=False)
+            vals, flat = grouped_topk(pre.view(1, -1), n_keep)
+            vals, flat = vals[0], flat[0]
             flat, order = flat.sort()  # embedding_bag wants each token's entries together
             vals = vals[order]
             rows = torch.div(flat, h, rounding_mode="floor")
@@ -108,7 +130,7 @@ class _SparseEncode(torch.autograd.Function):
             offsets = torch.cumsum(counts, 0) - counts
         else:
             kk = min(k, h)
-            vals, idx2 = pre.topk(kk, dim=1, sorted=False)
+            vals, idx2 = grouped_topk(pre, kk)
             idx = idx2.flatten()
             vals = vals.flatten()
             rows = torch.arange(n, device=x.device).repeat_interleave(kk)
@@ -159,3 +181,84 @@ def sparse_encode(
     Differentiable in ``x``, ``b_dec``, ``w_enc`` and ``b_enc`` with a sparse backward.
     """
     return _SparseEncode.apply(x, b_dec, w_enc, b_enc, k, batch)
+
+
+class _SparseJumpReLU(torch.autograd.Function):
+    """JumpReLU training forward with a sparse backward (paper eq. 11-12, rectangle kernel).
+
+    Works on the entries ``E`` that are active (``z > theta``) or inside the kernel window
+    (``|z - theta| < eps / 2``); all others get no gradient from either estimator. Returns flat
+    ``(indices, values, offsets)`` over ``E`` (inactive window entries carry value 0, so the
+    decoder's backward delivers their gradient too) and the mean L0, differentiable in
+    ``theta``. The backward: ``dz = g 1[z > theta]`` on ``E`` (the encoder gradient as a CSR
+    product, as in ``_SparseEncode``); ``dtheta_j = -theta_j / eps * sum_window g`` from the
+    reconstruction and ``-(window count_j) / (eps n)`` per unit of L0.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        b_dec: Tensor,
+        w_enc: Tensor,
+        b_enc: Tensor,
+        theta: Tensor,
+        eps: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        xc = x - b_dec
+        z = torch.addmm(b_enc, xc, w_enc).float()
+        n = z.shape[0]
+        active = z > theta
+        window = (z - theta).abs() < eps / 2
+        rows, idx = torch.nonzero(active | window, as_tuple=True)  # row-major: grouped by token
+        z_e = z[rows, idx]
+        on = active[rows, idx]
+        vals = torch.where(on, z_e, torch.zeros_like(z_e)).to(x.dtype)
+        counts = torch.bincount(rows, minlength=n)
+        offsets = torch.cumsum(counts, 0) - counts
+        l0 = on.sum().to(torch.float32) / n
+        win_count = window.sum(dim=0).to(torch.float32)
+        in_win = window[rows, idx]
+        ctx.save_for_backward(xc, w_enc, idx, rows, on, in_win, theta, eps, win_count)
+        ctx.n = n
+        ctx.mark_non_differentiable(idx, offsets)
+        return idx, vals, offsets, l0
+
+    @staticmethod
+    def backward(
+        ctx: Any, _g_idx: Tensor, g_vals: Tensor, _g_off: Tensor, g_l0: Tensor
+    ) -> tuple[Tensor | None, ...]:
+        xc, w_enc, idx, rows, on, in_win, theta, eps, win_count = ctx.saved_tensors
+        h = w_enc.shape[1]
+        g = g_vals.to(torch.float32)
+        dz = torch.where(on, g, torch.zeros_like(g)).to(xc.dtype)
+        col_sum = torch.zeros(h, dtype=dz.dtype, device=dz.device).index_add_(0, idx, dz)
+        grad_w = grad_benc = grad_bdec = grad_theta = None
+        if ctx.needs_input_grad[2]:
+            order = idx.argsort()
+            counts = torch.bincount(idx, minlength=h)
+            crow = torch.zeros(h + 1, dtype=torch.long, device=dz.device)
+            crow[1:] = torch.cumsum(counts, 0)
+            gt = torch.sparse_csr_tensor(
+                crow, rows[order], dz[order], (h, xc.shape[0]), check_invariants=False
+            )
+            grad_w = (gt @ xc).t().contiguous().to(w_enc.dtype)
+        if ctx.needs_input_grad[3]:
+            grad_benc = col_sum
+        if ctx.needs_input_grad[1]:
+            grad_bdec = -(w_enc.to(dz.dtype) @ col_sum)
+        if ctx.needs_input_grad[4]:
+            g_win = torch.where(in_win, g, torch.zeros_like(g))
+            recon = torch.zeros(h, dtype=torch.float32, device=g.device).index_add_(0, idx, g_win)
+            grad_theta = -(theta / eps) * recon
+            if g_l0 is not None:
+                grad_theta = grad_theta - g_l0 * win_count / (eps * ctx.n)
+        return None, grad_bdec, grad_w, grad_benc, grad_theta, None
+
+
+def sparse_jumprelu(
+    x: Tensor, b_dec: Tensor, w_enc: Tensor, b_enc: Tensor, theta: Tensor, eps: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """JumpReLU codes of ``(x - b_dec) W_enc + b_enc`` as flat ``(indices, values, offsets)`` for
+    ``sparse_decode``, plus the mean L0; straight-through gradients, sparse backward."""
+    return _SparseJumpReLU.apply(x, b_dec, w_enc, b_enc, theta, eps)

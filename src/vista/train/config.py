@@ -10,9 +10,9 @@ class TrainConfig:
     """How to train SAEs on a store."""
 
     max_tokens: int = 20_000_000
-    """Training tokens (the run length); steps = ceil(max_tokens / batch_size)."""
+    """Training tokens (the run length); steps = ceil(max_tokens / (batch_size * devices))."""
     batch_size: int = 4096
-    """Tokens per optimisation step (per device)."""
+    """Tokens per optimisation step and device (the global batch is this times the devices)."""
     lr: float = 0.0
     """Adam learning rate; 0 = 2e-4 / sqrt(d_sae / 2**14), sparsify's width scaling."""
     lr_warmup_steps: int = 100

@@ -75,7 +75,10 @@ def train_saes(
         seed=tc.seed,
         drop_last=True,  # every step sees a full batch; each epoch drops a different remainder
     )
-    n_steps = math.ceil(tc.max_tokens / tc.batch_size)
+    trainer = _make_trainer(trainer_cfg, out, tc)
+    # train.batch_size is per device: with DDP a step consumes world_size batches.
+    n_steps = math.ceil(tc.max_tokens / (tc.batch_size * trainer.world_size))
+    trainer.fit_loop.epoch_loop.max_steps = n_steps
     module = SAETrainingModule(cfgs, asdict(tc), n_steps)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
@@ -97,7 +100,6 @@ def train_saes(
     data = TokenBatches(store, stream_cfg)
     module.data = data
 
-    trainer = _make_trainer(trainer_cfg, n_steps, out, tc)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0)
     t0 = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
@@ -122,6 +124,7 @@ def train_saes(
     paths = []
     for name, sae, tracker in zip(names, module.saes, module.trackers, strict=True):
         exported = copy.deepcopy(sae).cpu().float()
+        exported.canonicalize_()  # unit decoder rows (vanilla trains them free)
         exported.fold_input_scale_(float(module.input_scale))
         target = out / "sae" if len(names) == 1 else out / "sae" / name
         meta = {
@@ -147,7 +150,7 @@ def _sample_tokens(store: str | os.PathLike[str], cfg: StreamConfig, n: int) -> 
     return torch.cat(parts)[:n]
 
 
-def _make_trainer(trainer_cfg: Any, n_steps: int, out: Path, tc: TrainConfig) -> Any:
+def _make_trainer(trainer_cfg: Any, out: Path, tc: TrainConfig) -> Any:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -165,7 +168,7 @@ def _make_trainer(trainer_cfg: Any, n_steps: int, out: Path, tc: TrainConfig) ->
         save_on_train_epoch_end=False,
     )
     return pl.Trainer(
-        max_steps=n_steps,
+        max_steps=1,  # set from the world size by the caller
         max_epochs=-1,
         accelerator=t.accelerator,
         devices=devices,
