@@ -62,7 +62,8 @@ def task_train(cfg: Any) -> None:
     from omegaconf import OmegaConf
 
     base = OmegaConf.to_container(cfg.sae, resolve=True)
-    extra = OmegaConf.to_container(cfg.get("sweep") or [], resolve=True)
+    sweep = cfg.get("sweep")
+    extra = OmegaConf.to_container(sweep, resolve=True) if sweep else []
     paths = train_saes(cfg.store, sweep_configs(base, extra), cfg.train, cfg.trainer, cfg.out_dir)
     for p in paths:
         print(f"SAE written to {p}")

@@ -29,7 +29,7 @@ def matching_pursuit(
         c = corr[rows, j]
         if not signed:
             c = torch.relu(c)
-        codes = codes.index_put((rows, j), c, accumulate=True)
+        codes = codes.index_put((rows, j), c.to(codes.dtype), accumulate=True)
         r = r - c[:, None] * w_dec[j]
     return codes, r
 

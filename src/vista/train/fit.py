@@ -140,7 +140,9 @@ def train_saes(
 def _sample_tokens(store: str | os.PathLike[str], cfg: StreamConfig, n: int) -> torch.Tensor:
     from dataclasses import replace
 
-    stream = TokenStream(store, replace(cfg, rank=0, world_size=1, batch_size=min(n, 65536)))
+    stream = TokenStream(
+        store, replace(cfg, rank=0, world_size=1, batch_size=min(n, 65536), drop_last=False)
+    )
     got, parts = 0, []
     for batch in stream.epoch(0):
         parts.append(torch.from_numpy(batch))
