@@ -26,7 +26,7 @@ from vista.saes import make_sae
 from vista.store import SplitSpec, StoreWriter
 from vista.train.config import TrainConfig, TrainerConfig
 from vista.train.fit import train_saes
-from vista.train.module import make_adam
+from vista.train.step import bare_step
 
 
 def make_store(path: Path, n_tokens: int, d: int) -> None:
@@ -49,19 +49,12 @@ def bare(store: Path, sae_cfg: dict, batch: int, steps: int) -> float:
         x_all = torch.from_numpy(
             st.read_rows("training", 0, batch * (steps + 2)).astype(np.float32)
         )
-    sae = make_sae(sae_cfg).train()
-    opt = make_adam(sae.parameters())
-    dead = torch.zeros(sae.d_sae, dtype=torch.bool)
+    step = bare_step(make_sae(sae_cfg))
     times = []
     for i in range(steps + 2):
         x = x_all[i * batch : (i + 1) * batch]
         t0 = time.perf_counter()
-        out = sae.training_forward(x, dead)
-        out.loss.backward()
-        sae.before_optimizer_step()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sae.after_optimizer_step()
+        step(x)
         if i >= 2:
             times.append(time.perf_counter() - t0)
     return batch / statistics.median(times)

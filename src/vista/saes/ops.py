@@ -30,9 +30,9 @@ def remove_parallel_grads_(w: Tensor, eps: float = 1e-8) -> None:
     """
     if w.grad is None:
         return
-    unit = w / w.norm(dim=1, keepdim=True).clamp_min(eps)
-    parallel = (w.grad * unit).sum(dim=1, keepdim=True)
-    w.grad.sub_(parallel * unit)
+    # g -= (<g, w> / <w, w>) w, row by row, without temporaries the size of w.
+    coef = torch.linalg.vecdot(w.grad, w) / torch.linalg.vecdot(w, w).clamp_min(eps * eps)
+    w.grad.addcmul_(w, coef.unsqueeze(1), value=-1.0)
 
 
 def sparse_decode(
@@ -101,6 +101,28 @@ def geometric_median(x: Tensor, n_iter: int = 100, tol: float = 1e-7) -> Tensor:
     return median.to(x.dtype)
 
 
+def _sparse_encoder_grads(
+    needs: tuple[bool, ...], xc: Tensor, w_enc: Tensor, idx: Tensor, rows: Tensor, dz: Tensor
+) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+    """``(dW_enc, db_enc, db_dec)`` from the pre-activation gradient ``dz`` given only at the
+    entries ``(rows, idx)``: ``dW_enc = xc^T G`` as a CSR sparse-dense product (``G^T`` stored
+    latent-major), the bias gradients as column sums. ``needs`` = (b_dec, W_enc, b_enc)."""
+    h = w_enc.shape[1]
+    col_sum = torch.zeros(h, dtype=dz.dtype, device=dz.device).index_add_(0, idx, dz)
+    grad_w = None
+    if needs[1]:
+        order = idx.argsort()
+        counts = torch.bincount(idx, minlength=h)
+        crow = torch.zeros(h + 1, dtype=torch.long, device=dz.device)
+        crow[1:] = torch.cumsum(counts, 0)
+        gt = torch.sparse_csr_tensor(
+            crow, rows[order], dz[order], (h, xc.shape[0]), check_invariants=False
+        )
+        grad_w = (gt @ xc).t().to(w_enc.dtype)  # latent-major, the layout W_enc is stored in
+    grad_bdec = -(w_enc.to(dz.dtype) @ col_sum) if needs[0] else None
+    return grad_w, (col_sum if needs[2] else None), grad_bdec
+
+
 class _SparseEncode(torch.autograd.Function):
     """``ReLU`` of the selected entries of ``(x - b_dec) W_enc + b_enc``, with a sparse backward.
 
@@ -145,30 +167,15 @@ class _SparseEncode(torch.autograd.Function):
         ctx: Any, _g_idx: Tensor, g_vals: Tensor, _g_off: Tensor
     ) -> tuple[Tensor | None, ...]:
         xc, w_enc, idx, rows, vals = ctx.saved_tensors
-        h = w_enc.shape[1]
         g = torch.where(vals > 0, g_vals, torch.zeros_like(g_vals)).to(xc.dtype)
-        col_sum = torch.zeros(h, dtype=g.dtype, device=g.device).index_add_(0, idx, g)
-        grad_w = grad_benc = grad_bdec = grad_x = None
-        if ctx.needs_input_grad[2]:
-            # G^T as CSR (latents x tokens): entries sorted by latent.
-            order = idx.argsort()
-            counts = torch.bincount(idx, minlength=h)
-            crow = torch.zeros(h + 1, dtype=torch.long, device=g.device)
-            crow[1:] = torch.cumsum(counts, 0)
-            gt = torch.sparse_csr_tensor(
-                crow, rows[order], g[order], (h, xc.shape[0]), check_invariants=False
+        grad_w, grad_benc, grad_bdec = _sparse_encoder_grads(
+            ctx.needs_input_grad[1:4], xc, w_enc, idx, rows, g
+        )
+        grad_x = None
+        if ctx.needs_input_grad[0]:  # d/dx = G W_enc^T (x rarely needs a gradient)
+            grad_x = torch.zeros_like(xc).index_add_(
+                0, rows, g[:, None] * w_enc.t()[idx].to(g.dtype)
             )
-            grad_w = (gt @ xc).t().contiguous().to(w_enc.dtype)
-        if ctx.needs_input_grad[3]:
-            grad_benc = col_sum
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[0]:
-            # d/dxc = G W_enc^T; the b_dec part is its negated column sum.
-            if ctx.needs_input_grad[1]:
-                grad_bdec = -(w_enc.to(g.dtype) @ col_sum)
-            if ctx.needs_input_grad[0]:
-                grad_x = torch.zeros_like(xc).index_add_(
-                    0, rows, g[:, None] * w_enc.t()[idx].to(g.dtype)
-                )
         return grad_x, grad_bdec, grad_w, grad_benc, None, None
 
 
@@ -232,21 +239,10 @@ class _SparseJumpReLU(torch.autograd.Function):
         h = w_enc.shape[1]
         g = g_vals.to(torch.float32)
         dz = torch.where(on, g, torch.zeros_like(g)).to(xc.dtype)
-        col_sum = torch.zeros(h, dtype=dz.dtype, device=dz.device).index_add_(0, idx, dz)
-        grad_w = grad_benc = grad_bdec = grad_theta = None
-        if ctx.needs_input_grad[2]:
-            order = idx.argsort()
-            counts = torch.bincount(idx, minlength=h)
-            crow = torch.zeros(h + 1, dtype=torch.long, device=dz.device)
-            crow[1:] = torch.cumsum(counts, 0)
-            gt = torch.sparse_csr_tensor(
-                crow, rows[order], dz[order], (h, xc.shape[0]), check_invariants=False
-            )
-            grad_w = (gt @ xc).t().contiguous().to(w_enc.dtype)
-        if ctx.needs_input_grad[3]:
-            grad_benc = col_sum
-        if ctx.needs_input_grad[1]:
-            grad_bdec = -(w_enc.to(dz.dtype) @ col_sum)
+        grad_w, grad_benc, grad_bdec = _sparse_encoder_grads(
+            ctx.needs_input_grad[1:4], xc, w_enc, idx, rows, dz
+        )
+        grad_theta = None
         if ctx.needs_input_grad[4]:
             g_win = torch.where(in_win, g, torch.zeros_like(g))
             recon = torch.zeros(h, dtype=torch.float32, device=g.device).index_add_(0, idx, g_win)

@@ -5,8 +5,8 @@ The step is plain PyTorch; the Lightning module only calls it. A sweep of SAEs s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -72,3 +72,36 @@ def train_step(
         outputs.append(out)
     loss = torch.stack([o.loss for o in outputs]).sum()
     return StepOutput(loss, outputs)
+
+
+def make_adam(params: Any, betas: tuple[float, float] = (0.9, 0.999), lr: float = 1e-3) -> Any:
+    """Adam with the fused kernel (one pass over all parameters: 4-5x faster than the default
+    on CPU at 4M parameters); the plain implementation where fused is unavailable."""
+    try:
+        return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+
+
+def bare_step(
+    sae: SAE, lr: float = 1e-3, autocast: bool = False
+) -> Callable[[Tensor], TrainOutput]:
+    """One SAE's training step without Lightning or data loading: forward, backward, the decoder
+    constraint and fused Adam, on a batch already in memory. What the benchmarks call the bare
+    step; ``vista train`` runs the same operations per batch."""
+    sae.train()
+    opt = make_adam(sae.parameters(), lr=lr)
+    dead = torch.zeros(sae.d_sae, dtype=torch.bool, device=sae.W_dec.device)
+    device_type = sae.W_dec.device.type
+
+    def step(x: Tensor) -> TrainOutput:
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
+            out = sae.training_forward(x, dead)
+        out.loss.backward()
+        sae.before_optimizer_step()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sae.after_optimizer_step()
+        return out
+
+    return step
