@@ -172,3 +172,54 @@ def test_tensorboard_and_offline_wandb_logging(logger: str, tmp_path: Path, monk
     else:
         runs = list((tmp_path / "run").glob("wandb/offline-run-*"))
         assert runs and list(runs[0].glob("*.wandb"))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_training_then_resume_ends_where_an_uninterrupted_run_ends(
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store = _sparse_store(tmp_path / "s.h5", n=20000)
+    args = [
+        sys.executable,
+        "-m",
+        "vista",
+        "train",
+        f"store={store}",
+        "sae=jumprelu",
+        "sae.d_sae=64",
+        "train.max_tokens=600000",
+        "train.batch_size=128",
+        "train.lr=3e-3",
+        "train.checkpoint_every_steps=200",
+        "trainer.progress_bar=false",
+    ]
+    ref = subprocess.run([*args, f"out_dir={tmp_path / 'ref'}"], capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    run = tmp_path / "run"
+    proc = subprocess.Popen([*args, f"out_dir={run}"], stderr=subprocess.DEVNULL)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 600
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let it train on past the checkpoint
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "sae").exists()
+    resumed = subprocess.run(
+        [*args, f"out_dir={run}", "train.resume=true"], capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = load_sae(tmp_path / "ref" / "sae"), load_sae(run / "sae")
+    assert (
+        read_metadata(run / "sae")["trained_tokens"]
+        == read_metadata(tmp_path / "ref" / "sae")["trained_tokens"]
+    )
+    for name, tensor in a.state_dict().items():
+        torch.testing.assert_close(b.state_dict()[name], tensor, rtol=1e-5, atol=1e-6, msg=name)

@@ -44,7 +44,7 @@ class StreamConfig:
     check_finite: bool = True
     """Raise on NaN/inf activations (one vectorised check per block)."""
     prefetch_blocks: int = 2
-    """Blocks read ahead in a background thread (0 = read inline)."""
+    """Batches prepared ahead (read, shuffled, cast) in a background thread (0 = inline)."""
 
 
 def plan_blocks(
@@ -115,13 +115,16 @@ class TokenStream:
     def epoch(self, epoch: int) -> Iterator[np.ndarray]:
         """All of this rank's tokens of the split once, as batches (float32 numpy arrays)."""
         source = self._read_blocks(self.rank_blocks(epoch))
-        if self.cfg.prefetch_blocks > 0:
-            source = _prefetch(source, self.cfg.prefetch_blocks)
         if self.cfg.shuffle:
             rng = np.random.default_rng([self.cfg.seed, epoch, self.cfg.rank, 1])
-            yield from _shuffled_batches(source, self.cfg, rng, self.info.d_model)
+            batches = _shuffled_batches(source, self.cfg, rng, self.info.d_model)
         else:
-            yield from _sequential_batches(source, self.cfg)
+            batches = _sequential_batches(source, self.cfg)
+        # Reading, decompressing, shuffling and the float32 cast all run in one background
+        # thread, ahead of the consumer: they overlap the training step (torch releases the GIL).
+        if self.cfg.prefetch_blocks > 0:
+            batches = _prefetch(batches, self.cfg.prefetch_blocks)
+        yield from batches
 
     def batches(self, start_epoch: int = 0) -> Iterator[tuple[int, np.ndarray]]:
         """``(epoch, batch)`` forever, epoch after epoch."""
