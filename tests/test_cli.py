@@ -202,3 +202,29 @@ def test_synthetic_store_sweep_training_and_pursuit_evaluation(tmp_path: Path) -
         "l0_per_instance_mean"
     ] == pytest.approx(3.0)
     assert doc["reconstruction_quality"]["fvu"] < 1.0
+
+
+def test_hydra_multirun_trains_one_sae_per_job(tmp_path: Path) -> None:
+    store = tmp_path / "syn.h5"
+    assert (
+        vista(
+            "synthetic", f"out={store}", "synthetic.n_train=4000", "synthetic.d_model=16"
+        ).returncode
+        == 0
+    )
+    r = vista(
+        "train",
+        "-m",
+        f"store={store}",
+        "sae=topk,jumprelu",
+        "sae.d_sae=32",
+        "train.max_tokens=4096",
+        "train.batch_size=512",
+        "trainer.logger=none",
+        "trainer.progress_bar=false",
+        f"out_dir={tmp_path}/runs/${{sae.architecture}}",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "runs/topk/sae/cfg.json").is_file()
+    assert (tmp_path / "runs/jumprelu/sae/cfg.json").is_file()

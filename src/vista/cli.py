@@ -199,7 +199,10 @@ def run_verb(verb: str, args: list[str]) -> None:
         "hydra/help=vista",
     ]
     saved = sys.argv
-    sys.argv = [saved[0] if saved else "vista", *defaults, *args]
+    # argparse wants flags before the overrides: `vista train -m sae=a,b` and `... sae=a,b -m` both work.
+    flags = [a for a in args if a in ("-m", "--multirun")]
+    rest = [a for a in args if a not in ("-m", "--multirun")]
+    sys.argv = [saved[0] if saved else "vista", *flags, *defaults, *rest]
     os.environ[_VERB_ENV] = verb
     try:
         hydra.main(version_base=None, config_path="conf", config_name=config_name)(entry)()

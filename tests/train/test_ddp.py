@@ -71,7 +71,11 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
         with torch.no_grad():
             x_hat = sae(x).x_hat
         fvu = float(((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
-        results[name] = (fvu, recovery(sae.W_dec.detach().numpy(), true)["recovered"], meta["steps"])
+        results[name] = (
+            fvu,
+            recovery(sae.W_dec.detach().numpy(), true)["recovered"],
+            meta["steps"],
+        )
     (fvu1, rec1, steps1), (fvu2, rec2, steps2) = results["one"], results["ddp"]
     assert steps1 == steps2  # the same number of optimiser steps over the same tokens
     assert abs(fvu1 - fvu2) <= 0.1 * fvu1, results
