@@ -159,6 +159,13 @@ class SAE(nn.Module):
         self.b_enc.div_(scale)
         self.b_dec.div_(scale)
 
+    def export_architecture(self) -> str:
+        """The SAELens architecture whose inference encoding equals this SAE's (vista's own name
+        when SAELens has none); ``save_sae`` writes the weights under it."""
+        from vista.saes.interop import SAELENS_EXPORT
+
+        return SAELENS_EXPORT.get(self.cfg.architecture, self.cfg.architecture)
+
     @torch.no_grad()
     def canonicalize_(self) -> None:
         """Bring the weights to the exported form: unit-norm decoder rows, same function.
@@ -182,3 +189,10 @@ def fvu_terms(x: Tensor, x_hat: Tensor) -> tuple[Tensor, Tensor]:
 def fired_from_codes(codes: Tensor) -> Tensor:
     """``(d_sae,)`` bool: latents non-zero for at least one token of ``codes (n, d_sae)``."""
     return (codes != 0).any(dim=0)
+
+
+def fired_from_sparse(idx: Tensor, vals: Tensor, d_sae: int) -> Tensor:
+    """``fired_from_codes`` for flat sparse codes: latents ``idx`` with a positive value."""
+    fired = torch.zeros(d_sae, dtype=torch.bool, device=idx.device)
+    fired[idx[vals > 0]] = True
+    return fired

@@ -43,6 +43,10 @@ class BatchTopKSAE(TopKSAE):
     def observe_selection(self, vals: Tensor) -> None:
         self._update_threshold(vals)
 
+    def export_architecture(self) -> str:
+        # Without a learned threshold, inference is per-token TopK: export it as that.
+        return super().export_architecture() if self.has_threshold else "topk"
+
     @torch.no_grad()
     def _update_threshold(self, vals: Tensor) -> None:
         positive = vals[vals > 0]

@@ -227,16 +227,19 @@ def from_vista_checkpoint(path: Path) -> tuple[dict, dict]:
     return cfg, state
 
 
+def _has_trainer_config(conf: Path) -> bool:
+    try:
+        return "trainer" in json.loads(conf.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
 def detect_and_read(path: Path) -> tuple[dict, dict] | None:
     """Foreign formats by their files; ``None`` when ``path`` is a vista/SAELens directory."""
     if path.is_file():
-        if path.name == "ae.pt" or (
-            (path.parent / "config.json").is_file() and path.suffix == ".pt"
-        ):
-            try:
-                return from_dictionary_learning(path)
-            except (KeyError, VistaError):
-                pass
+        # dictionary_learning keeps {"trainer": {...}} in the config.json beside its weights.
+        if path.name == "ae.pt" or _has_trainer_config(path.parent / "config.json"):
+            return from_dictionary_learning(path)
         return from_vista_checkpoint(path)
     if (path / "ae.pt").is_file():
         return from_dictionary_learning(path)

@@ -15,7 +15,6 @@ from safetensors.torch import load_file, save_file
 from vista.errors import VistaError
 from vista.saes.base import SAE
 from vista.saes.interop import (
-    SAELENS_EXPORT,
     SAELENS_KEYS,
     detect_and_read,
     from_saelens,
@@ -42,10 +41,7 @@ def save_sae(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     cfg = asdict(sae.cfg)
-    arch = cfg["architecture"]
-    export = SAELENS_EXPORT.get(arch, arch)
-    if arch in ("batchtopk", "matryoshka") and not getattr(sae, "has_threshold", False):
-        export = "topk"  # no threshold learned yet: inference is per-token TopK
+    export = sae.export_architecture()
     doc = {
         # SAELens-compatible keys.
         "architecture": export,

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from vista.saes import ops
-from vista.saes.base import SAE, TrainOutput, fvu_terms
+from vista.saes.base import SAE, TrainOutput, fired_from_sparse, fvu_terms
 from vista.saes.config import JumpReLUConfig
 from vista.saes.registry import register_sae
 
@@ -90,12 +90,10 @@ class JumpReLUSAE(SAE):
         x_hat = ops.sparse_decode(idx, vals.to(self.W_dec.dtype), self.W_dec, offsets) + self.b_dec
         recon, _ = fvu_terms(x, x_hat)
         sparsity = self.cfg.l0_coeff * sparsity_scale * l0
-        fired = torch.zeros(self.d_sae, dtype=torch.bool, device=x.device)
-        fired[idx[vals > 0]] = True
         return TrainOutput(
             loss=recon + sparsity,
             x_hat=x_hat,
-            fired=fired,
+            fired=fired_from_sparse(idx, vals, self.d_sae),
             l0=l0.detach(),
             recon_loss=recon.detach(),
             sparsity_loss=sparsity.detach(),

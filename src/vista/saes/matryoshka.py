@@ -59,10 +59,8 @@ class MatryoshkaSAE(BatchTopKSAE):
         start = 0
         for end in self.prefix_ends.tolist():
             sel = (idx >= start) & (idx < end)
-            g_rows = rows[sel]
-            g_counts = torch.bincount(g_rows, minlength=n)
-            g_offsets = torch.cumsum(g_counts, 0) - g_counts
-            x_hat = x_hat + ops.sparse_decode(idx[sel], vals[sel], self.W_dec, g_offsets)
+            offsets_g = ops.offsets_from_rows(rows[sel], n)
+            x_hat = x_hat + ops.sparse_decode(idx[sel], vals[sel], self.W_dec, offsets_g)
             losses.append((x - x_hat).pow(2).sum() / total_var)
             start = end
         recon_all = torch.stack(losses)

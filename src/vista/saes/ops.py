@@ -46,6 +46,13 @@ def sparse_decode(
     return F.embedding_bag(indices, w_dec, offsets=offsets, per_sample_weights=values, mode="sum")
 
 
+def offsets_from_rows(rows: Tensor, n: int) -> Tensor:
+    """Start of each of ``n`` tokens' entries in a flat list sorted by token (``rows``), the
+    ``offsets`` of ``sparse_decode``; tokens without entries get an empty bag."""
+    counts = torch.bincount(rows, minlength=n)
+    return torch.cumsum(counts, 0) - counts
+
+
 def grouped_topk(x: Tensor, k: int, group: int = 8) -> tuple[Tensor, Tensor]:
     """Exact ``(values, indices)`` of the ``k`` largest entries of each row of 2-D ``x``, unsorted.
 
@@ -148,8 +155,7 @@ class _SparseEncode(torch.autograd.Function):
             vals = vals[order]
             rows = torch.div(flat, h, rounding_mode="floor")
             idx = flat - rows * h
-            counts = torch.bincount(rows, minlength=n)
-            offsets = torch.cumsum(counts, 0) - counts
+            offsets = offsets_from_rows(rows, n)
         else:
             kk = min(k, h)
             vals, idx2 = grouped_topk(pre, kk)
@@ -221,8 +227,7 @@ class _SparseJumpReLU(torch.autograd.Function):
         z_e = z[rows, idx]
         on = active[rows, idx]
         vals = torch.where(on, z_e, torch.zeros_like(z_e)).to(x.dtype)
-        counts = torch.bincount(rows, minlength=n)
-        offsets = torch.cumsum(counts, 0) - counts
+        offsets = offsets_from_rows(rows, n)
         l0 = on.sum().to(torch.float32) / n
         win_count = window.sum(dim=0).to(torch.float32)
         in_win = window[rows, idx]

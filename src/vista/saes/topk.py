@@ -8,7 +8,13 @@ import torch
 from torch import Tensor
 
 from vista.saes import ops
-from vista.saes.base import SAE, TrainOutput, batch_total_variance, fvu_terms
+from vista.saes.base import (
+    SAE,
+    TrainOutput,
+    batch_total_variance,
+    fired_from_sparse,
+    fvu_terms,
+)
 from vista.saes.config import TopKConfig
 from vista.saes.registry import register_sae
 
@@ -89,15 +95,12 @@ class TopKSAE(SAE):
     def _output(
         self, x: Tensor, x_hat: Tensor, idx: Tensor, vals: Tensor, recon: Tensor, aux: Tensor
     ) -> TrainOutput:
-        active = vals > 0
-        fired = torch.zeros(self.d_sae, dtype=torch.bool, device=x.device)
-        fired[idx[active]] = True
         zero = recon.new_zeros(())
         return TrainOutput(
             loss=recon + aux,
             x_hat=x_hat,
-            fired=fired,
-            l0=active.sum() / x.shape[0],
+            fired=fired_from_sparse(idx, vals, self.d_sae),
+            l0=(vals > 0).sum() / x.shape[0],
             recon_loss=recon.detach(),
             sparsity_loss=zero,
             aux_loss=aux.detach(),
