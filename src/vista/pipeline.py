@@ -15,22 +15,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from vista.cache import cache_root
 from vista.jsonio import write_json
 
 log = logging.getLogger(__name__)
-
-
-def cache_root(cfg_cache_dir: str) -> Path:
-    if cfg_cache_dir:
-        return Path(cfg_cache_dir)
-    return Path(os.environ.get("VISTA_CACHE", Path.home() / ".cache" / "vista"))
 
 
 def _key(obj: Any) -> str:

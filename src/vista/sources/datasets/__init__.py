@@ -6,9 +6,17 @@ from vista.sources.datasets.base import (
     LabelledImages,
     make_dataset,
     register_dataset,
+    stratified_split,
 )
 
-from vista.sources.datasets import mnist  # noqa: F401  isort: skip
+from vista.sources.datasets import (  # noqa: F401  isort: skip
+    bundled,
+    fairface,
+    files,
+    hf,
+    mnist,
+    morpho,
+)
 
 __all__ = [
     "DATASET_REGISTRY",
@@ -16,4 +24,5 @@ __all__ = [
     "LabelledImages",
     "make_dataset",
     "register_dataset",
+    "stratified_split",
 ]
