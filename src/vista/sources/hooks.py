@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from vista.errors import VistaError
 
-TOKEN_SELECTIONS = ("all", "patches", "cls", "mean")
+TOKEN_SELECTIONS = ("all", "no_registers", "patches", "cls", "registers", "mean")
 
 
 def find_module(model: nn.Module, path: str) -> tuple[str, nn.Module]:
@@ -58,7 +58,8 @@ class Capture:
         if self.stop:
             raise _StopForward
 
-    def run(self, model: nn.Module, *args: Any, **kwargs: Any) -> Tensor:
+    def run(self, model: Any, *args: Any, **kwargs: Any) -> Tensor:
+        """Call ``model`` (a module or any callable that runs it) and return the captured output."""
         self.output = None
         with contextlib.suppress(_StopForward):
             model(*args, **kwargs)
@@ -83,12 +84,16 @@ class Capture:
             self._handle = None
 
 
-def select_tokens(out: Tensor, tokens: str, prefix_tokens: int = 0) -> Tensor:
+def select_tokens(out: Tensor, tokens: str, prefix_tokens: int = 0, registers: int = 0) -> Tensor:
     """Turn a module output into ``(B, T, D)`` tokens or ``(B, D)`` vectors.
 
     ``(B, D)`` is one vector per image. ``(B, T, D)`` is a token sequence whose first
-    ``prefix_tokens`` are CLS/register tokens. ``(B, C, H, W)`` feature maps become ``H*W`` tokens
-    of width ``C``.
+    ``prefix_tokens`` are the CLS token (if any) then ``registers`` register tokens. ``(B, C, H, W)``
+    feature maps become ``H*W`` tokens of width ``C``.
+
+    - ``all``: every token; ``no_registers``: CLS + patches; ``patches``: patches only;
+    - ``cls``: the CLS token, ``(B, D)``; ``registers``: the register tokens;
+    - ``mean``: the mean of the patch tokens, ``(B, D)``.
     """
     if tokens not in TOKEN_SELECTIONS:
         raise VistaError(
@@ -108,19 +113,36 @@ def select_tokens(out: Tensor, tokens: str, prefix_tokens: int = 0) -> Tensor:
             f"The hooked module outputs a tensor of shape {tuple(out.shape)}; vista reads (B, D), "
             "(B, T, D) or (B, C, H, W) outputs."
         )
+    n_cls = prefix_tokens - registers
     if tokens == "all":
         return out
     if tokens == "cls":
+        if n_cls < 1:
+            raise VistaError(
+                "This encoder has no CLS token at this layer; use tokens=mean or tokens=patches."
+            )
         return out[:, 0]
+    if tokens == "registers":
+        if registers < 1:
+            raise VistaError("This encoder has no register tokens; use tokens=all or patches.")
+        return out[:, n_cls:prefix_tokens]
+    if tokens == "no_registers":
+        return torch.cat([out[:, :n_cls], out[:, prefix_tokens:]], dim=1) if registers else out
     if tokens == "mean":
-        return out.mean(dim=1)
+        return out[:, prefix_tokens:].mean(dim=1)
     return out[:, prefix_tokens:]
 
 
 @torch.no_grad()
 def capture_tokens(
-    model: nn.Module, module: nn.Module, inputs: Tensor, tokens: str, prefix_tokens: int = 0
+    run: Any,
+    module: nn.Module,
+    inputs: Tensor,
+    tokens: str,
+    prefix_tokens: int = 0,
+    registers: int = 0,
 ) -> Tensor:
+    """Run ``run(inputs)`` (a model call), stop at ``module``, return its selected tokens in float32."""
     with Capture(module, stop=True) as cap:
-        out = cap.run(model, inputs)
-    return select_tokens(out.float(), tokens, prefix_tokens)
+        out = cap.run(run, inputs)
+    return select_tokens(out.float(), tokens, prefix_tokens, registers)

@@ -4,10 +4,24 @@ from vista.sources.encoders.base import (
     ENCODER_REGISTRY,
     Encoder,
     EncoderConfig,
+    find_blocks,
     make_encoder,
     register_encoder,
 )
 
-from vista.sources.encoders import mnist_cnn  # noqa: F401  isort: skip
+from vista.sources.encoders import (  # noqa: F401  isort: skip
+    alexnet_transformer,
+    hf,
+    mnist_cnn,
+    mobilenet,
+    module,
+)
 
-__all__ = ["ENCODER_REGISTRY", "Encoder", "EncoderConfig", "make_encoder", "register_encoder"]
+__all__ = [
+    "ENCODER_REGISTRY",
+    "Encoder",
+    "EncoderConfig",
+    "find_blocks",
+    "make_encoder",
+    "register_encoder",
+]

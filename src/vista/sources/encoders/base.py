@@ -1,7 +1,8 @@
-"""The encoder contract: a module, its preprocessing, and a registry of builders."""
+"""The encoder contract: a module, its preprocessing, where its blocks are, and a registry of builders."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -17,16 +18,31 @@ class EncoderConfig:
     """Which encoder to read, where, and which tokens."""
 
     name: str = "mnist_cnn"
-    """Registry name of the encoder."""
+    """Registry name: mnist_cnn, alexnet_transformer (trained by vista), hf, module, mobilenet_v2."""
     path: str = ""
-    """Weights: a directory written by `vista train-encoder`, a local model directory or a hub id."""
-    layer: str = "fc1"
-    """Where to read: a dotted module path (glob patterns allowed)."""
+    """Weights: a `vista train-encoder` directory, a local HF model directory or hub id, or a
+    state dict / saved module file (module)."""
+    target: str = ""
+    """module: import path of a constructor or module object, ``package.module:attr``."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """module: keyword arguments of the constructor."""
+    layer: str = ""
+    """Where to read: a block index (``11``, ``-1``), or a dotted module path (glob patterns allowed);
+    '' = the encoder's default (its last block, or ``fc1`` for the MNIST CNN)."""
     tokens: str = "all"
-    """Token selection: all | patches | cls | mean."""
+    """all | no_registers | patches | cls | registers | mean (mean over the patch tokens)."""
+    image_size: int = 0
+    """Resize + centre-crop images to this side (0 = the encoder's own size)."""
+    channels: int = 3
+    """module: input channels (1 = grey, 3 = RGB)."""
+    mean: list[float] = field(default_factory=list)
+    """module: per-channel normalisation mean (empty = none)."""
+    std: list[float] = field(default_factory=list)
     batch_size: int = 512
     """Images per forward pass."""
     device: str = "cpu"
+    dtype: str = "float32"
+    """Weights and compute dtype of the encoder: float32, bfloat16 or float16 (GPU)."""
 
 
 @dataclass
@@ -35,11 +51,39 @@ class Encoder:
 
     name: str
     model: nn.Module
-    preprocess: Callable[[np.ndarray], Tensor]
+    preprocess: Callable[[np.ndarray | list[np.ndarray]], Tensor]
     """Images as stored by a dataset -> the model's input batch."""
     prefix_tokens: int = 0
-    """CLS + register tokens in front of the patch tokens (for tokens=patches)."""
+    """CLS + register tokens in front of the patch tokens."""
+    registers: int = 0
+    """How many of the prefix tokens are register tokens (they follow the CLS token)."""
     meta: dict[str, Any] = field(default_factory=dict)
+    blocks: list[str] = field(default_factory=list)
+    """Module names, in order, that an integer ``encoder.layer`` indexes."""
+    default_layer: str = "-1"
+    forward: Callable[[nn.Module, Tensor], Any] | None = None
+    """How to call the model on a batch (default ``model(x)``)."""
+
+    def run(self, x: Tensor) -> Any:
+        return self.forward(self.model, x) if self.forward else self.model(x)
+
+    def resolve_layer(self, layer: str) -> str:
+        """``encoder.layer`` -> a module path (or pattern): block indices go through ``blocks``."""
+        layer = str(layer).strip() or self.default_layer
+        if re.fullmatch(r"-?\d+", layer):
+            if not self.blocks:
+                raise VistaError(
+                    f"The {self.name} encoder has no numbered blocks, so encoder.layer={layer} "
+                    "does not apply; give a module path instead."
+                )
+            i = int(layer)
+            if not -len(self.blocks) <= i < len(self.blocks):
+                raise VistaError(
+                    f"encoder.layer={i} is out of range: the {self.name} encoder has "
+                    f"{len(self.blocks)} blocks (0..{len(self.blocks) - 1}, or -1 for the last)."
+                )
+            return self.blocks[i]
+        return layer
 
 
 ENCODER_REGISTRY: dict[str, Callable[[EncoderConfig], Encoder]] = {}
@@ -56,11 +100,41 @@ def register_encoder(name: str) -> Callable[[F], F]:
     return deco
 
 
+DTYPES = ("float32", "bfloat16", "float16")
+
+
 def make_encoder(cfg: EncoderConfig | Any) -> Encoder:
+    import torch
+
     import vista.sources.encoders  # noqa: F401  (registers the bundled encoders)
 
     if cfg.name not in ENCODER_REGISTRY:
         raise VistaError(f"Unknown encoder {cfg.name!r}; choose one of {sorted(ENCODER_REGISTRY)}.")
+    if str(cfg.dtype) not in DTYPES:
+        raise VistaError(f"Unknown encoder.dtype {cfg.dtype!r}; choose one of {list(DTYPES)}.")
     enc = ENCODER_REGISTRY[cfg.name](cfg)
-    enc.model.eval().to(cfg.device)
+    enc.model.eval().to(device=cfg.device, dtype=getattr(torch, str(cfg.dtype)))
     return enc
+
+
+def find_blocks(model: nn.Module, expected: int = 0) -> list[str]:
+    """Names of a model's residual blocks or stages: the children of its main block list.
+
+    The list is the ``ModuleList`` named like ``layers``/``layer``/``blocks``/``stages`` with
+    ``expected`` children (when given), else the longest such list. Works across transformers
+    versions, whose block paths differ (``encoder.layer.N``, ``layers.N``, ``encoder.stages.N``).
+    """
+    lists = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.ModuleList | nn.Sequential)
+        and name.split(".")[-1] in ("layers", "layer", "blocks", "block", "stages", "h", "features")
+        and len(m) > 0
+    ]
+    if expected:
+        exact = [(n, m) for n, m in lists if len(m) == expected]
+        lists = exact or lists
+    if not lists:
+        return []
+    name, m = max(lists, key=lambda nm: len(nm[1]))
+    return [f"{name}.{i}" for i in range(len(m))]
