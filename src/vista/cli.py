@@ -18,9 +18,11 @@ Sparse autoencoders on vision-encoder activations.
 
 verbs:
   run            the whole default job: train-encoder -> extract -> train -> evaluate -> plot
-  train-encoder  train the small MNIST CNN (dataset=..., out_dir=DIR)
-  extract        encoder activations + labels -> HDF5 store (dataset=... encoder=... out=FILE.h5)
+  train-encoder  train mnist_cnn or alexnet_transformer (encoder=NAME dataset=NAME out_dir=DIR)
+  extract        encoder activations + labels -> HDF5 store (dataset=NAME encoder=NAME
+                 encoder.path=... encoder.layer=INT|MODULE encoder.tokens=... out=FILE.h5)
   train          train SAE(s) on a store (store=FILE.h5 sae=topk|batchtopk|... out_dir=DIR)
+  encode         an SAE's codes as stores, per token and mean/max per image (sae= store= out=)
   evaluate       evaluation_results.json (sae=DIR/sae store=FILE.h5 out_dir=DIR)
   synthetic      a store with a known dictionary, the ground truth (out=FILE.h5 synthetic.*=...)
   info           describe a store or an SAE directory (vista info PATH)
@@ -103,6 +105,25 @@ def task_extract(cfg: Any) -> None:
     print(f"store written to {path}")
 
 
+def task_encode(cfg: Any) -> None:
+    from vista.analysis.codes import encode_store
+
+    _require(cfg, "sae", "store", "out")
+    compression = None if str(cfg.compression).lower() in ("none", "null", "") else cfg.compression
+    paths = encode_store(
+        cfg.sae,
+        cfg.store,
+        cfg.out,
+        batch_images=int(cfg.batch_images),
+        device=cfg.device,
+        dtype=cfg.dtype,
+        compression=compression,
+        resume=cfg.resume,
+        overwrite=cfg.overwrite,
+    )
+    print("codes written to " + ", ".join(str(p) for p in paths.values()))
+
+
 def task_train_encoder(cfg: Any) -> None:
     from vista.train.classifier import train_encoder
 
@@ -136,6 +157,7 @@ TASKS: dict[str, Callable[[Any], None]] = {
     "run": task_run,
     "train-encoder": task_train_encoder,
     "extract": task_extract,
+    "encode": task_encode,
     "train": task_train,
     "evaluate": task_evaluate,
     "synthetic": task_synthetic,
@@ -175,6 +197,21 @@ def info(paths: list[str]) -> None:
 
 
 # -- dispatch ---------------------------------------------------------------------------------------
+# `dataset=NAME` / `encoder=NAME` pick a registry entry (the groups are dataclasses, not Hydra
+# config groups, so the bare key is rewritten to the field that holds the name).
+SHORTHANDS: dict[str, dict[str, str]] = {
+    "extract": {"dataset": "dataset.name", "encoder": "encoder.name"},
+    "train-encoder": {"dataset": "dataset.name", "encoder": "encoder.architecture"},
+    "run": {"dataset": "dataset.name"},
+}
+
+
+def expand_shorthand(verb: str, arg: str) -> str:
+    key, sep, value = arg.partition("=")
+    target = SHORTHANDS.get(verb, {}).get(key)
+    return f"{target}={value}" if sep and target and not value.startswith("{") else arg
+
+
 def run_verb(verb: str, args: list[str]) -> None:
     import hydra
 
@@ -201,7 +238,7 @@ def run_verb(verb: str, args: list[str]) -> None:
     saved = sys.argv
     # argparse wants flags before the overrides: `vista train -m sae=a,b` and `... sae=a,b -m` both work.
     flags = [a for a in args if a in ("-m", "--multirun")]
-    rest = [a for a in args if a not in ("-m", "--multirun")]
+    rest = [expand_shorthand(verb, a) for a in args if a not in ("-m", "--multirun")]
     sys.argv = [saved[0] if saved else "vista", *flags, *defaults, *rest]
     os.environ[_VERB_ENV] = verb
     try:

@@ -33,13 +33,13 @@ def _key(obj: Any) -> str:
 
 def ensure_encoder(cfg: DictConfig, out_dir: Path) -> Path:
     """Train the encoder, or copy a cached one trained with the same settings, into out_dir/encoder."""
-    from vista.sources.encoders.mnist_cnn import CONFIG, WEIGHTS
+    from vista.sources.encoders.trainable import is_trained_encoder
     from vista.train.classifier import train_encoder
 
     target = out_dir / "encoder"
     if cfg.encoder.path:
         return Path(cfg.encoder.path)
-    if (target / WEIGHTS).is_file() and (target / CONFIG).is_file():
+    if is_trained_encoder(target):
         return target
     spec = {
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
@@ -48,7 +48,7 @@ def ensure_encoder(cfg: DictConfig, out_dir: Path) -> Path:
     cached = (
         cache_root(cfg.cache_dir) / "encoders" / f"{cfg.encoder_training.architecture}-{_key(spec)}"
     )
-    if not ((cached / WEIGHTS).is_file() and (cached / CONFIG).is_file()):
+    if not is_trained_encoder(cached):
         log.info(
             "Training the %s encoder (cached at %s).", cfg.encoder_training.architecture, cached
         )
@@ -113,7 +113,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if store.exists():
         log.info("Reusing the activation store %s.", store)
     else:
-        enc_cfg = OmegaConf.merge(cfg.encoder, {"path": str(encoder_dir)})
+        enc_cfg = OmegaConf.merge(
+            cfg.encoder,
+            {"path": str(encoder_dir), "name": enc_meta.get("architecture", "mnist_cnn")},
+        )
         extract(cfg.dataset, enc_cfg, store)
 
     sae_dir = out / "sae"

@@ -104,8 +104,28 @@ class ExtractJob:
 
 
 @dataclass
+class EncodeJob:
+    """vista encode: an SAE's codes for every token of a store (OUT) and per image (OUT.mean.h5, OUT.max.h5)."""
+
+    sae: str = MISSING
+    """SAE directory or file (any format `vista evaluate` reads)."""
+    store: str = MISSING
+    """Activation store to encode."""
+    out: str = MISSING
+    """Token-level codes store (.h5); the pooled stores are written beside it."""
+    batch_images: int = 256
+    """Images encoded per step."""
+    device: str = "cpu"
+    dtype: str = "float16"
+    """Storage dtype of the codes."""
+    compression: str = "zstd"
+    resume: bool = True
+    overwrite: bool = False
+
+
+@dataclass
 class TrainEncoderJob:
-    """vista train-encoder: train the small MNIST CNN vista extracts from."""
+    """vista train-encoder: train one of vista's own encoders (mnist_cnn, alexnet_transformer) on a dataset."""
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     encoder: EncoderTrainingConfig = field(default_factory=EncoderTrainingConfig)
@@ -159,6 +179,7 @@ VERB_CONFIGS: dict[str, type] = {
     "train": TrainJob,
     "evaluate": EvaluateJob,
     "extract": ExtractJob,
+    "encode": EncodeJob,
     "train-encoder": TrainEncoderJob,
     "run": RunJob,
 }

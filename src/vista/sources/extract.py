@@ -40,13 +40,15 @@ def extract(
         raise VistaError(f"{str(out)!r} already exists; delete it or pass overwrite=true.")
     ds = make_dataset(dataset_cfg)
     enc = make_encoder(encoder_cfg)
-    layer_name, module = find_module(enc.model, str(encoder_cfg.layer))
+    layer_name, module = find_module(enc.model, enc.resolve_layer(str(encoder_cfg.layer)))
     device = torch.device(encoder_cfg.device)
+    compute_dtype = getattr(torch, str(encoder_cfg.dtype))
     tokens = str(encoder_cfg.tokens)
 
     def run(indices: np.ndarray) -> np.ndarray:
-        x = enc.preprocess(ds.load(indices)).to(device)
-        return capture_tokens(enc.model, module, x, tokens, enc.prefix_tokens).cpu().numpy()
+        x = enc.preprocess(ds.load(indices)).to(device=device, dtype=compute_dtype)
+        acts = capture_tokens(enc.run, module, x, tokens, enc.prefix_tokens, enc.registers)
+        return acts.cpu().numpy()
 
     if not ds.store_splits:
         raise VistaError(f"Dataset {ds.name!r} does not say which images form the store splits.")
@@ -64,10 +66,13 @@ def extract(
         "encoder_path": str(encoder_cfg.path),
         "layer": layer_name,
         "token_selection": tokens,
+        "prefix_tokens": enc.prefix_tokens,
+        "register_tokens": enc.registers,
         "d_model": d_model,
         "dataset": ds.name,
         "dataset_root": str(dataset_cfg.root),
         "store_splits": {k: list(v) for k, v in ds.store_splits.items()},
+        "split": ds.split_info,
     }
     bs = int(encoder_cfg.batch_size)
     with StoreWriter(out, specs, attrs, dtype=dtype, compression=compression, resume=resume) as w:

@@ -1,17 +1,20 @@
-"""``vista train-encoder``: train a small encoder (the MNIST CNN) on a registered dataset."""
+"""``vista train-encoder``: train one of vista's own encoders (MNIST CNN, AlexNet+Transformer) on any dataset."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.utils.data import IterableDataset
 
@@ -26,7 +29,12 @@ class EncoderTrainingConfig:
     """How to train the encoder."""
 
     architecture: str = "mnist_cnn"
-    """Which trainable encoder (mnist_cnn)."""
+    """Which trainable encoder: mnist_cnn or alexnet_transformer."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Constructor options of the architecture, e.g. alexnet_transformer's
+    ``{n_layer: 4, n_embd: 128, n_head: 8, width: 0.5, image_size: 96}``."""
+    label: str = ""
+    """The label to classify ('' = the dataset's first label)."""
     epochs: int = 3
     batch_size: int = 128
     lr: float = 2e-3
@@ -36,26 +44,39 @@ class EncoderTrainingConfig:
 
 
 class _Batches(IterableDataset):
-    """Shuffled slices of in-memory tensors (per-sample DataLoader collation is the bottleneck here)."""
+    """Shuffled batches of a dataset's images, loaded and preprocessed batch by batch.
 
-    def __init__(self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int) -> None:
+    Whole batches at once: per-sample DataLoader collation is the bottleneck for small images,
+    and large images never need to be in memory all together.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[np.ndarray], Tensor],
+        indices: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+    ) -> None:
         super().__init__()
-        self.x, self.y, self.bs, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
+        self.load, self.indices, self.y = load, indices, y
+        self.bs, self.shuffle, self.seed = batch_size, shuffle, seed
         self.epoch = 0
 
     def __len__(self) -> int:
-        return (len(self.x) + self.bs - 1) // self.bs
+        return (len(self.indices) + self.bs - 1) // self.bs
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(len(self.x), generator=g)
+            g = np.random.default_rng(self.seed * 100_003 + self.epoch)
+            order = g.permutation(len(self.indices))
             self.epoch += 1
         else:
-            order = torch.arange(len(self.x))
+            order = np.arange(len(self.indices))
         for i in range(0, len(order), self.bs):
-            idx = order[i : i + self.bs]
-            yield self.x[idx], self.y[idx]
+            idx = np.sort(self.indices[order[i : i + self.bs]])
+            yield self.load(idx), torch.as_tensor(self.y[idx])
 
 
 class ClassifierModule(pl.LightningModule):
@@ -85,13 +106,13 @@ class ClassifierModule(pl.LightningModule):
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 2000) -> float:
+def accuracy(model: nn.Module, batches: _Batches) -> float:
     model.eval()
-    hits = sum(
-        int((model(x[i : i + batch_size]).argmax(dim=1) == y[i : i + batch_size]).sum())
-        for i in range(0, len(x), batch_size)
-    )
-    return hits / max(len(x), 1)
+    hits = total = 0
+    for x, y in batches:
+        hits += int((model(x).argmax(dim=1) == y).sum())
+        total += len(y)
+    return hits / max(total, 1)
 
 
 def train_encoder(
@@ -99,37 +120,41 @@ def train_encoder(
     cfg: EncoderTrainingConfig | Any,
     out_dir: str | os.PathLike[str],
     trainer_cfg: Any = None,
-    label: str = "",
 ) -> dict[str, Any]:
     """Train the encoder on the dataset's ``train`` split, report ``val``/``test`` accuracy, save it."""
-    from vista.sources.encoders.mnist_cnn import MnistCNN, preprocess_digits, save_mnist_cnn
+    from vista.sources.encoders.trainable import save_trained_encoder, trainable
 
-    if cfg.architecture != "mnist_cnn":
-        raise VistaError(f"Unknown trainable encoder {cfg.architecture!r}; available: mnist_cnn.")
+    arch = trainable(str(cfg.architecture))
+    options = dict(cfg.options or {})
     ds = make_dataset(dataset_cfg)
-    label = label or next(iter(ds.labels))
+    label = str(cfg.label) or next(iter(ds.labels))
     if label not in ds.labels:
         raise VistaError(f"Dataset {ds.name!r} has no label {label!r}; it has {sorted(ds.labels)}.")
     n_classes = len(ds.class_names[label])
-
-    def tensors(split: str) -> tuple[Tensor, Tensor]:
-        idx = ds.splits[split]
-        return preprocess_digits(ds.load(idx)), torch.as_tensor(ds.labels[label][idx])
-
     if "train" not in ds.splits:
         raise VistaError(f"Dataset {ds.name!r} has no 'train' split to train an encoder on.")
-    x_tr, y_tr = tensors("train")
+    preprocess = arch.preprocess(options)
+
+    def load(idx: np.ndarray) -> Tensor:
+        return preprocess(ds.load(idx))
+
+    def batches(split: str, train: bool = False) -> _Batches:
+        bs = int(cfg.batch_size) if train else max(int(cfg.batch_size), 256)
+        return _Batches(load, ds.splits[split], ds.labels[label], bs, train, int(cfg.seed))
+
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = MnistCNN(n_classes=n_classes)
-    train_data = _Batches(x_tr, y_tr, cfg.batch_size, True, cfg.seed)
+    try:
+        model = arch.build(n_classes=n_classes, **options)
+    except TypeError as e:
+        raise VistaError(
+            f"Bad encoder_training options {options} for {cfg.architecture}: {e}."
+        ) from None
+    train_data = batches("train", train=True)
     steps = len(train_data) * cfg.epochs
     module = ClassifierModule(model, cfg, steps)
     val_loader = None
     if "val" in ds.splits:
-        x_va, y_va = tensors("val")
-        val_loader = torch.utils.data.DataLoader(
-            _Batches(x_va, y_va, 2000, False, 0), batch_size=None
-        )
+        val_loader = torch.utils.data.DataLoader(batches("val"), batch_size=None)
     tc = trainer_cfg or {}
     trainer = pl.Trainer(
         max_epochs=cfg.epochs,
@@ -152,19 +177,20 @@ def train_encoder(
     report: dict[str, Any] = {"dataset": ds.name, "label": label, "n_classes": n_classes}
     for split in ("train", "val", "test"):
         if split in ds.splits and len(ds.splits[split]):
-            x, y = tensors(split)
-            report[f"{split}_accuracy"] = accuracy(model, x, y)
+            report[f"{split}_accuracy"] = accuracy(model, batches(split))
+    training = (
+        OmegaConf.to_container(cfg) if isinstance(cfg, DictConfig) else dataclasses.asdict(cfg)
+    )
     meta = {
         "n_classes": n_classes,
-        "width": 128,
         "class_names": ds.class_names[label],
-        "training": {k: getattr(cfg, k) for k in EncoderTrainingConfig.__dataclass_fields__},
+        "training": training,
         **report,
     }
-    save_mnist_cnn(model, Path(out_dir), meta)
+    save_trained_encoder(model, Path(out_dir), str(cfg.architecture), options, preprocess, meta)
     log.info(
         "Encoder saved to %s: test accuracy %.4f",
         out_dir,
-        report.get("test_accuracy", float("nan")),
+        report.get("test_accuracy", report.get("val_accuracy", float("nan"))),
     )
     return meta
