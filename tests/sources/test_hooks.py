@@ -38,13 +38,18 @@ def test_captured_activations_equal_the_module_output() -> None:
 
 def test_token_selections() -> None:
     out = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3)
-    torch.testing.assert_close(select_tokens(out, "cls"), out[:, 0])
+    torch.testing.assert_close(select_tokens(out, "cls", prefix_tokens=1), out[:, 0])
     torch.testing.assert_close(select_tokens(out, "mean"), out.mean(1))
+    torch.testing.assert_close(select_tokens(out, "mean", prefix_tokens=1), out[:, 1:].mean(1))
     torch.testing.assert_close(select_tokens(out, "patches", prefix_tokens=1), out[:, 1:])
     with pytest.raises(VistaError, match="does not apply"):
         select_tokens(torch.zeros(2, 3), "cls")
+    with pytest.raises(VistaError, match="no CLS token"):
+        select_tokens(out, "cls")
+    with pytest.raises(VistaError, match="no register tokens"):
+        select_tokens(out, "registers", prefix_tokens=1)
     with pytest.raises(VistaError, match="Unknown token selection"):
-        select_tokens(out, "registers")
+        select_tokens(out, "pooled")
 
 
 def test_hook_on_a_module_that_never_runs() -> None:

@@ -84,7 +84,9 @@ def quantile_bins(
 
     Tied quantiles merge (MNIST digits are scaled to one height, so ``height`` gets fewer bins).
     """
-    edges = np.unique(np.quantile(values[fit_on], np.linspace(0, 1, bins + 1)[1:-1]))
+    fit = values[fit_on]
+    edges = np.unique(np.quantile(fit, np.linspace(0, 1, bins + 1)[1:-1]))
+    edges = edges[edges > fit.min()]  # an edge at the minimum would leave its lower bin empty
     idx = np.searchsorted(edges, values, side="right").astype(np.int64)
     bounds = [-np.inf, *edges.tolist(), np.inf]
     names = [f"[{bounds[i]:.3g}, {bounds[i + 1]:.3g})" for i in range(len(edges) + 1)]

@@ -46,7 +46,7 @@ class ImagePreprocess:
             x = self._channels_first(_to_float(torch.as_tensor(images)))
             return self._normalise(self._resize(x))
         items = [
-            self._channels_first(_to_float(torch.as_tensor(np.asarray(im)))[None]) for im in images
+            self._channels_first(_to_float(torch.from_numpy(np.array(im)))[None]) for im in images
         ]
         if not self.size:
             shapes = {tuple(t.shape[-2:]) for t in items}

@@ -1,0 +1,111 @@
+"""Extraction end to end: the CLI contract on user data, resume after an interruption, trained encoders."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.sources.fixtures import make_image_folder
+from tests.sources.test_encoders import tiny_hf
+from vista.sources.datasets import DatasetConfig
+from vista.sources.encoders import EncoderConfig
+from vista.sources.extract import extract
+from vista.store import ActivationStore, StoreWriter
+from vista.train.classifier import EncoderTrainingConfig, train_encoder
+
+
+def vista(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vista", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+def test_cli_contract_imagefolder_through_an_hf_model(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    root = make_image_folder(tmp_path / "imgs", split_dirs=True)
+    model = tiny_hf("dinov2_registers", tmp_path)
+    out = tmp_path / "acts.h5"
+    r = vista(
+        "extract",
+        "dataset=imagefolder",
+        f"dataset.root={root}",
+        "encoder=hf",
+        f"encoder.path={model}",
+        "encoder.layer=1",
+        "encoder.tokens=patches",
+        f"out={out}",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    with ActivationStore(out) as st:
+        assert st.split("training").n_rows == 18 and st.split("validation").n_rows == 6
+        assert st.split("training").n_tokens == 16  # CLS and 4 registers dropped
+        assert st.class_names("training", "class") == ["cat", "dog", "fox"]
+        assert st.attrs["layer"].endswith("layer.1") and st.attrs["register_tokens"] == 4
+
+
+def test_interrupted_extraction_resumes_to_the_same_file(tmp_path: Path, monkeypatch) -> None:
+    root = make_image_folder(tmp_path / "imgs", per_class=8)
+    ds = DatasetConfig(name="imagefolder", root=str(root))
+    enc = EncoderConfig(name="mobilenet_v2", image_size=32, layer="3", batch_size=4)
+    whole = extract(ds, enc, tmp_path / "whole.h5")
+
+    calls = {"n": 0}
+    real_append = StoreWriter.append
+
+    def dying_append(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # as a user's Ctrl-C between two batches
+        return real_append(self, *a, **k)
+
+    monkeypatch.setattr(StoreWriter, "append", dying_append)
+    with pytest.raises(KeyboardInterrupt):
+        extract(ds, enc, tmp_path / "resumed.h5")
+    partial = tmp_path / "resumed.h5.partial"
+    assert partial.exists() and not (tmp_path / "resumed.h5").exists()
+    with h5py.File(partial) as f:
+        assert int(f["training"].attrs["rows_written"]) == 8
+    monkeypatch.setattr(StoreWriter, "append", real_append)
+    resumed = extract(ds, enc, tmp_path / "resumed.h5")
+    with ActivationStore(whole) as a, ActivationStore(resumed) as b:
+        for s in a.splits:
+            n = a.split(s).n_rows
+            assert np.array_equal(a.read_rows(s, 0, n), b.read_rows(s, 0, n))
+            assert np.array_equal(a.labels(s)["class"], b.labels(s)["class"])
+            assert np.array_equal(a.original_indices(s), b.original_indices(s))
+
+
+@pytest.mark.slow
+def test_alexnet_transformer_trains_and_extracts(tmp_path: Path) -> None:
+    """Seed 002's model, small, learns the UCI digits; its residual stream is extracted per block."""
+    opts = {
+        "n_layer": 2,
+        "n_embd": 64,
+        "n_head": 4,
+        "width": 0.25,
+        "image_size": 64,
+        "dropout": 0.1,
+    }
+    meta = train_encoder(
+        DatasetConfig(name="digits"),
+        EncoderTrainingConfig(
+            architecture="alexnet_transformer", options=opts, epochs=6, batch_size=64, lr=3e-3
+        ),
+        tmp_path / "enc",
+        {"progress_bar": False, "accelerator": "cpu"},
+    )
+    assert meta["val_accuracy"] > 0.7  # 10 classes: chance is 0.1
+    out = extract(
+        DatasetConfig(name="digits", limit=20),
+        EncoderConfig(name="alexnet_transformer", path=str(tmp_path / "enc"), layer="0"),
+        tmp_path / "a.h5",
+    )
+    with ActivationStore(out) as st:
+        assert st.split("training").n_tokens == 36 and st.d_model == 64
+        assert st.attrs["layer"] == "transformer.blocks.0"
