@@ -33,6 +33,7 @@ test-fast: lint typecheck
 bench: install
 	$(BIN)/python bench/bench_stream.py
 	$(BIN)/python bench/bench_e2e.py
+	$(BIN)/python bench/bench_extract.py
 
 # Training throughput against the peers (builds bench/.envs/* on first use; ~15 min at shape A).
 bench-train: install

@@ -84,6 +84,38 @@ def test_writer_publishes_only_on_finish_and_resumes(
         np.testing.assert_array_equal(st.labels("training")["y"], y)
 
 
+def test_writer_writes_whole_chunks_and_a_killed_writer_loses_only_the_buffer(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    path = tmp_path / "s.h5"
+    spec = {"training": SplitSpec(n_rows=1000, n_tokens=3, d_model=512)}
+    acts = rng.normal(size=(1000, 3, 512)).astype(np.float32)
+    w = StoreWriter(path, spec, {}, compression="gzip")
+    chunk = w._file["training"]["encoded"].chunks[0]  # type: ignore[index]
+    assert chunk == (1 << 20) // (3 * 512 * 2) == 341  # 1 MiB chunks of 3 KiB rows
+    for a in range(0, 700, 100):
+        w.append("training", acts[a : a + 100], {}, np.arange(a, a + 100))
+    assert w.rows_written("training") == 700
+    with h5py.File(partial_path(path)) as f:
+        assert f["training"].attrs["rows_written"] == 682  # two whole chunks on disk
+    w._file.close()  # type: ignore[union-attr]  # SIGKILL: the 18 buffered rows are lost
+    w._file = None
+    w = StoreWriter(path, spec, {}, compression="gzip")
+    assert w.rows_written("training") == 682
+    w.append("training", acts[682:1000], {}, np.arange(682, 1000))
+    w.finish()
+    with ActivationStore(path) as st:
+        np.testing.assert_array_equal(st.read_rows("training", 0, 1000), acts.astype(np.float16))
+        np.testing.assert_array_equal(st.original_indices("training"), np.arange(1000))
+
+
+def test_writer_refuses_values_beyond_float16(tmp_path: Path) -> None:
+    w = StoreWriter(tmp_path / "s.h5", {"training": SplitSpec(n_rows=2, d_model=2)}, {})
+    with pytest.raises(VistaError, match=r"beyond the range of float16.*dtype=float32"):
+        w.append("training", np.array([[1e5, 0.0]], np.float32), {}, np.arange(1))
+    w.close()
+
+
 def test_writer_restarts_when_the_partial_file_is_for_another_spec(tmp_path: Path) -> None:
     path = tmp_path / "s.h5"
     w = StoreWriter(path, {"training": SplitSpec(n_rows=4, d_model=2)}, {"encoder": "a"})

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from vista.errors import VistaError
+from vista.progress import Progress
 from vista.saes.io import load_sae
 from vista.store import ActivationStore, SplitSpec, StoreWriter, layout
 
@@ -136,30 +137,34 @@ def _encode_split(
     start = min(w.rows_written(split) for w in writers.values())
     if start:
         log.info("Resuming %s at image %d of %d.", split, start, n)
-    for a in range(start, n, batch_images):
-        b = min(a + batch_images, n)
-        x = torch.as_tensor(np.asarray(src.read_rows(split, a, b), dtype=np.float32), device=device)
-        if not torch.isfinite(x).all():
-            raise VistaError(
-                f"Split {split!r} of {str(src.path)!r} holds NaN or infinite activations in rows "
-                f"{a}-{b}; re-extract the store."
+    with Progress(f"encode {split}", n, start, log) as progress:
+        for a in range(start, n, batch_images):
+            b = min(a + batch_images, n)
+            x = torch.as_tensor(
+                np.asarray(src.read_rows(split, a, b), dtype=np.float32), device=device
             )
-        flat = x.reshape(-1, x.shape[-1])
-        codes = sae.encode(flat).float().reshape(*x.shape[:-1], -1)
-        per_image = codes if has_tokens else codes[:, None]
-        out = {
-            "tokens": codes,
-            "mean": per_image.mean(dim=1),
-            "max": per_image.amax(dim=1),
-        }
-        for name, w in writers.items():
-            done = w.rows_written(split)
-            if done >= b:
-                continue
-            lo = done - a
-            w.append(
-                split,
-                out[name][lo:].cpu().numpy(),
-                {k: v[done:b] for k, v in labels.items()},
-                original_indices=idx[done:b],
-            )
+            if not torch.isfinite(x).all():
+                raise VistaError(
+                    f"Split {split!r} of {str(src.path)!r} holds NaN or infinite activations in rows "
+                    f"{a}-{b}; re-extract the store."
+                )
+            flat = x.reshape(-1, x.shape[-1])
+            codes = sae.encode(flat).float().reshape(*x.shape[:-1], -1)
+            per_image = codes if has_tokens else codes[:, None]
+            out = {
+                "tokens": codes,
+                "mean": per_image.mean(dim=1),
+                "max": per_image.amax(dim=1),
+            }
+            for name, w in writers.items():
+                done = w.rows_written(split)
+                if done >= b:
+                    continue
+                lo = done - a
+                w.append(
+                    split,
+                    out[name][lo:].cpu().numpy(),
+                    {k: v[done:b] for k, v in labels.items()},
+                    original_indices=idx[done:b],
+                )
+            progress.update(b - a)

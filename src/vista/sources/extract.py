@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from vista.errors import VistaError
+from vista.progress import Progress
 from vista.sources.datasets import DatasetConfig, make_dataset
 from vista.sources.encoders import EncoderConfig, make_encoder
 from vista.sources.hooks import capture_tokens, find_module
@@ -80,26 +80,21 @@ def extract(
             start = w.rows_written(split)
             if start:
                 log.info("Resuming %s at image %d of %d.", split, start, len(idx))
-            t0, done = time.perf_counter(), 0
-            for a in range(start, len(idx), bs):
-                batch = idx[a : a + bs]
-                acts = run(batch)
-                w.append(
-                    split,
-                    acts,
-                    {k: v[batch] for k, v in ds.labels.items()},
-                    original_indices=batch,
-                )
-                done += len(batch)
-                if (a // bs) % 20 == 0 or a + bs >= len(idx):
-                    rate = done / max(time.perf_counter() - t0, 1e-9)
-                    log.info(
-                        "extract %s: %d/%d images (%.0f img/s)",
+            # Batches keep the boundaries of an uninterrupted run (a resumed run recomputes the
+            # written head of its first batch), so resumed activations are bit-identical.
+            with Progress(f"extract {split}", len(idx), start, log) as progress:
+                for a in range(start - start % bs, len(idx), bs):
+                    batch = idx[a : a + bs]
+                    skip = max(start - a, 0)
+                    acts = run(batch)[skip:]
+                    batch = batch[skip:]
+                    w.append(
                         split,
-                        a + len(batch),
-                        len(idx),
-                        rate,
+                        acts,
+                        {k: v[batch] for k, v in ds.labels.items()},
+                        original_indices=batch,
                     )
+                    progress.update(len(batch))
         path = w.finish()
     log.info(
         "Wrote %s (%s, layer %s, tokens=%s, d_model=%d).",

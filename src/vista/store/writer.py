@@ -4,6 +4,11 @@ Everything is written to ``PATH.partial``; ``finish()`` marks the file complete 
 ``PATH`` in one ``os.replace``, so a killed writer never leaves a file at ``PATH`` that looks
 complete. The partial file records how many rows of each split are written, so a writer opened
 again with the same specification continues where the killed one stopped.
+
+Rows are buffered in memory and written a whole compressed chunk at a time: writing part of a
+chunk would compress it, then read it back, decompress and recompress it when the next batch
+completes it. The on-disk row counter moves only after a write is flushed, so a killed writer
+loses at most the buffered rows (less than one chunk), which the resumed run recomputes.
 """
 
 from __future__ import annotations
@@ -87,6 +92,11 @@ class StoreWriter:
             sort_keys=True,
         )
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._dtype = np.dtype(dtype)
+        self._pending: dict[str, list[tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]]] = {
+            s: [] for s in splits
+        }
+        self._n_pending = dict.fromkeys(splits, 0)
         self._file: h5py.File | None = None
         if resume and self.tmp.exists():
             try:
@@ -140,6 +150,10 @@ class StoreWriter:
         f.flush()
 
     def rows_written(self, split: str) -> int:
+        """Rows appended so far: those on disk plus those buffered for the next chunk write."""
+        return self._rows_on_disk(split) + self._n_pending[split]
+
+    def _rows_on_disk(self, split: str) -> int:
         assert self._file is not None
         return int(self._file[split].attrs[layout.ROWS_WRITTEN_ATTR])
 
@@ -150,7 +164,7 @@ class StoreWriter:
         labels: dict[str, np.ndarray],
         original_indices: np.ndarray,
     ) -> None:
-        """Write the next rows of ``split``; the row counter moves only after the data is flushed."""
+        """Add the next rows of ``split``; they reach the disk when a whole chunk is complete."""
         assert self._file is not None
         spec = self.splits[split]
         start = self.rows_written(split)
@@ -164,23 +178,57 @@ class StoreWriter:
             raise VistaError(
                 f"Split {split!r} holds {spec.n_rows} rows; writing {n} more after {start} overflows it."
             )
-        if not np.isfinite(acts).all():
-            raise VistaError(
-                f"The encoder produced NaN or infinite activations for rows {start}-{start + n} of "
-                f"{split!r}; check the encoder weights and the input preprocessing."
-            )
         if set(labels) != set(spec.labels):
             raise VistaError(
                 f"Labels {sorted(labels)} given for split {split!r}, which expects {sorted(spec.labels)}."
             )
+        peak = float(np.abs(acts).max()) if acts.size else 0.0
+        if not np.isfinite(peak):
+            raise VistaError(
+                f"The encoder produced NaN or infinite activations for rows {start}-{start + n} of "
+                f"{split!r}; check the encoder weights and the input preprocessing."
+            )
+        if self._dtype.kind == "f" and peak > float(np.finfo(self._dtype).max):
+            raise VistaError(
+                f"Activations in rows {start}-{start + n} of {split!r} reach {peak:.4g}, beyond the "
+                f"range of {self._dtype.name}; store them as float32 (dtype=float32)."
+            )
+        self._pending[split].append(
+            (
+                np.asarray(acts, dtype=self._dtype),
+                {k: np.asarray(v, dtype=np.int64) for k, v in labels.items()},
+                np.asarray(original_indices, dtype=np.int64),
+            )
+        )
+        self._n_pending[split] += n
+        self._write_pending(split, whole_chunks_only=start + n < spec.n_rows)
+
+    def _write_pending(self, split: str, whole_chunks_only: bool) -> None:
+        """Write buffered rows up to the last chunk boundary (or all of them), then the counter."""
+        assert self._file is not None
         g = self._file[split]
-        g[layout.ENCODED][start : start + n] = acts
+        disk, n = self._rows_on_disk(split), self._n_pending[split]
+        chunk = (g[layout.ENCODED].chunks or (1,))[0]
+        end = (disk + n) // chunk * chunk if whole_chunks_only else disk + n
+        if end <= disk:
+            return
+        pending = self._pending[split]
+        acts = np.concatenate([p[0] for p in pending])
+        labels = {k: np.concatenate([p[1][k] for p in pending]) for k in pending[0][1]}
+        idx = np.concatenate([p[2] for p in pending])
+        k = end - disk
+        g[layout.ENCODED][disk:end] = acts[:k]
         for lname, values in labels.items():
-            g[layout.LABELS][lname][start : start + n] = np.asarray(values, dtype=np.int64)
-        g[layout.ORIGINAL_INDICES][start : start + n] = np.asarray(original_indices, dtype=np.int64)
+            g[layout.LABELS][lname][disk:end] = values[:k]
+        g[layout.ORIGINAL_INDICES][disk:end] = idx[:k]
         self._file.flush()
-        g.attrs[layout.ROWS_WRITTEN_ATTR] = start + n
+        g.attrs[layout.ROWS_WRITTEN_ATTR] = end
         self._file.flush()
+        rest = n - k
+        self._pending[split] = (
+            [(acts[k:], {c: v[k:] for c, v in labels.items()}, idx[k:])] if rest else []
+        )
+        self._n_pending[split] = rest
 
     def write_extra(self, name: str, array: np.ndarray) -> None:
         """Keep an auxiliary array (e.g. a synthetic store's true dictionary) at ``/extras/NAME``."""
@@ -194,6 +242,8 @@ class StoreWriter:
     def finish(self) -> Path:
         """Check every split is complete, mark the file finished and move it to its final name."""
         assert self._file is not None
+        for name in self.splits:
+            self._write_pending(name, whole_chunks_only=False)
         for name, spec in self.splits.items():
             done = self.rows_written(name)
             if done != spec.n_rows:
@@ -210,9 +260,13 @@ class StoreWriter:
         return self.path
 
     def close(self) -> None:
-        """Close without publishing; the partial file stays for a later resume."""
+        """Close without publishing; the partial file, buffered rows written, stays for a resume."""
         if self._file is not None:
-            self._file.close()
+            try:
+                for name in self.splits:
+                    self._write_pending(name, whole_chunks_only=False)
+            finally:
+                self._file.close()
             self._file = None
 
     def __enter__(self) -> StoreWriter:
