@@ -195,6 +195,45 @@ def test_hf_saved_dataset_dir(tmp_path: Path) -> None:
     assert img.shape == (24, 20, 3) and int(np.argmax(img.reshape(-1, 3).mean(0))) == 4 % 3
 
 
+@pytest.mark.parametrize("layout", ["save_to_disk", "parquet_snapshot"])
+def test_hf_directories_written_by_the_datasets_library(layout: str, tmp_path: Path) -> None:
+    """The real ``datasets`` package writes the directory; vista reads it with pyarrow alone."""
+    hf = pytest.importorskip("datasets")
+    from tests.sources.fixtures import image
+
+    names = ["red", "green", "blue"]
+    features = hf.Features({"img": hf.Image(), "colour": hf.ClassLabel(names=names)})
+    parts = {"train": range(12), "validation": range(12, 18)}
+    dd = hf.DatasetDict(
+        {
+            split: hf.Dataset.from_dict(
+                {
+                    "img": [image(i % 3, i) for i in ids],
+                    "colour": [(i + 1) % 3 for i in ids],
+                },
+                features=features,
+            )
+            for split, ids in parts.items()
+        }
+    )
+    root = tmp_path / "hfdata"
+    if layout == "save_to_disk":
+        dd.save_to_disk(str(root))
+    else:  # what a hub snapshot of a dataset repository holds
+        for split, d in dd.items():
+            (root / "data").mkdir(parents=True, exist_ok=True)
+            d.to_parquet(str(root / "data" / f"{split}-00000-of-00001.parquet"))
+    ds = make_dataset(DatasetConfig(name="hf", root=str(root), image_column="img"))
+    assert ds.class_names["colour"] == names
+    assert len(ds.splits["train"]) == 12 and len(ds.splits["val"]) == 6
+    rows = np.concatenate([ds.splits["train"], ds.splits["val"]])
+    assert sorted(rows.tolist()) == list(range(18))
+    for i in (0, 5, 13):
+        img = ds.load(np.array([i]))[0]
+        np.testing.assert_array_equal(img, np.asarray(image(i % 3, i)))
+        assert ds.labels["colour"][i] == (i + 1) % 3
+
+
 def test_bad_dataset_inputs_get_one_sentence(tmp_path: Path) -> None:
     path = make_table(tmp_path)
     with pytest.raises(VistaError, match="has no column 'path'"):
