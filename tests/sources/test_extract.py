@@ -25,6 +25,18 @@ def vista(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def assert_same_store(p: Path, q: Path) -> None:
+    """Bit-identical activations, labels and indices in every split."""
+    with ActivationStore(p) as a, ActivationStore(q) as b:
+        assert a.splits == b.splits
+        for s in a.splits:
+            n = a.split(s).n_rows
+            assert np.array_equal(a.read_rows(s, 0, n), b.read_rows(s, 0, n))
+            assert np.array_equal(a.original_indices(s), b.original_indices(s))
+            la, lb = a.labels(s), b.labels(s)
+            assert la.keys() == lb.keys() and all(np.array_equal(la[k], lb[k]) for k in la)
+
+
 def test_cli_contract_imagefolder_through_an_hf_model(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     root = make_image_folder(tmp_path / "imgs", split_dirs=True)
@@ -73,12 +85,7 @@ def test_interrupted_extraction_resumes_to_the_same_file(tmp_path: Path, monkeyp
         assert int(f["training"].attrs["rows_written"]) == 8
     monkeypatch.setattr(StoreWriter, "append", real_append)
     resumed = extract(ds, enc, tmp_path / "resumed.h5")
-    with ActivationStore(whole) as a, ActivationStore(resumed) as b:
-        for s in a.splits:
-            n = a.split(s).n_rows
-            assert np.array_equal(a.read_rows(s, 0, n), b.read_rows(s, 0, n))
-            assert np.array_equal(a.labels(s)["class"], b.labels(s)["class"])
-            assert np.array_equal(a.original_indices(s), b.original_indices(s))
+    assert_same_store(whole, resumed)
 
 
 def test_extraction_killed_between_chunk_writes_resumes_bit_identical(
@@ -119,11 +126,7 @@ def test_extraction_killed_between_chunk_writes_resumes_bit_identical(
         assert int(f["training"].attrs["rows_written"]) == 8
     monkeypatch.setattr(StoreWriter, "append", real_append)
     resumed = extract(ds, enc, tmp_path / "resumed.h5")
-    with ActivationStore(whole) as a, ActivationStore(resumed) as b:
-        for s in a.splits:
-            n = a.split(s).n_rows
-            assert np.array_equal(a.read_rows(s, 0, n), b.read_rows(s, 0, n))
-            assert np.array_equal(a.original_indices(s), b.original_indices(s))
+    assert_same_store(whole, resumed)
 
 
 @pytest.mark.slow
