@@ -14,10 +14,8 @@ declare -A PKG=(
 )
 peers=("$@")
 [[ ${#peers[@]} -eq 0 ]] && peers=(saelens sparsify overcomplete dictlearn)
-for peer in "${peers[@]}"; do
-  pkg=${PKG[$peer]:?unknown peer $peer; choose from ${!PKG[*]}}
-  env=bench/.envs/$peer
-  if [[ -f $env/.ready ]]; then continue; fi
+build() {
+  local peer=$1 pkg=${PKG[$1]} env=bench/.envs/$1
   echo "bench/peers/setup.sh: building $env ($pkg)" >&2
   [[ -x $env/bin/python ]] || "$PY" -m venv "$env"
   "$env/bin/python" -m pip -q --disable-pip-version-check install "$TORCH" 2>&1 | grep -v "is ignored" || true
@@ -26,5 +24,16 @@ for peer in "${peers[@]}"; do
   # torchvision arrives as a dependency but cannot be imported on these machines (ASSETS.md);
   # with it installed, transformers and friends try to load it and fail.
   "$env/bin/python" -m pip -q --disable-pip-version-check uninstall -y torchvision 2>&1 | grep -v "is ignored\|not installed" || true
+  "$env/bin/python" -c "import torch" || { echo "bench/peers/setup.sh: $env is broken" >&2; return 1; }
   touch "$env/.ready"
+}
+# The environments build in parallel (pip spends most of its time waiting on downloads and disk).
+pids=()
+for peer in "${peers[@]}"; do
+  : "${PKG[$peer]:?unknown peer $peer; choose from ${!PKG[*]}}"
+  [[ -f bench/.envs/$peer/.ready ]] && continue
+  build "$peer" & pids+=($!)
 done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+exit $status

@@ -58,10 +58,14 @@ def _require(cfg: Any, *keys: str) -> None:
 
 # -- tasks ------------------------------------------------------------------------------------------
 def task_train(cfg: Any) -> None:
-    from vista.train.fit import train_saes
-
     _require(cfg, "store", "out_dir")
+    from vista.store import ActivationStore
+
+    with ActivationStore(cfg.store):  # a missing or corrupt store fails before Lightning loads
+        pass
     from omegaconf import OmegaConf
+
+    from vista.train.fit import train_saes
 
     base = OmegaConf.to_container(cfg.sae, resolve=True)
     sweep = cfg.get("sweep")

@@ -16,7 +16,8 @@ from vista.sources.datasets import DatasetConfig
 from vista.sources.encoders import EncoderConfig
 from vista.sources.extract import extract
 from vista.store import ActivationStore, StoreWriter
-from vista.train.classifier import EncoderTrainingConfig, train_encoder
+from vista.train.classifier import train_encoder
+from vista.train.config import EncoderTrainingConfig
 
 
 def vista(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

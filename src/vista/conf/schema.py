@@ -20,8 +20,7 @@ from vista.saes.config import (
 from vista.sources.datasets.base import DatasetConfig
 from vista.sources.encoders.base import EncoderConfig
 from vista.sources.synthetic import SyntheticConfig
-from vista.train.classifier import EncoderTrainingConfig
-from vista.train.config import TrainConfig, TrainerConfig
+from vista.train.config import EncoderTrainingConfig, TrainConfig, TrainerConfig
 
 SAE_GROUP: dict[str, type] = {
     "topk": TopKConfig,

@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +19,9 @@ from torch.utils.data import IterableDataset
 
 from vista.errors import VistaError
 from vista.sources.datasets import DatasetConfig, make_dataset
+from vista.train.config import EncoderTrainingConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class EncoderTrainingConfig:
-    """How to train the encoder."""
-
-    architecture: str = "mnist_cnn"
-    """Which trainable encoder: mnist_cnn or alexnet_transformer."""
-    options: dict[str, Any] = field(default_factory=dict)
-    """Constructor options of the architecture, e.g. alexnet_transformer's
-    ``{n_layer: 4, n_embd: 128, n_head: 8, width: 0.5, image_size: 96}``."""
-    label: str = ""
-    """The label to classify ('' = the dataset's first label)."""
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 2e-3
-    """Peak AdamW learning rate (one-cycle schedule)."""
-    weight_decay: float = 1e-4
-    seed: int = 0
 
 
 class _Batches(IterableDataset):

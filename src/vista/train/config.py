@@ -1,8 +1,9 @@
-"""Training configuration: the optimisation schedule and the Lightning trainer settings."""
+"""Training configuration: the SAE schedule, the Lightning trainer settings, encoder training."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -60,3 +61,22 @@ class TrainerConfig:
     """csv | tensorboard | wandb (wandb runs offline unless WANDB_MODE says otherwise)."""
     progress_bar: bool = True
     deterministic: bool = False
+
+
+@dataclass
+class EncoderTrainingConfig:
+    """How to train the encoder."""
+
+    architecture: str = "mnist_cnn"
+    """Which trainable encoder: mnist_cnn or alexnet_transformer."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Constructor options of the architecture, e.g. alexnet_transformer's
+    ``{n_layer: 4, n_embd: 128, n_head: 8, width: 0.5, image_size: 96}``."""
+    label: str = ""
+    """The label to classify ('' = the dataset's first label)."""
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 2e-3
+    """Peak AdamW learning rate (one-cycle schedule)."""
+    weight_decay: float = 1e-4
+    seed: int = 0
