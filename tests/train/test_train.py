@@ -193,7 +193,7 @@ def test_sigkill_mid_training_then_resume_ends_where_an_uninterrupted_run_ends(
         f"store={store}",
         "sae=jumprelu",
         "sae.d_sae=64",
-        "train.max_tokens=600000",
+        "train.max_tokens=300000",
         "train.batch_size=128",
         "train.lr=3e-3",
         "train.checkpoint_every_steps=200",
