@@ -47,7 +47,16 @@ def vista_step(arch: str, s: dict, lr: float, autocast: bool) -> Callable[[torch
     extra = {"jumprelu": {"l0_coeff": 2e-3}}.get(arch, {})
     sae = make_sae({"architecture": arch, "d_model": s["d"], "d_sae": s["h"], "k": s["k"], **extra})
     step = bare_step(sae, lr=lr, autocast=autocast)
-    return lambda x: float(step(x).recon_loss)
+    started = False
+
+    def run(x: torch.Tensor) -> float:
+        nonlocal started
+        if not started:  # as `vista train` does before its first step (b_dec, JumpReLU threshold)
+            sae.init_from_data_(x)
+            started = True
+        return float(step(x).recon_loss)
+
+    return run
 
 
 def plain_step(s: dict, lr: float, sparse: bool) -> Callable[[torch.Tensor], float]:

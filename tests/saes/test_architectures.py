@@ -255,7 +255,12 @@ def test_geometric_median_matches_scipy() -> None:
     assert np.linalg.norm(got) < np.linalg.norm(pts.mean(0))  # robust to the outlier cluster
 
 
-def test_sparse_jumprelu_matches_the_dense_straight_through_reference() -> None:
+@pytest.mark.parametrize("dense_above", [1.0, 0.0], ids=["sparse", "dense"])
+def test_jumprelu_training_paths_match_the_straight_through_reference(
+    dense_above: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both training paths (sparse codes, dense codes) against autograd through ``jumprelu``/``step``."""
+    monkeypatch.setattr(ops, "DENSE_JUMPRELU_ABOVE", dense_above)
     torch.manual_seed(0)
     n, d, h = 32, 6, 24
     x = torch.randn(n, d)
@@ -275,8 +280,13 @@ def test_sparse_jumprelu_matches_the_dense_straight_through_reference() -> None:
     ref_hat = jumprelu(z, theta, eps) @ w_dec
     ref_l0 = step(z, theta, eps).sum(1).mean()
     (((ref_hat - target) ** 2).sum() + 0.3 * ref_l0).backward()
-    idx, vals, offsets, l0 = ops.sparse_jumprelu(x, *sparse[:3], sparse[3], eps)
-    got_hat = ops.sparse_decode(idx, vals, w_dec, offsets)
+    codes, vals, offsets, l0 = ops.jumprelu_train(x, *sparse[:3], sparse[3], eps)
+    if dense_above == 0.0:
+        assert vals is None and codes.shape == (n, h)
+        got_hat = codes @ w_dec
+    else:
+        assert vals is not None
+        got_hat = ops.sparse_decode(codes, vals, w_dec, offsets)
     (((got_hat - target) ** 2).sum() + 0.3 * l0).backward()
     torch.testing.assert_close(got_hat, ref_hat.detach(), rtol=1e-5, atol=1e-5)
     assert float(l0) == pytest.approx(float(ref_l0))

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from vista.saes import ops
-from vista.saes.base import SAE, TrainOutput, fired_from_sparse, fvu_terms
+from vista.saes.base import SAE, TrainOutput, fired_from_codes, fired_from_sparse, fvu_terms
 from vista.saes.config import JumpReLUConfig
 from vista.saes.registry import register_sae
 
@@ -84,16 +84,22 @@ class JumpReLUSAE(SAE):
     ) -> TrainOutput:
         # Thresholds and their window are compared in float32, even under autocast.
         eps = self.preact_scale * self.cfg.bandwidth
-        idx, vals, offsets, l0 = ops.sparse_jumprelu(
+        codes, vals, offsets, l0 = ops.jumprelu_train(
             x, self.b_dec, self.W_enc, self.b_enc, self.threshold.float(), eps
         )
-        x_hat = ops.sparse_decode(idx, vals.to(self.W_dec.dtype), self.W_dec, offsets) + self.b_dec
+        if vals is None:  # dense codes (many latents fire, early in training)
+            x_hat = codes @ self.W_dec + self.b_dec
+            fired = fired_from_codes(codes.detach())
+        else:
+            x_hat = ops.sparse_decode(codes, vals.to(self.W_dec.dtype), self.W_dec, offsets)
+            x_hat = x_hat + self.b_dec
+            fired = fired_from_sparse(codes, vals, self.d_sae)
         recon, _ = fvu_terms(x, x_hat)
         sparsity = self.cfg.l0_coeff * sparsity_scale * l0
         return TrainOutput(
             loss=recon + sparsity,
             x_hat=x_hat,
-            fired=fired_from_sparse(idx, vals, self.d_sae),
+            fired=fired,
             l0=l0.detach(),
             recon_loss=recon.detach(),
             sparsity_loss=sparsity.detach(),

@@ -200,9 +200,10 @@ class _SparseJumpReLU(torch.autograd.Function):
     """JumpReLU training forward with a sparse backward (paper eq. 11-12, rectangle kernel).
 
     Works on the entries ``E`` that are active (``z > theta``) or inside the kernel window
-    (``|z - theta| < eps / 2``); all others get no gradient from either estimator. Returns flat
-    ``(indices, values, offsets)`` over ``E`` (inactive window entries carry value 0, so the
-    decoder's backward delivers their gradient too) and the mean L0, differentiable in
+    (``|z - theta| < eps / 2``), i.e. ``z > theta - eps / 2``; all others get no gradient from
+    either estimator. ``z`` is the pre-activation computed by the caller without autograd.
+    Returns flat ``(indices, values, offsets)`` over ``E`` (inactive window entries carry value
+    0, so the decoder's backward delivers their gradient too) and the mean L0, differentiable in
     ``theta``. The backward: ``dz = g 1[z > theta]`` on ``E`` (the encoder gradient as a CSR
     product, as in ``_SparseEncode``); ``dtheta_j = -theta_j / eps * sum_window g`` from the
     reconstruction and ``-(window count_j) / (eps n)`` per unit of L0.
@@ -217,21 +218,19 @@ class _SparseJumpReLU(torch.autograd.Function):
         b_enc: Tensor,
         theta: Tensor,
         eps: Tensor,
+        z: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        xc = x - b_dec
-        z = torch.addmm(b_enc, xc, w_enc).float()
         n = z.shape[0]
-        active = z > theta
-        window = (z - theta).abs() < eps / 2
-        rows, idx = torch.nonzero(active | window, as_tuple=True)  # row-major: grouped by token
+        rows, idx = torch.nonzero(z > theta - eps / 2, as_tuple=True)  # grouped by token
         z_e = z[rows, idx]
-        on = active[rows, idx]
+        th = theta[idx]
+        on = z_e > th
+        in_win = (z_e - th).abs() < eps / 2
         vals = torch.where(on, z_e, torch.zeros_like(z_e)).to(x.dtype)
         offsets = offsets_from_rows(rows, n)
         l0 = on.sum().to(torch.float32) / n
-        win_count = window.sum(dim=0).to(torch.float32)
-        in_win = window[rows, idx]
-        ctx.save_for_backward(xc, w_enc, idx, rows, on, in_win, theta, eps, win_count)
+        win_count = torch.bincount(idx[in_win], minlength=z.shape[1]).to(torch.float32)
+        ctx.save_for_backward(x - b_dec, w_enc, idx, rows, on, in_win, theta, eps, win_count)
         ctx.n = n
         ctx.mark_non_differentiable(idx, offsets)
         return idx, vals, offsets, l0
@@ -254,12 +253,70 @@ class _SparseJumpReLU(torch.autograd.Function):
             grad_theta = -(theta / eps) * recon
             if g_l0 is not None:
                 grad_theta = grad_theta - g_l0 * win_count / (eps * ctx.n)
-        return None, grad_bdec, grad_w, grad_benc, grad_theta, None
+        return None, grad_bdec, grad_w, grad_benc, grad_theta, None, None
 
 
-def sparse_jumprelu(
+class _DenseJumpReLU(torch.autograd.Function):
+    """The same estimators as ``_SparseJumpReLU`` on dense ``(n, d_sae)`` codes: for the early
+    steps of training, when a large share of the latents fire and sparse bookkeeping costs more
+    than the GEMMs it saves. Returns the codes ``z 1[z > theta]`` and the mean L0."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        b_dec: Tensor,
+        w_enc: Tensor,
+        b_enc: Tensor,
+        theta: Tensor,
+        eps: Tensor,
+        z: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        n = z.shape[0]
+        on = z > theta
+        in_win = (z - theta).abs() < eps / 2
+        f = (z * on).to(x.dtype)
+        l0 = on.sum().to(torch.float32) / n
+        ctx.save_for_backward(x - b_dec, w_enc, on, in_win, theta, eps)
+        ctx.n = n
+        return f, l0
+
+    @staticmethod
+    def backward(ctx: Any, g_f: Tensor, g_l0: Tensor) -> tuple[Tensor | None, ...]:
+        xc, w_enc, on, in_win, theta, eps = ctx.saved_tensors
+        g = g_f.to(torch.float32)
+        dz = (g * on).to(xc.dtype)
+        col_sum = dz.sum(0)
+        need_bdec, need_w, need_benc = ctx.needs_input_grad[1:4]
+        grad_w = (dz.t() @ xc).t().to(w_enc.dtype) if need_w else None  # latent-major
+        grad_bdec = -(w_enc.to(dz.dtype) @ col_sum) if need_bdec else None
+        grad_theta = None
+        if ctx.needs_input_grad[4]:
+            grad_theta = -(theta / eps) * (g * in_win).sum(0)
+            if g_l0 is not None:
+                grad_theta = grad_theta - g_l0 * in_win.sum(0).to(torch.float32) / (eps * ctx.n)
+        return None, grad_bdec, grad_w, (col_sum if need_benc else None), grad_theta, None, None
+
+
+DENSE_JUMPRELU_ABOVE = 0.05
+"""Share of (token, latent) entries active or in the kernel window above which JumpReLU trains
+through dense codes rather than sparse ones."""
+
+
+def jumprelu_train(
     x: Tensor, b_dec: Tensor, w_enc: Tensor, b_enc: Tensor, theta: Tensor, eps: Tensor
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """JumpReLU codes of ``(x - b_dec) W_enc + b_enc`` as flat ``(indices, values, offsets)`` for
-    ``sparse_decode``, plus the mean L0; straight-through gradients, sparse backward."""
-    return _SparseJumpReLU.apply(x, b_dec, w_enc, b_enc, theta, eps)
+) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor]:
+    """JumpReLU codes of ``(x - b_dec) W_enc + b_enc`` for training, plus the mean L0.
+
+    Returns ``(codes, None, None, l0)`` with dense ``(n, d_sae)`` codes when more than
+    ``DENSE_JUMPRELU_ABOVE`` of the entries are active or in the kernel window, else the flat
+    ``(indices, values, offsets, l0)`` of ``sparse_decode``. The choice depends only on this
+    batch, so a resumed run makes the same choices as an uninterrupted one.
+    """
+    with torch.no_grad():
+        z = torch.addmm(b_enc, x - b_dec, w_enc).float()
+        share = (z > theta - eps / 2).sum().item() / max(z.numel(), 1)
+    if share > DENSE_JUMPRELU_ABOVE:
+        f, l0 = _DenseJumpReLU.apply(x, b_dec, w_enc, b_enc, theta, eps, z)
+        return f, None, None, l0
+    return _SparseJumpReLU.apply(x, b_dec, w_enc, b_enc, theta, eps, z)
