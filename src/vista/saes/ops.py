@@ -196,41 +196,52 @@ def sparse_encode(
     return _SparseEncode.apply(x, b_dec, w_enc, b_enc, k, batch)
 
 
+def _threshold_grad(
+    theta: Tensor, eps: Tensor, window_g: Tensor, window_count: Tensor, g_l0: Tensor | None, n: int
+) -> Tensor:
+    """``d loss / d theta`` of both JumpReLU estimators (paper eq. 11-12, rectangle kernel):
+    ``-theta / eps * window_g`` from the reconstruction (``window_g``: the codes' gradient summed
+    over each latent's in-window entries) and ``-window_count / (eps n)`` per unit of mean L0."""
+    grad = -(theta / eps) * window_g
+    return grad if g_l0 is None else grad - g_l0 * window_count / (eps * n)
+
+
 class _SparseJumpReLU(torch.autograd.Function):
     """JumpReLU training forward with a sparse backward (paper eq. 11-12, rectangle kernel).
 
     Works on the entries ``E`` that are active (``z > theta``) or inside the kernel window
-    (``|z - theta| < eps / 2``), i.e. ``z > theta - eps / 2``; all others get no gradient from
-    either estimator. ``z`` is the pre-activation computed by the caller without autograd.
-    Returns flat ``(indices, values, offsets)`` over ``E`` (inactive window entries carry value
-    0, so the decoder's backward delivers their gradient too) and the mean L0, differentiable in
-    ``theta``. The backward: ``dz = g 1[z > theta]`` on ``E`` (the encoder gradient as a CSR
-    product, as in ``_SparseEncode``); ``dtheta_j = -theta_j / eps * sum_window g`` from the
-    reconstruction and ``-(window count_j) / (eps n)`` per unit of L0.
+    (``|z - theta| < eps / 2``), i.e. ``near = z > theta - eps / 2``; all others get no gradient
+    from either estimator. ``xc = x - b_dec``, the pre-activations ``z`` and ``near`` come from
+    ``jumprelu_train``, computed without autograd. Returns flat ``(indices, values, offsets)``
+    over ``E`` (inactive window entries carry value 0, so the decoder's backward delivers their
+    gradient too) and the mean L0, differentiable in ``theta``. The backward: ``dz = g 1[z >
+    theta]`` on ``E`` (the encoder gradient as a CSR product, as in ``_SparseEncode``) and
+    ``_threshold_grad``.
     """
 
     @staticmethod
     def forward(
         ctx: Any,
-        x: Tensor,
         b_dec: Tensor,
         w_enc: Tensor,
         b_enc: Tensor,
         theta: Tensor,
         eps: Tensor,
+        xc: Tensor,
         z: Tensor,
+        near: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         n = z.shape[0]
-        rows, idx = torch.nonzero(z > theta - eps / 2, as_tuple=True)  # grouped by token
+        rows, idx = torch.nonzero(near, as_tuple=True)  # grouped by token
         z_e = z[rows, idx]
         th = theta[idx]
         on = z_e > th
         in_win = (z_e - th).abs() < eps / 2
-        vals = torch.where(on, z_e, torch.zeros_like(z_e)).to(x.dtype)
+        vals = torch.where(on, z_e, torch.zeros_like(z_e)).to(xc.dtype)
         offsets = offsets_from_rows(rows, n)
         l0 = on.sum().to(torch.float32) / n
         win_count = torch.bincount(idx[in_win], minlength=z.shape[1]).to(torch.float32)
-        ctx.save_for_backward(x - b_dec, w_enc, idx, rows, on, in_win, theta, eps, win_count)
+        ctx.save_for_backward(xc, w_enc, idx, rows, on, in_win, theta, eps, win_count)
         ctx.n = n
         ctx.mark_non_differentiable(idx, offsets)
         return idx, vals, offsets, l0
@@ -244,16 +255,16 @@ class _SparseJumpReLU(torch.autograd.Function):
         g = g_vals.to(torch.float32)
         dz = torch.where(on, g, torch.zeros_like(g)).to(xc.dtype)
         grad_w, grad_benc, grad_bdec = _sparse_encoder_grads(
-            ctx.needs_input_grad[1:4], xc, w_enc, idx, rows, dz
+            ctx.needs_input_grad[0:3], xc, w_enc, idx, rows, dz
         )
         grad_theta = None
-        if ctx.needs_input_grad[4]:
+        if ctx.needs_input_grad[3]:
             g_win = torch.where(in_win, g, torch.zeros_like(g))
-            recon = torch.zeros(h, dtype=torch.float32, device=g.device).index_add_(0, idx, g_win)
-            grad_theta = -(theta / eps) * recon
-            if g_l0 is not None:
-                grad_theta = grad_theta - g_l0 * win_count / (eps * ctx.n)
-        return None, grad_bdec, grad_w, grad_benc, grad_theta, None, None
+            window_g = torch.zeros(h, dtype=torch.float32, device=g.device).index_add_(
+                0, idx, g_win
+            )
+            grad_theta = _threshold_grad(theta, eps, window_g, win_count, g_l0, ctx.n)
+        return grad_bdec, grad_w, grad_benc, grad_theta, None, None, None, None
 
 
 class _DenseJumpReLU(torch.autograd.Function):
@@ -264,20 +275,20 @@ class _DenseJumpReLU(torch.autograd.Function):
     @staticmethod
     def forward(
         ctx: Any,
-        x: Tensor,
         b_dec: Tensor,
         w_enc: Tensor,
         b_enc: Tensor,
         theta: Tensor,
         eps: Tensor,
+        xc: Tensor,
         z: Tensor,
     ) -> tuple[Tensor, Tensor]:
         n = z.shape[0]
         on = z > theta
         in_win = (z - theta).abs() < eps / 2
-        f = (z * on).to(x.dtype)
+        f = (z * on).to(xc.dtype)
         l0 = on.sum().to(torch.float32) / n
-        ctx.save_for_backward(x - b_dec, w_enc, on, in_win, theta, eps)
+        ctx.save_for_backward(xc, w_enc, on, in_win, theta, eps)
         ctx.n = n
         return f, l0
 
@@ -287,15 +298,14 @@ class _DenseJumpReLU(torch.autograd.Function):
         g = g_f.to(torch.float32)
         dz = (g * on).to(xc.dtype)
         col_sum = dz.sum(0)
-        need_bdec, need_w, need_benc = ctx.needs_input_grad[1:4]
+        need_bdec, need_w, need_benc = ctx.needs_input_grad[0:3]
         grad_w = (dz.t() @ xc).t().to(w_enc.dtype) if need_w else None  # latent-major
         grad_bdec = -(w_enc.to(dz.dtype) @ col_sum) if need_bdec else None
         grad_theta = None
-        if ctx.needs_input_grad[4]:
-            grad_theta = -(theta / eps) * (g * in_win).sum(0)
-            if g_l0 is not None:
-                grad_theta = grad_theta - g_l0 * in_win.sum(0).to(torch.float32) / (eps * ctx.n)
-        return None, grad_bdec, grad_w, (col_sum if need_benc else None), grad_theta, None, None
+        if ctx.needs_input_grad[3]:
+            window_count = in_win.sum(0).to(torch.float32)
+            grad_theta = _threshold_grad(theta, eps, (g * in_win).sum(0), window_count, g_l0, ctx.n)
+        return grad_bdec, grad_w, (col_sum if need_benc else None), grad_theta, None, None, None
 
 
 DENSE_JUMPRELU_ABOVE = 0.05
@@ -311,12 +321,15 @@ def jumprelu_train(
     Returns ``(codes, None, None, l0)`` with dense ``(n, d_sae)`` codes when more than
     ``DENSE_JUMPRELU_ABOVE`` of the entries are active or in the kernel window, else the flat
     ``(indices, values, offsets, l0)`` of ``sparse_decode``. The choice depends only on this
-    batch, so a resumed run makes the same choices as an uninterrupted one.
+    batch, so a resumed run makes the same choices as an uninterrupted one. The encoder GEMM runs
+    once, here; the autograd functions deliver its gradients themselves.
     """
     with torch.no_grad():
-        z = torch.addmm(b_enc, x - b_dec, w_enc).float()
-        share = (z > theta - eps / 2).sum().item() / max(z.numel(), 1)
+        xc = x - b_dec
+        z = torch.addmm(b_enc, xc, w_enc).float()
+        near = z > theta - eps / 2
+        share = near.sum().item() / max(near.numel(), 1)
     if share > DENSE_JUMPRELU_ABOVE:
-        f, l0 = _DenseJumpReLU.apply(x, b_dec, w_enc, b_enc, theta, eps, z)
+        f, l0 = _DenseJumpReLU.apply(b_dec, w_enc, b_enc, theta, eps, xc, z)
         return f, None, None, l0
-    return _SparseJumpReLU.apply(x, b_dec, w_enc, b_enc, theta, eps, z)
+    return _SparseJumpReLU.apply(b_dec, w_enc, b_enc, theta, eps, xc, z, near)

@@ -230,6 +230,10 @@ class StoreWriter:
         )
         self._n_pending[split] = rest
 
+    def _write_all_pending(self) -> None:
+        for name in self.splits:
+            self._write_pending(name, whole_chunks_only=False)
+
     def write_extra(self, name: str, array: np.ndarray) -> None:
         """Keep an auxiliary array (e.g. a synthetic store's true dictionary) at ``/extras/NAME``."""
         assert self._file is not None
@@ -242,8 +246,7 @@ class StoreWriter:
     def finish(self) -> Path:
         """Check every split is complete, mark the file finished and move it to its final name."""
         assert self._file is not None
-        for name in self.splits:
-            self._write_pending(name, whole_chunks_only=False)
+        self._write_all_pending()
         for name, spec in self.splits.items():
             done = self.rows_written(name)
             if done != spec.n_rows:
@@ -263,8 +266,7 @@ class StoreWriter:
         """Close without publishing; the partial file, buffered rows written, stays for a resume."""
         if self._file is not None:
             try:
-                for name in self.splits:
-                    self._write_pending(name, whole_chunks_only=False)
+                self._write_all_pending()
             finally:
                 self._file.close()
             self._file = None
