@@ -67,12 +67,45 @@ def test_jumprelu_straight_through_gradients_by_hand() -> None:
     torch.testing.assert_close(theta.grad, torch.tensor([-2 / 0.2, 0.0, 0.0]))
 
 
+@pytest.mark.parametrize("chunk_entries", [2**24, 7 * 32])
+def test_jumprelu_init_l0_sets_each_threshold_at_its_latents_quantile(
+    chunk_entries: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each latent fires on ``init_l0 / d_sae`` of the initialisation tokens: its threshold is
+    its (m+1)-th largest pre-activation (numpy sort as reference), whole or 7 tokens at a time."""
+    from vista.saes import jumprelu as jr
+
+    monkeypatch.setattr(jr, "INIT_CHUNK_ENTRIES", chunk_entries)
+    torch.manual_seed(0)
+    n, d, h = 3000, 8, 32
+    x = torch.randn(n, d) * 3.0 + 1.0
+    sae = make_sae({"architecture": "jumprelu", "d_model": d, "d_sae": h, "init_l0": 4.0})
+    sae.init_from_data_(x)
+    m = round(4.0 / h * n)  # 375 tokens per latent
+    z = sae.pre_acts(x).detach().numpy()
+    ref = np.sort(z, axis=0)[n - m - 1]  # (m+1)-th largest per latent
+    np.testing.assert_allclose(sae.threshold.detach().numpy(), np.maximum(ref, 0), rtol=1e-5)
+    fires = (z > sae.threshold.detach().numpy()).sum(0)
+    # a GEMM over 7 tokens rounds differently from one over 3000: a token can sit on the edge
+    assert np.abs(fires - m).max() <= (0 if chunk_entries == 2**24 else 1), fires
+    rms = np.sqrt((z.astype(np.float64) ** 2).mean())
+    assert float(sae.preact_scale) == pytest.approx(rms, rel=1e-5)
+    common = make_sae({"architecture": "jumprelu", "d_model": d, "d_sae": h, "init_l0": None})
+    common.init_from_data_(x)
+    torch.testing.assert_close(common.threshold.detach(), 0.5 * common.preact_scale.expand(h))
+
+
+@pytest.mark.parametrize("init_l0", [None, 16.0])
 @pytest.mark.parametrize("input_scale", [1.0, 100.0])
-def test_jumprelu_threshold_learns_on_normalised_and_raw_inputs(input_scale: float) -> None:
+def test_jumprelu_threshold_learns_on_normalised_and_raw_inputs(
+    input_scale: float, init_l0: float | None
+) -> None:
     torch.manual_seed(0)
     d, h = 16, 64
     dirs = ops.normalize_rows_(torch.randn(h, d))
-    sae = make_sae({"architecture": "jumprelu", "d_model": d, "d_sae": h, "l0_coeff": 0.05})
+    sae = make_sae(
+        {"architecture": "jumprelu", "d_model": d, "d_sae": h, "l0_coeff": 0.05, "init_l0": init_l0}
+    )
 
     def batch() -> torch.Tensor:
         codes = (torch.rand(512, h) < 0.05) * torch.rand(512, h)

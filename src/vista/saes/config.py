@@ -84,8 +84,14 @@ class JumpReLUConfig(SAEConfig):
     """Weight of the mean L0 per token, added to the batch FVU."""
     bandwidth: float = 0.1
     """Width of the rectangle kernel of the straight-through estimators, times the pre-act RMS."""
+    init_l0: float | None = 64.0
+    """Mean L0 per token at the start of training: each latent's threshold starts at the
+    quantile of its own pre-activations on the initialisation sample above which it fires on
+    ``init_l0 / d_sae`` of the tokens (capped at all of them), so training starts sparse and no
+    latent starts dead. ``None``: one common threshold of ``threshold_init`` instead."""
     threshold_init: float = 0.5
-    """Initial threshold, times the pre-activation RMS."""
+    """Initial threshold, times the pre-activation RMS, when ``init_l0`` is ``None`` (and the
+    threshold before any data initialisation)."""
 
 
 @dataclass

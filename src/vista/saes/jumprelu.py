@@ -56,6 +56,10 @@ def step(z: Tensor, theta: Tensor, eps: Tensor) -> Tensor:
     return _Step.apply(z, theta, eps)
 
 
+INIT_CHUNK_ENTRIES = 2**24
+"""Pre-activations computed at once during the data initialisation (64 MB of float32)."""
+
+
 @register_sae("jumprelu")
 class JumpReLUSAE(SAE):
     """``f = z * 1[z > threshold]`` with ``z = (x - b_dec) W_enc + b_enc``; loss = FVU + l0 * L0.
@@ -114,9 +118,33 @@ class JumpReLUSAE(SAE):
     @torch.no_grad()
     def init_from_data_(self, x: Tensor, b_dec_init: str = "mean") -> None:
         super().init_from_data_(x, b_dec_init)
-        rms = self.pre_acts(x.to(self.W_enc)).pow(2).mean().sqrt().clamp_min(1e-12)
+        rms, top = self._preact_stats(x)
         self.preact_scale.copy_(rms)
-        self.threshold.fill_(float(rms) * self.cfg.threshold_init)
+        if top is None:
+            self.threshold.fill_(float(rms) * self.cfg.threshold_init)
+        else:  # the (m+1)-th largest pre-activation of each latent: m tokens lie above it
+            self.threshold.copy_(top[:, -1].clamp_min(0.0))
+
+    def _preact_stats(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """RMS of the pre-activations of ``x`` and, with ``init_l0``, the ``m + 1`` largest
+        pre-activations of each latent (``(d_sae, m + 1)``, descending), with ``m`` tokens
+        ``init_l0 / d_sae`` of ``x``; chunked so no ``(n, d_sae)`` matrix is formed."""
+        n = x.shape[0]
+        keep = None
+        if self.cfg.init_l0 is not None and n > 1:
+            rate = min(max(self.cfg.init_l0, 0.0) / self.d_sae, 1.0)
+            keep = min(n, round(rate * n) + 1)
+        chunk = max(1, INIT_CHUNK_ENTRIES // self.d_sae)
+        sq = torch.zeros((), dtype=torch.float64, device=self.W_enc.device)
+        top = None
+        for part in x.split(chunk):
+            zt = self.pre_acts(part.to(self.W_enc)).float().t()  # (d_sae, tokens)
+            sq += zt.double().pow(2).sum()
+            if keep is not None:
+                cand = zt if top is None else torch.cat([top, zt], dim=1)
+                top = cand.topk(min(keep, cand.shape[1]), dim=1).values
+        rms = (sq / max(n * self.d_sae, 1)).sqrt().clamp_min(1e-12).float()
+        return rms, top
 
     @torch.no_grad()
     def fold_input_scale_(self, scale: float) -> None:
