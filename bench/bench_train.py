@@ -6,8 +6,8 @@ vista's .venv, each peer library in ``bench/.envs/<peer>`` (built by ``bench/pee
 Rounds alternate the contenders so machine noise hits all of them; the report gives medians of
 samples/s, ratios to the fastest peer and to the SAELens counterpart, the share of the FLOP limit
 (sparse-aware FLOPs per sample against the fp32 GEMM rate measured in the same rounds) and the
-peak memory added by a step. ``--quality`` trains each TopK contender for the same number of
-samples and reports its FVU, so speed is never bought with quality.
+peak memory added by a step. ``--quality`` trains each contender for the same number of samples
+and reports its FVU and L0, so speed is never bought with quality.
 
 Run: ``make bench-train`` or ``.venv/bin/python bench/bench_train.py --shape A --rounds 3``.
 """
@@ -79,10 +79,11 @@ def run(contender: str, args: argparse.Namespace, extra: list[str]) -> dict | No
     return json.loads(lines[-1])
 
 
-def flops_per_sample(s: dict) -> float:
-    """Sparse-aware FLOPs of one TopK training sample: the encoder GEMM (2 d h) plus 4 products
-    over the k selected latents (decode, dW_dec, d-codes, the sparse dW_enc: 2 k d each)."""
-    return 2 * s["d"] * s["h"] + 8 * s["k"] * s["d"]
+def flops_per_sample(s: dict, l0: float) -> float:
+    """Sparse-aware FLOPs of one training sample with ``l0`` active latents (k for TopK, the
+    measured mean for JumpReLU): the encoder GEMM (2 d h) plus 4 products over the active latents
+    (decode, dW_dec, d-codes, the sparse dW_enc: 2 l0 d each)."""
+    return 2 * s["d"] * s["h"] + 8 * l0 * s["d"]
 
 
 def main() -> None:
@@ -104,6 +105,7 @@ def main() -> None:
 
     speed: dict[str, list[float]] = {c: [] for c in contenders}
     mem: dict[str, list[float]] = {c: [] for c in contenders}
+    l0: dict[str, list[float]] = {c: [] for c in contenders}
     gemm: dict[str, list[float]] = {"gemm:fp32": [], "gemm:bf16": []}
     for r in range(args.rounds):
         order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
@@ -116,28 +118,30 @@ def main() -> None:
             if res:
                 speed[c].append(res["samples_per_s"])
                 mem[c].append(res["peak_mb"])
+                l0[c].append(res["l0"])
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 
-    fvu: dict[str, float] = {}
+    fvu: dict[str, tuple[float, float]] = {}
     if args.quality:
         for c in contenders:
             res = run(c, args, ["--quality-steps", str(args.quality)])
             if res:
-                fvu[c] = res["fvu"]
+                fvu[c] = (res["fvu"], res["l0"])
 
     med = {c: statistics.median(v) for c, v in speed.items() if v}
     fp32 = statistics.median(gemm["gemm:fp32"]) if gemm["gemm:fp32"] else float("nan")
     bf16 = statistics.median(gemm["gemm:bf16"]) if gemm["gemm:bf16"] else float("nan")
-    limit = fp32 / flops_per_sample(s)
+    limit = fp32 / flops_per_sample(s, s["k"])
     ref = med.get("sparsify:topk")
     lines = [
         f"Shape {args.shape} (d_model {s['d']}, d_sae {s['h']}, k {s['k']}, batch {s['batch']}), "
         f"{args.rounds} rounds x {args.steps} timed steps, medians. fp32 GEMM {fp32 / 1e9:.0f} "
-        f"GFLOP/s, bf16 {bf16 / 1e9:.0f} GFLOP/s; fp32 FLOP limit {limit / 1e3:.1f}k samples/s.",
+        f"GFLOP/s, bf16 {bf16 / 1e9:.0f} GFLOP/s; fp32 FLOP limit {limit / 1e3:.1f}k samples/s "
+        f"at L0 = k (each contender's limit uses its own L0 during the timed steps).",
         "",
-        "| contender | samples/s | vs sparsify | vs SAELens same arch | % of fp32 limit | peak MB/step |"
-        + (" FVU |" if fvu else ""),
-        "|---|---:|---:|---:|---:|---:|" + ("---:|" if fvu else ""),
+        "| contender | samples/s | vs sparsify | vs SAELens same arch | L0 | % of fp32 limit "
+        "| peak MB/step |" + (" FVU | L0 after |" if fvu else ""),
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if fvu else ""),
     ]
     for c in contenders:
         if c not in med:
@@ -150,12 +154,17 @@ def main() -> None:
             else f"| {c} | {med[c]:,.0f} | - |"
         )
         row += f" {med[c] / sl:.2f} |" if sl and not c.startswith("saelens") else " - |"
-        row += f" {100 * med[c] / limit:.0f}% | {statistics.median(mem[c]):.0f} |"
+        l0_c = statistics.median(l0[c])
+        limit_c = fp32 / flops_per_sample(s, l0_c)
+        row += f" {l0_c:,.0f} | {100 * med[c] / limit_c:.0f}% | {statistics.median(mem[c]):.0f} |"
         if fvu:
-            row += f" {fvu[c]:.4f} |" if c in fvu else " - |"
+            row += f" {fvu[c][0]:.4f} | {fvu[c][1]:,.0f} |" if c in fvu else " - | - |"
         lines.append(row)
     if fvu:
-        lines += ["", f"FVU after {args.quality * s['batch']:,} samples (lr 1e-3, same data)."]
+        lines += [
+            "",
+            f"FVU and L0 after {args.quality * s['batch']:,} samples (lr 1e-3, same data).",
+        ]
     report = "\n".join(lines)
     print(report)
     if args.out:

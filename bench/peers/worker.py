@@ -39,8 +39,9 @@ def toy_batches(d: int, n: int, batch: int, seed: int = 0) -> list[torch.Tensor]
     return out
 
 
-# -- contenders: each returns a step function x -> loss (float) ------------------------------------
-def vista_step(arch: str, s: dict, lr: float, autocast: bool) -> Callable[[torch.Tensor], float]:
+# -- contenders: each returns a step function x -> (FVU, mean L0 per token) of that step -----------
+Step = Callable[[torch.Tensor], tuple[float, float]]
+def vista_step(arch: str, s: dict, lr: float, autocast: bool) -> Step:
     from vista.saes import make_sae
     from vista.train.step import bare_step  # the operations `vista train` runs per batch
 
@@ -49,17 +50,18 @@ def vista_step(arch: str, s: dict, lr: float, autocast: bool) -> Callable[[torch
     step = bare_step(sae, lr=lr, autocast=autocast)
     started = False
 
-    def run(x: torch.Tensor) -> float:
+    def run(x: torch.Tensor) -> tuple[float, float]:
         nonlocal started
         if not started:  # as `vista train` does before its first step (b_dec, JumpReLU threshold)
             sae.init_from_data_(x)
             started = True
-        return float(step(x).recon_loss)
+        out = step(x)
+        return float(out.recon_loss), float(out.l0)
 
     return run
 
 
-def plain_step(s: dict, lr: float, sparse: bool) -> Callable[[torch.Tensor], float]:
+def plain_step(s: dict, lr: float, sparse: bool) -> Step:
     """The minimal plain-PyTorch TopK step (dense encoder backward; dense or embedding-bag decode)."""
     import torch.nn.functional as F
 
@@ -72,7 +74,7 @@ def plain_step(s: dict, lr: float, sparse: bool) -> Callable[[torch.Tensor], flo
     b_dec = torch.zeros(d, requires_grad=True)
     opt = torch.optim.Adam([w_enc, b_enc, w_dec, b_dec], lr=lr)
 
-    def step(x: torch.Tensor) -> float:
+    def step(x: torch.Tensor) -> tuple[float, float]:
         pre = torch.relu((x - b_dec) @ w_enc + b_enc)
         vals, idx = pre.topk(k, dim=1, sorted=False)
         if sparse:
@@ -85,12 +87,12 @@ def plain_step(s: dict, lr: float, sparse: bool) -> Callable[[torch.Tensor], flo
         opt.zero_grad(set_to_none=True)
         with torch.no_grad():
             w_dec.div_(w_dec.norm(dim=1, keepdim=True))
-        return float(fvu)
+        return float(fvu), float((vals > 0).sum(1).float().mean())
 
     return step
 
 
-def saelens_step(arch: str, s: dict, lr: float) -> Callable[[torch.Tensor], float]:
+def saelens_step(arch: str, s: dict, lr: float) -> Step:
     import sae_lens
     from sae_lens.saes.sae import TrainStepInput
 
@@ -118,7 +120,7 @@ def saelens_step(arch: str, s: dict, lr: float) -> Callable[[torch.Tensor], floa
     dead = torch.zeros(h, dtype=torch.bool)
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
 
-    def step(x: torch.Tensor) -> float:
+    def step(x: torch.Tensor) -> tuple[float, float]:
         out = sae.training_forward_pass(
             TrainStepInput(
                 sae_in=x,
@@ -134,19 +136,20 @@ def saelens_step(arch: str, s: dict, lr: float) -> Callable[[torch.Tensor], floa
         opt.zero_grad(set_to_none=True)
         with torch.no_grad():
             fvu = (x - out.sae_out).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
-        return float(fvu)
+            l0 = (out.feature_acts > 0).sum(1).float().mean()
+        return float(fvu), float(l0)
 
     return step
 
 
-def sparsify_step(s: dict, lr: float) -> Callable[[torch.Tensor], float]:
+def sparsify_step(s: dict, lr: float) -> Step:
     from sparsify import SparseCoder, SparseCoderConfig
 
     sae = SparseCoder(s["d"], SparseCoderConfig(num_latents=s["h"], k=s["k"]), device="cpu")
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
     dead = torch.zeros(s["h"], dtype=torch.bool)
 
-    def step(x: torch.Tensor) -> float:
+    def step(x: torch.Tensor) -> tuple[float, float]:
         out = sae(x, dead_mask=dead)
         loss = out.fvu + (1 / 32) * out.auxk_loss
         loss.backward()
@@ -154,12 +157,12 @@ def sparsify_step(s: dict, lr: float) -> Callable[[torch.Tensor], float]:
         opt.step()
         opt.zero_grad(set_to_none=True)
         sae.set_decoder_norm_to_unit_norm()
-        return float(out.fvu)
+        return float(out.fvu), float((out.latent_acts > 0).sum(1).float().mean())
 
     return step
 
 
-def overcomplete_step(s: dict, lr: float) -> Callable[[torch.Tensor], float]:
+def overcomplete_step(s: dict, lr: float) -> Step:
     import sys
     import types
 
@@ -174,19 +177,20 @@ def overcomplete_step(s: dict, lr: float) -> Callable[[torch.Tensor], float]:
     sae = TopKSAE(s["d"], nb_concepts=s["h"], top_k=s["k"], device="cpu")
     opt = torch.optim.Adam(sae.parameters(), lr=lr)
 
-    def step(x: torch.Tensor) -> float:
-        _, _, x_hat = sae(x)
+    def step(x: torch.Tensor) -> tuple[float, float]:
+        _, codes, x_hat = sae(x)
         loss = (x - x_hat).square().mean()
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         with torch.no_grad():
-            return float((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+            fvu = (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
+            return float(fvu), float((codes > 0).sum(1).float().mean())
 
     return step
 
 
-def dictlearn_step(s: dict, lr: float, steps: int) -> Callable[[torch.Tensor], float]:
+def dictlearn_step(s: dict, lr: float, steps: int, measure: bool) -> Step:
     from dictionary_learning.trainers.top_k import TopKTrainer
 
     trainer = TopKTrainer(
@@ -202,17 +206,20 @@ def dictlearn_step(s: dict, lr: float, steps: int) -> Callable[[torch.Tensor], f
     )
     state = {"i": 1}  # step 0 computes a geometric-median init; skip it like the others
 
-    def step(x: torch.Tensor) -> float:
+    def step(x: torch.Tensor) -> tuple[float, float]:
         trainer.update(state["i"], x)
         state["i"] += 1
+        if not measure:  # its update returns no reconstruction: measuring costs a forward pass
+            return float("nan"), float(s["k"])
         with torch.no_grad():
-            x_hat = trainer.ae(x)
-            return float((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+            x_hat, codes = trainer.ae(x, output_features=True)
+            fvu = (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
+            return float(fvu), float((codes > 0).sum(1).float().mean())
 
     return step
 
 
-def make(name: str, s: dict, lr: float, steps: int) -> Callable[[torch.Tensor], float]:
+def make(name: str, s: dict, lr: float, steps: int, measure: bool) -> Step:
     lib, _, arch = name.partition(":")
     if lib == "vista":
         return vista_step(arch, s, lr, autocast=False)
@@ -227,7 +234,7 @@ def make(name: str, s: dict, lr: float, steps: int) -> Callable[[torch.Tensor], 
     if lib == "overcomplete":
         return overcomplete_step(s, lr)
     if lib == "dictlearn":
-        return dictlearn_step(s, lr, steps)
+        return dictlearn_step(s, lr, steps, measure)
     raise SystemExit(f"unknown contender {name}")
 
 
@@ -273,14 +280,17 @@ def main() -> None:
     if args.quality_steps:
         n_data = args.quality_steps + 4
     data = toy_batches(s["d"], n_data, s["batch"])
-    step = make(args.contender, s, args.lr, max(args.steps + args.warmup, args.quality_steps))
+    steps = max(args.steps + args.warmup, args.quality_steps)
+    step = make(args.contender, s, args.lr, steps, measure=bool(args.quality_steps))
     result: dict = {"contender": args.contender, "shape": args.shape}
     if args.quality_steps:
         for x in data[: args.quality_steps]:
             step(x)
         # FVU on the next batches, measured by a forward-only step would change the model; the
         # last training batches' FVU (before their update) is the held-out figure.
-        result["fvu"] = float(np.mean([step(x) for x in data[args.quality_steps :]]))
+        last = [step(x) for x in data[args.quality_steps :]]
+        result["fvu"] = float(np.mean([f for f, _ in last]))
+        result["l0"] = float(np.mean([l0 for _, l0 in last]))
         result["samples"] = args.quality_steps * s["batch"]
     else:
         for x in data[: args.warmup]:
@@ -288,13 +298,15 @@ def main() -> None:
         rss0 = _mem_kb("VmRSS:")
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset the peak-RSS counter
-        times = []
+        times, l0s = [], []
         for x in data[args.warmup : args.warmup + args.steps]:
             t0 = time.perf_counter()
-            step(x)
+            _, l0 = step(x)
             times.append(time.perf_counter() - t0)
+            l0s.append(l0)
         result["samples_per_s"] = s["batch"] / float(np.median(times))
         result["peak_mb"] = (_mem_kb("VmHWM:") - rss0) / 1024
+        result["l0"] = float(np.mean(l0s))
     print(json.dumps(result))
 
 
