@@ -41,6 +41,8 @@ def toy_batches(d: int, n: int, batch: int, seed: int = 0) -> list[torch.Tensor]
 
 # -- contenders: each returns a step function x -> (FVU, mean L0 per token) of that step -----------
 Step = Callable[[torch.Tensor], tuple[float, float]]
+
+
 def vista_step(arch: str, s: dict, lr: float, autocast: bool) -> Step:
     from vista.saes import make_sae
     from vista.train.step import bare_step  # the operations `vista train` runs per batch

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -317,3 +318,39 @@ def test_grouped_topk_equals_torch_topk(n: int, h: int, k: int) -> None:
     torch.testing.assert_close(vals.sort(1, descending=True).values, ref_vals)
     assert torch.equal(idx.sort(1).values, ref_idx.sort(1).values)
     torch.testing.assert_close(x.gather(1, idx), vals)
+
+
+def _batch_topk_reference(x: torch.Tensor, n_keep: int) -> tuple[np.ndarray, np.ndarray]:
+    """numpy: the n_keep largest entries of x read flat, ties to the lowest positions (a stable
+    descending sort), returned in position order."""
+    flat = x.reshape(-1).numpy()
+    order = np.argsort(-flat, kind="stable")[:n_keep]
+    pos = np.sort(order)
+    return flat[pos], pos
+
+
+@pytest.mark.parametrize(
+    ("case", "n_keep"),
+    [
+        ("gaussian", 131),  # the usual case: the sampled threshold holds at the first try
+        ("sample_biased", 100),  # the sampled entries are the largest: the estimate fails, retry
+        ("ties", 50),  # many equal values at the cut: the lowest positions win
+        ("gaussian", 0),
+        ("gaussian", 64 * 40),  # everything
+        ("odd_width", 77),  # width not a multiple of the group: ungrouped
+    ],
+)
+def test_batch_topk_flat_equals_a_stable_sort(case: str, n_keep: int) -> None:
+    g = torch.Generator().manual_seed(3)
+    if case == "odd_width":
+        x = torch.randn(64, 39, generator=g)
+    else:
+        x = torch.randn(64, 40, generator=g)
+    if case == "sample_biased":
+        x.view(-1)[::61] += 10.0  # 42 entries, all in the sample: tau lands above the cut
+    if case == "ties":
+        x = torch.randint(0, 4, (64, 40), generator=g).float()
+    vals, pos = ops.batch_topk_flat(x, n_keep)
+    ref_vals, ref_pos = _batch_topk_reference(x, n_keep)
+    np.testing.assert_array_equal(pos.numpy(), ref_pos)
+    np.testing.assert_array_equal(vals.numpy(), ref_vals)

@@ -74,6 +74,59 @@ def grouped_topk(x: Tensor, k: int, group: int = 8) -> tuple[Tensor, Tensor]:
     return vals, cols.gather(1, j)
 
 
+def batch_topk_flat(
+    x: Tensor, n_keep: int, group: int = 8, stride: int = 61
+) -> tuple[Tensor, Tensor]:
+    """Exact ``(values, positions)`` of the ``n_keep`` largest entries of 2-D ``x``, read flat,
+    with the positions ascending (row-major: each token's entries come together).
+
+    ``torch.topk`` over millions of entries with ``n_keep`` in the hundreds of thousands is slow
+    on CPU and returns them unordered. Instead: from every ``stride``-th entry (a prime, so every
+    column is sampled) estimate a threshold ``tau`` a little below the ``n_keep``-th largest
+    value; keep the strided groups of ``group`` entries of a row (``j, j + m, ...``, as in
+    ``grouped_topk``) whose maximum reaches ``tau`` and, in them, the entries that do. If they are
+    at least ``n_keep``, the exact cut ``T`` is their ``kthvalue`` and the selection is every
+    entry above ``T`` plus the lowest-placed entries equal to it; if the estimate was too high,
+    retry with a lower one (at worst every entry is a candidate). Deterministic for given ``x``.
+    """
+    n, h = x.shape
+    total = n * h
+    flat = x.reshape(-1)
+    if n_keep >= total:
+        return flat.clone(), torch.arange(total, device=x.device)
+    if n_keep <= 0:
+        return flat[:0].clone(), torch.zeros(0, dtype=torch.long, device=x.device)
+    if group < 2 or h % group:
+        group = 1
+    m = h // group
+    gmax = x.reshape(n, group, m).amax(dim=1).view(-1)  # strided groups reduce contiguously
+    # group (r, j) holds the positions r h + j + i m, i < group
+    spread = torch.arange(group, device=x.device) * m
+    sample = flat[::stride]
+    want = int(n_keep * len(sample) / total * 1.1) + 16
+    while True:
+        # at worst (want past the sample) every entry is a candidate
+        top = sample.topk(want, sorted=False).values if want < len(sample) else flat
+        tau = top.min()
+        g = (gmax >= tau).nonzero().squeeze(1)
+        base = torch.div(g, m, rounding_mode="floor") * h + g % m
+        pos = (base.unsqueeze(1) + spread).view(-1)
+        vals = flat[pos]
+        keep = vals >= tau
+        pos, vals = pos[keep], vals[keep]
+        if len(vals) >= n_keep:
+            break
+        want *= 2
+    pos, order = pos.sort()
+    vals = vals[order]
+    cut = vals.kthvalue(len(vals) - n_keep + 1).values
+    above = vals > cut
+    at = vals == cut
+    need = n_keep - int(above.sum())
+    sel = above | (at & (at.cumsum(0) <= need))
+    return vals[sel], pos[sel]
+
+
 def topk_mask_dense(acts: Tensor, k: int) -> Tensor:
     """Keep the ``k`` largest entries of each row of ``acts`` (ties broken by torch.topk), zero the rest."""
     k = min(k, acts.shape[-1])
@@ -148,11 +201,8 @@ class _SparseEncode(torch.autograd.Function):
         pre = torch.addmm(b_enc, xc, w_enc)
         n, h = pre.shape
         if batch:
-            n_keep = min(k * n, pre.numel())
-            vals, flat = grouped_topk(pre.view(1, -1), n_keep)
-            vals, flat = vals[0], flat[0]
-            flat, order = flat.sort()  # embedding_bag wants each token's entries together
-            vals = vals[order]
+            # positions come sorted: embedding_bag wants each token's entries together
+            vals, flat = batch_topk_flat(pre, min(k * n, pre.numel()))
             rows = torch.div(flat, h, rounding_mode="floor")
             idx = flat - rows * h
             offsets = offsets_from_rows(rows, n)
