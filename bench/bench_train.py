@@ -138,7 +138,8 @@ def main() -> None:
     lines = [
         f"Shape {args.shape} (d_model {s['d']}, d_sae {s['h']}, k {s['k']}, batch {s['batch']}), "
         f"{args.rounds} rounds x {args.steps} timed steps, medians. fp32 GEMM {fp32 / 1e9:.0f} "
-        f"GFLOP/s, bf16 {bf16 / 1e9:.0f} GFLOP/s; fp32 FLOP limit {limit / 1e3:.1f}k samples/s "
+        f"GFLOP/s{f', bf16 {bf16 / 1e9:.0f} GFLOP/s' if bf16 == bf16 else ''}; "
+        f"fp32 FLOP limit {limit / 1e3:.1f}k samples/s "
         f"at L0 = k (each contender's limit uses its own L0 during the timed steps).",
         "",
         "| contender | samples/s | vs sparsify | vs SAELens same arch | L0 | % of fp32 limit "

@@ -19,6 +19,7 @@ from vista.errors import VistaError
 from vista.saes.io import save_sae
 from vista.saes.registry import config_from_dict
 from vista.store import ActivationStore, StreamConfig, TokenStream
+from vista.train.allocator import keep_freed_memory
 from vista.train.config import TrainConfig, TrainerConfig
 from vista.train.data import TokenBatches
 from vista.train.module import SAETrainingModule, sae_name
@@ -48,6 +49,7 @@ def train_saes(
     One SAE is exported to ``out_dir/sae``; several to ``out_dir/sae/<name>``.
     """
     tc = TrainConfig(**_as_dict(train_cfg))
+    keep_freed_memory()
     out = Path(out_dir)
     with ActivationStore(store) as st:
         info = st.split(tc.split)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from vista.saes import SAE, TrainOutput
+from vista.train.allocator import keep_freed_memory
 
 
 class DeadLatentTracker(nn.Module):
@@ -89,6 +90,7 @@ def bare_step(
     """One SAE's training step without Lightning or data loading: forward, backward, the decoder
     constraint and fused Adam, on a batch already in memory. What the benchmarks call the bare
     step; ``vista train`` runs the same operations per batch."""
+    keep_freed_memory()
     sae.train()
     opt = make_adam(sae.parameters(), lr=lr)
     dead = torch.zeros(sae.d_sae, dtype=torch.bool, device=sae.W_dec.device)
