@@ -6,7 +6,7 @@ vista's .venv, each peer library in ``bench/.envs/<peer>`` (built by ``bench/pee
 Rounds alternate the contenders so machine noise hits all of them; the report gives medians of
 samples/s, ratios to the fastest peer and to the SAELens counterpart, the share of the FLOP limit
 (sparse-aware FLOPs per sample against the fp32 GEMM rate measured in the same rounds) and the
-peak memory added by a step. ``--quality`` trains each contender for the same number of samples
+peak memory added by the steps (from before the first one). ``--quality`` trains each contender for the same number of samples
 and reports its FVU and L0, so speed is never bought with quality.
 
 Run: ``make bench-train`` or ``.venv/bin/python bench/bench_train.py --shape A --rounds 3``.

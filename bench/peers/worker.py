@@ -295,11 +295,13 @@ def main() -> None:
         result["l0"] = float(np.mean([l0 for _, l0 in last]))
         result["samples"] = args.quality_steps * s["batch"]
     else:
-        for x in data[: args.warmup]:
-            step(x)
+        # Peak memory counts from before the first step: what the warm-up steps allocate (and an
+        # allocator may keep for later steps) is memory the training step needs.
         rss0 = _mem_kb("VmRSS:")
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset the peak-RSS counter
+        for x in data[: args.warmup]:
+            step(x)
         times, l0s = [], []
         for x in data[args.warmup : args.warmup + args.steps]:
             t0 = time.perf_counter()
