@@ -5,6 +5,7 @@ one of their pages each round otherwise."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -30,8 +31,6 @@ print(json.dumps({"on": on, "faults": faults_of_a_round()}))
 
 
 def _probe(mode: str, env_off: bool = False) -> dict:
-    import os
-
     env = dict(os.environ)
     if env_off:
         env["VISTA_KEEP_FREED_MEMORY"] = "0"

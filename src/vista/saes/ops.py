@@ -101,7 +101,8 @@ def batch_topk_flat(
     if group < 2 or h % group:
         group = 1
     m = h // group
-    gmax = x.reshape(n, group, m).amax(dim=1).view(-1)  # strided groups reduce contiguously
+    # strided groups reduce contiguously; ungrouped, each entry is its own maximum (no copy)
+    gmax = x.reshape(n, group, m).amax(dim=1).view(-1) if group > 1 else flat
     # group (r, j) holds the positions r h + j + i m, i < group
     spread = torch.arange(group, device=x.device) * m
     sample = flat[::stride]
@@ -204,7 +205,7 @@ class _SparseEncode(torch.autograd.Function):
         n, h = pre.shape
         if batch:
             # positions come sorted: embedding_bag wants each token's entries together
-            vals, flat = batch_topk_flat(pre, min(k * n, pre.numel()))
+            vals, flat = batch_topk_flat(pre, k * n)
             rows = torch.div(flat, h, rounding_mode="floor")
             idx = flat - rows * h
             offsets = offsets_from_rows(rows, n)
