@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vista.saes import make_sae
+from vista.saes import TopKConfig, make_sae
 from vista.store import SplitSpec, StoreWriter
 from vista.train.config import TrainConfig, TrainerConfig
 from vista.train.fit import train_saes
@@ -42,7 +42,7 @@ def make_store(path: Path, n_tokens: int, d: int) -> None:
         w.finish()
 
 
-def bare(store: Path, sae_cfg: dict, batch: int, steps: int) -> float:
+def bare(store: Path, sae_cfg: TopKConfig, batch: int, steps: int) -> float:
     from vista.store import ActivationStore
 
     with ActivationStore(store) as st:
@@ -60,7 +60,7 @@ def bare(store: Path, sae_cfg: dict, batch: int, steps: int) -> float:
     return batch / statistics.median(times)
 
 
-def end_to_end(store: Path, sae_cfg: dict, batch: int, steps: int, work: Path) -> float:
+def end_to_end(store: Path, sae_cfg: TopKConfig, batch: int, steps: int, work: Path) -> float:
     out = work / f"run{time.time_ns()}"
     tc = TrainConfig(
         max_tokens=batch * steps,
@@ -90,7 +90,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     torch.set_num_threads(2)
-    sae_cfg = {"architecture": "topk", "d_model": args.d_model, "d_sae": args.d_sae, "k": args.k}
+    sae_cfg = TopKConfig(d_model=args.d_model, d_sae=args.d_sae, k=args.k)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         store = work / "bench.h5"

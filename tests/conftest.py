@@ -84,6 +84,18 @@ def write_vista_store(
     return path
 
 
+def sae_cfg(arch: str, d_model: int, d_sae: int, k: int = 4, **extra: object) -> dict:
+    """A config mapping for ``arch``; ``k`` only where the architecture has one."""
+    from dataclasses import fields
+
+    from vista.saes import SAES
+
+    cfg: dict = {"architecture": arch, "d_model": d_model, "d_sae": d_sae, **extra}
+    if "k" in {f.name for f in fields(SAES[arch].config_class)}:
+        cfg["k"] = k
+    return cfg
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -29,7 +29,7 @@ def vista(
 
 
 @pytest.mark.parametrize(
-    "verb", ["run", "train-encoder", "extract", "train", "evaluate", "synthetic"]
+    "verb", ["run", "train-encoder", "extract", "train", "analyze", "evaluate", "synthetic"]
 )
 def test_every_verb_config_composes_and_has_help(verb: str) -> None:
     r = vista(verb, "--cfg", "job")
@@ -42,7 +42,16 @@ def test_every_verb_config_composes_and_has_help(verb: str) -> None:
 def test_top_level_help_lists_the_verbs() -> None:
     r = vista("--help")
     assert r.returncode == 0
-    for verb in ("run", "train-encoder", "extract", "train", "evaluate", "synthetic", "info"):
+    for verb in (
+        "run",
+        "train-encoder",
+        "extract",
+        "train",
+        "analyze",
+        "evaluate",
+        "synthetic",
+        "info",
+    ):
         assert f"  {verb}" in r.stdout
 
 
@@ -141,7 +150,7 @@ def test_vista_run_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     assert len(doc["feature_demographic_alignment"]["digit"]["top_variant_features"]) == 20
     assert (out / "plots/latent_firing_frequency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "sae/cfg.json").is_file() and (out / "activations.h5").is_file()
-    assert "vista evaluation" in r.stdout and "FVU" in r.stdout
+    assert "vista analyses" in r.stdout and "reconstruction: fvu" in r.stdout
     run = json.loads((out / "run.json").read_text())
     assert run["summary"]["encoder_test_accuracy"] > 0.8
     # A second run reuses the cached encoder, the store and the SAE.

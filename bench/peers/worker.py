@@ -44,11 +44,15 @@ Step = Callable[[torch.Tensor], tuple[float, float]]
 
 
 def vista_step(arch: str, s: dict, lr: float, autocast: bool) -> Step:
-    from vista.saes import make_sae
+    from dataclasses import fields
+
+    from vista.saes import SAES, make_sae
     from vista.train.step import bare_step  # the operations `vista train` runs per batch
 
     extra = {"jumprelu": {"l0_coeff": 2e-3}}.get(arch, {})
-    sae = make_sae({"architecture": arch, "d_model": s["d"], "d_sae": s["h"], "k": s["k"], **extra})
+    if "k" in {f.name for f in fields(SAES[arch].config_class)}:
+        extra = {**extra, "k": s["k"]}
+    sae = make_sae({"architecture": arch, "d_model": s["d"], "d_sae": s["h"], **extra})
     step = bare_step(sae, lr=lr, autocast=autocast)
     started = False
 

@@ -17,13 +17,16 @@ USAGE = """usage: vista VERB [key=value ...] [--help] [--cfg job] [-m]
 Sparse autoencoders on vision-encoder activations.
 
 verbs:
-  run            the whole default job: train-encoder -> extract -> train -> evaluate -> plot
+  run            the whole default job: train-encoder -> extract -> train -> analyze all
   train-encoder  train mnist_cnn or alexnet_transformer (encoder=NAME dataset=NAME out_dir=DIR)
   extract        encoder activations + labels -> HDF5 store (dataset=NAME encoder=NAME
                  encoder.path=... encoder.layer=INT|MODULE encoder.tokens=... out=FILE.h5)
   train          train SAE(s) on a store (store=FILE.h5 sae=topk|batchtopk|... out_dir=DIR)
   encode         an SAE's codes as stores, per token and mean/max per image (sae= store= out=)
-  evaluate       evaluation_results.json (sae=DIR/sae store=FILE.h5 out_dir=DIR)
+  analyze        any analyses of an SAE on a store (sae=DIR store=FILE.h5 analysis=[a,b]|all out_dir=DIR)
+  probe          the multi-task linear probe on a store (store=FILE.h5 [sae=DIR] out_dir=DIR)
+  evaluate       the preset health, reconstruction, alignment, probes, ablation
+                 -> evaluation_results.json (sae=DIR/sae store=FILE.h5 out_dir=DIR)
   synthetic      a store with a known dictionary, the ground truth (out=FILE.h5 synthetic.*=...)
   info           describe a store or an SAE directory (vista info PATH)
 
@@ -35,6 +38,12 @@ _VERB_ENV = "VISTA_VERB"
 
 
 def _setup_logging() -> None:
+    import warnings
+
+    # Lightning's advice about multi-worker loading and its own pytree deprecation, which say
+    # nothing about a vista run.
+    warnings.filterwarnings("ignore", message=".*IterableDataset.*__len__.*")
+    warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     root = logging.getLogger()
     if not any(getattr(h, "_vista", False) for h in root.handlers):
         h = logging.StreamHandler(sys.stderr)
@@ -46,115 +55,105 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _require(cfg: Any, *keys: str) -> None:
-    from omegaconf import OmegaConf
-
-    missing = [k for k in keys if OmegaConf.is_missing(cfg, k)]
-    if missing:
-        raise VistaError(
-            f"Missing required setting(s) {', '.join(missing)}: pass them as {missing[0]}=VALUE."
-        )
-
-
-# -- tasks ------------------------------------------------------------------------------------------
-def task_train(cfg: Any) -> None:
-    _require(cfg, "store", "out_dir")
+# -- tasks: each takes the verb's typed job (vista.conf.typed.to_job) -------------------------------
+def task_train(job: Any) -> None:
     from vista.store import ActivationStore
 
-    with ActivationStore(cfg.store):  # a missing or corrupt store fails before Lightning loads
+    with ActivationStore(job.store):  # a missing or corrupt store fails before Lightning loads
         pass
-    from omegaconf import OmegaConf
-
     from vista.train.fit import train_saes
 
-    base = OmegaConf.to_container(cfg.sae, resolve=True)
-    sweep = cfg.get("sweep")
-    extra = OmegaConf.to_container(sweep, resolve=True) if sweep else []
-    paths = train_saes(cfg.store, sweep_configs(base, extra), cfg.train, cfg.trainer, cfg.out_dir)
+    paths = train_saes(job.store, [job.sae, *job.sweep], job.train, job.trainer, job.out_dir)
     for p in paths:
         print(f"SAE written to {p}")
 
 
-def sweep_configs(base: Any, overrides: Any) -> list[dict[str, Any]]:
-    """``base`` plus one config per entry of ``overrides`` (each applied on top of ``base``)."""
-    if not isinstance(overrides, list) or not all(isinstance(o, dict) for o in overrides):
-        raise VistaError("sweep must be a list of mappings, e.g. 'sweep=[{k: 64}, {d_sae: 8192}]'.")
-    return [dict(base), *({**base, **o} for o in overrides)]
+def task_analyze(job: Any) -> None:
+    from vista.analysis.runner import analyze, configs_of
+    from vista.reports.tables import analysis_summary
+
+    outcome = analyze(
+        job.sae, job.store, job.out_dir, list(job.analysis), configs_of(job), job.eval
+    )
+    print(analysis_summary(outcome.results, outcome.skipped))
+    print(f"results: {Path(job.out_dir) / 'analyses'}")
 
 
-def task_evaluate(cfg: Any) -> None:
+def task_probe(job: Any) -> None:
+    from vista.analysis.probe import probe_store
+    from vista.reports.tables import analysis_summary
+
+    result = probe_store(job)
+    print(analysis_summary({"probe": result}))
+    print(f"results: {Path(job.out_dir) / 'analyses' / 'probe'}")
+
+
+def task_evaluate(job: Any) -> None:
     from vista.pipeline import evaluate_into
     from vista.reports.tables import evaluation_summary
 
-    _require(cfg, "sae", "store", "out_dir")
-    doc, _ = evaluate_into(Path(cfg.sae), Path(cfg.store), Path(cfg.out_dir), cfg.eval)
+    doc = evaluate_into(job.sae, job.store, job.out_dir, job)
     print(evaluation_summary(doc))
-    print(f"results: {Path(cfg.out_dir) / 'evaluation_results.json'}")
+    print(f"results: {Path(job.out_dir) / 'evaluation_results.json'}")
 
 
-def task_extract(cfg: Any) -> None:
+def task_extract(job: Any) -> None:
     from vista.sources.extract import extract
 
-    _require(cfg, "out")
-    compression = None if str(cfg.compression).lower() in ("none", "null", "") else cfg.compression
+    compression = None if str(job.compression).lower() in ("none", "null", "") else job.compression
     path = extract(
-        cfg.dataset,
-        cfg.encoder,
-        cfg.out,
-        dtype=cfg.dtype,
+        job.dataset,
+        job.encoder,
+        job.out,
+        dtype=job.dtype,
         compression=compression,
-        resume=cfg.resume,
-        overwrite=cfg.overwrite,
+        resume=job.resume,
+        overwrite=job.overwrite,
     )
     print(f"store written to {path}")
 
 
-def task_encode(cfg: Any) -> None:
+def task_encode(job: Any) -> None:
     from vista.analysis.codes import encode_store
 
-    _require(cfg, "sae", "store", "out")
-    compression = None if str(cfg.compression).lower() in ("none", "null", "") else cfg.compression
+    compression = None if str(job.compression).lower() in ("none", "null", "") else job.compression
     paths = encode_store(
-        cfg.sae,
-        cfg.store,
-        cfg.out,
-        batch_images=int(cfg.batch_images),
-        device=cfg.device,
-        dtype=cfg.dtype,
+        job.sae,
+        job.store,
+        job.out,
+        batch_images=int(job.batch_images),
+        device=job.device,
+        dtype=job.dtype,
         compression=compression,
-        resume=cfg.resume,
-        overwrite=cfg.overwrite,
+        resume=job.resume,
+        overwrite=job.overwrite,
     )
     print("codes written to " + ", ".join(str(p) for p in paths.values()))
 
 
-def task_train_encoder(cfg: Any) -> None:
+def task_train_encoder(job: Any) -> None:
     from vista.train.classifier import train_encoder
 
-    _require(cfg, "out_dir")
-    meta = train_encoder(cfg.dataset, cfg.encoder, cfg.out_dir, cfg.trainer)
+    meta = train_encoder(job.dataset, job.encoder, job.out_dir, job.trainer)
     print(
-        f"encoder written to {cfg.out_dir}: test accuracy {meta.get('test_accuracy', float('nan')):.4f}"
+        f"encoder written to {job.out_dir}: test accuracy {meta.get('test_accuracy', float('nan')):.4f}"
     )
 
 
-def task_synthetic(cfg: Any) -> None:
-    from omegaconf import OmegaConf
+def task_synthetic(job: Any) -> None:
+    from vista.sources.synthetic import write_synthetic_store
 
-    from vista.sources.synthetic import SyntheticConfig, write_synthetic_store
-
-    _require(cfg, "out")
-    syn = SyntheticConfig(**OmegaConf.to_container(cfg.synthetic, resolve=True))  # type: ignore[arg-type]
-    path = write_synthetic_store(cfg.out, syn)
+    path = write_synthetic_store(job.out, job.synthetic)
     print(
-        f"synthetic store written to {path} ({syn.n_features} true directions in {syn.d_model} dims)"
+        f"synthetic store written to {path} ({job.synthetic.n_features} true directions in "
+        f"{job.synthetic.d_model} dims)"
     )
 
 
-def task_run(cfg: Any) -> None:
+def task_run(job: Any) -> None:
     from vista.pipeline import run
 
-    run(cfg)
+    run(job)
 
 
 TASKS: dict[str, Callable[[Any], None]] = {
@@ -163,6 +162,8 @@ TASKS: dict[str, Callable[[Any], None]] = {
     "extract": task_extract,
     "encode": task_encode,
     "train": task_train,
+    "analyze": task_analyze,
+    "probe": task_probe,
     "evaluate": task_evaluate,
     "synthetic": task_synthetic,
 }
@@ -210,8 +211,14 @@ SHORTHANDS: dict[str, dict[str, str]] = {
 }
 
 
+_LIST_KEYS = {"analysis": ("analyze", "evaluate", "run")}
+"""List settings that also take a bare ``a`` or ``a,b`` (``analysis=sdf`` = ``analysis=[sdf]``)."""
+
+
 def expand_shorthand(verb: str, arg: str) -> str:
     key, sep, value = arg.partition("=")
+    if sep and verb in _LIST_KEYS.get(key, ()) and value and not value.startswith("["):
+        return f"{key}=[{value}]"
     target = SHORTHANDS.get(verb, {}).get(key)
     return f"{target}={value}" if sep and target and not value.startswith("{") else arg
 
@@ -225,9 +232,11 @@ def run_verb(verb: str, args: list[str]) -> None:
     task = TASKS[verb]
 
     def entry(cfg: Any) -> None:
+        from vista.conf.typed import to_job
+
         _setup_logging()
         try:
-            task(cfg)
+            task(to_job(cfg))
         except VistaError as e:
             print(f"vista {verb}: error: {e}", file=sys.stderr)
             sys.exit(2)

@@ -26,7 +26,7 @@ def test_probe_accuracy_equals_sklearn_directly(rng: np.random.Generator) -> Non
     raw = rng.normal(size=(300, 5)) + y[:, None]
     codes = np.abs(rng.normal(size=(300, 9))) * (y[:, None] == np.arange(9) % 3)
     cfg = ProbeConfig(standardize=False)
-    res = probe_comparison(raw, codes, y, ["a", "b", "c"], cfg)
+    res, raw_ok, sae_ok = probe_comparison(raw, codes, y, ["a", "b", "c"], cfg)
     tr, te = train_test_split(np.arange(300), test_size=0.2, random_state=42, stratify=y)
     ref_raw = LogisticRegression(C=0.1, max_iter=1000).fit(raw[tr], y[tr]).score(raw[te], y[te])
     ref_sae = LogisticRegression(C=0.1, max_iter=1000).fit(codes[tr], y[tr]).score(codes[te], y[te])
@@ -34,6 +34,7 @@ def test_probe_accuracy_equals_sklearn_directly(rng: np.random.Generator) -> Non
     assert res["sae_latent_accuracy"] == pytest.approx(ref_sae)
     assert res["delta"] == pytest.approx(ref_sae - ref_raw)
     assert set(res["per_class_report"]) >= {"a", "b", "c", "accuracy"}
+    assert raw_ok.mean() == pytest.approx(ref_raw) and len(sae_ok) == 60
 
 
 def test_alignment_finds_the_class_specific_latent() -> None:
@@ -42,7 +43,7 @@ def test_alignment_finds_the_class_specific_latent() -> None:
     codes[y == 1, 2] = 5.0  # latent 2 fires for class 1 only
     codes[:, 0] = 1.0  # latent 0 fires for everything
     codes[y == 0, 3] = 0.5
-    a = feature_alignment(codes, y, ["x", "y", "z"], top_n=2)
+    a, var, sel = feature_alignment(codes, y, ["x", "y", "z"], top_n=2)
     assert a["top_variant_features"] == [2, 3]
     assert a["top_variant_scores"][0] == pytest.approx(np.var([0.0, 5.0, 0.0]))
     assert a["mean_per_class_top_features"]["y"] == [5.0, 0.0]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import sae_cfg
 from vista.saes import SAE_REGISTRY, BatchTopKConfig, TopKConfig, make_sae, ops
 from vista.saes.base import SAE
 from vista.saes.io import load_sae, save_sae
@@ -34,9 +35,7 @@ TRAINABLE = [a for a in ARCHS if SAE_REGISTRY[a].trainable]
 def _trained_like(arch: str, d_model: int = 8, d_sae: int = 32, seed: int = 0) -> SAE:
     """An SAE of ``arch`` with non-trivial biases and learned state (thresholds) after 3 steps."""
     base_arch = arch if SAE_REGISTRY[arch].trainable else "topk"
-    sae = make_sae(
-        {"architecture": base_arch, "d_model": d_model, "d_sae": d_sae, "k": 4, "seed": seed}
-    )
+    sae = make_sae(sae_cfg(base_arch, d_model, d_sae, seed=seed))
     torch.manual_seed(seed)
     sae.init_from_data_(torch.randn(256, d_model))
     with torch.no_grad():
@@ -203,7 +202,7 @@ def test_parallel_gradient_removal_and_renormalisation() -> None:
 # -- the contract, for every registered architecture ------------------------------------------------
 @pytest.mark.parametrize("arch", TRAINABLE)
 def test_contract_shapes_and_gradients(arch: str) -> None:
-    sae = make_sae({"architecture": arch, "d_model": 8, "d_sae": 32, "k": 4}).train()
+    sae = make_sae(sae_cfg(arch, 8, 32)).train()
     if sae.unit_decoder:
         torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(32))
     x = torch.randn(64, 8)

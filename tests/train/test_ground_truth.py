@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import sae_cfg
 from vista.saes import SAE_REGISTRY
 from vista.saes.io import load_sae
 from vista.sources.synthetic import (
@@ -63,7 +64,7 @@ def test_recovery_measure_by_hand() -> None:
 def test_every_architecture_recovers_the_true_dictionary(tmp_path: Path) -> None:
     store = write_synthetic_store(tmp_path / "syn.h5", SyntheticConfig(n_train=300_000))
     true = ActivationStore(store).extra("true_directions")
-    cfgs = [{"architecture": a, "d_sae": 512, "k": 5} for a in TRAINABLE]
+    cfgs = [sae_cfg(a, 0, 512, k=5) for a in TRAINABLE]
     paths = train_saes(
         store,
         cfgs,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import write_vista_store
+from tests.conftest import sae_cfg, write_vista_store
 from vista.errors import VistaError
 from vista.saes import TopKConfig
 from vista.saes.io import load_sae, read_metadata
@@ -146,7 +146,7 @@ def test_the_same_seed_gives_the_same_model_and_a_sweep_trains_each_variant(tmp_
 def test_bf16_autocast_training_step_is_finite_and_keeps_fp32_state(arch: str) -> None:
     from vista.saes import make_sae
 
-    sae = make_sae({"architecture": arch, "d_model": 16, "d_sae": 64, "k": 4}).train()
+    sae = make_sae(sae_cfg(arch, 16, 64)).train()
     x = torch.randn(256, 16)
     sae.init_from_data_(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -1,25 +1,35 @@
-"""Linear probes: does a representation linearly encode a label?"""
+"""``probes``: does a linear probe read each label as well from the SAE codes as from the raw
+activations? (VISTA's post-hoc ``probe_comparison``, with intervals and a paired test.)"""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from vista.analysis.registry import register_analysis
+from vista.analysis.result import Result
+from vista.metrics.uncertainty import mean_ci, paired_permutation_pvalue
+
+if TYPE_CHECKING:
+    from vista.analysis.context import Context
 
 
 @dataclass
 class ProbeConfig:
-    """The logistic-regression probe (VISTA's settings, plus optional standardisation)."""
+    """The logistic-regression probe (VISTA's settings, plus optional standardisation).
+
+    The train/test split is the context's (``eval.test_size``, ``eval.split_seed``)."""
 
     C: float = 0.1
     """Inverse L2 regularisation strength."""
     max_iter: int = 1000
-    test_size: float = 0.2
-    seed: int = 42
     standardize: bool = True
     """Z-score features on the training split first: raw activations and SAE codes have different
-    scales, and lbfgs converges reliably only on standardised inputs (VISTA used none)."""
+    scales, and lbfgs converges reliably only on standardised inputs (VISTA used none). Sparse
+    codes are scaled without centring."""
 
 
 def split_indices(
@@ -37,17 +47,16 @@ def split_indices(
     return np.sort(tr), np.sort(te), stratified
 
 
-def fit_probe(x_train: np.ndarray, y_train: np.ndarray, cfg: ProbeConfig) -> Any:
+def fit_probe(x_train: Any, y_train: np.ndarray, cfg: ProbeConfig) -> Any:
+    """A fitted sklearn logistic regression (in a pipeline with a scaler when standardising)."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     clf = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter, solver="lbfgs")
-    model = make_pipeline(StandardScaler(), clf) if cfg.standardize else clf
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-
+    sparse = hasattr(x_train, "toarray")
+    model = make_pipeline(StandardScaler(with_mean=not sparse), clf) if cfg.standardize else clf
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(x_train, y_train)
@@ -55,23 +64,23 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, cfg: ProbeConfig) -> Any
 
 
 def probe_comparison(
-    raw: np.ndarray,
-    codes: np.ndarray,
+    raw: Any,
+    codes: Any,
     labels: np.ndarray,
     class_names: list[str],
     cfg: ProbeConfig,
-) -> dict[str, Any]:
-    """Accuracy of the same probe on raw activations and on SAE codes, on the same split."""
-    from sklearn.metrics import classification_report
+    split: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """``(VISTA section, raw correct (n_test,), SAE correct (n_test,))`` on the same split."""
+    from sklearn.metrics import classification_report, f1_score
 
-    tr, te, stratified = split_indices(labels, cfg.test_size, cfg.seed)
-    if len(np.unique(labels[tr])) < 2:
-        return {"skipped": "fewer than two classes in the training split"}
-    raw_model = fit_probe(raw[tr], labels[tr], cfg)
-    sae_model = fit_probe(codes[tr], labels[tr], cfg)
-    raw_acc = float((raw_model.predict(raw[te]) == labels[te]).mean())
-    sae_pred = sae_model.predict(codes[te])
-    sae_acc = float((sae_pred == labels[te]).mean())
+    if split is None:
+        tr, te, stratified = split_indices(labels, 0.2, 42)
+    else:
+        (tr, te), stratified = split, True
+    raw_pred = fit_probe(raw[tr], labels[tr], cfg).predict(raw[te])
+    sae_pred = fit_probe(codes[tr], labels[tr], cfg).predict(codes[te])
+    raw_ok, sae_ok = raw_pred == labels[te], sae_pred == labels[te]
     present = sorted(set(labels[te].tolist()) | set(sae_pred.tolist()))
     report = classification_report(
         labels[te],
@@ -81,12 +90,53 @@ def probe_comparison(
         output_dict=True,
         zero_division=0,
     )
-    return {
-        "raw_latent_accuracy": raw_acc,
-        "sae_latent_accuracy": sae_acc,
-        "delta": sae_acc - raw_acc,
+    section = {
+        "raw_latent_accuracy": float(raw_ok.mean()),
+        "sae_latent_accuracy": float(sae_ok.mean()),
+        "delta": float(sae_ok.mean() - raw_ok.mean()),
+        "raw_macro_f1": float(f1_score(labels[te], raw_pred, average="macro", zero_division=0)),
+        "sae_macro_f1": float(f1_score(labels[te], sae_pred, average="macro", zero_division=0)),
         "per_class_report": report,
         "n_train": len(tr),
         "n_test": len(te),
         "stratified": stratified,
     }
+    return section, raw_ok, sae_ok
+
+
+@register_analysis(
+    "probes",
+    ProbeConfig,
+    "Logistic probes on raw activations vs SAE codes per label: accuracy, CIs, paired test.",
+    needs_labels=1,
+)
+def run(ctx: Context, cfg: ProbeConfig) -> Result:
+    enc, s = ctx.encoded, ctx.settings
+    r = Result("probes")
+    sections = {}
+    for label in ctx.require_labels():
+        y = ctx.labels[label]
+        tr, te = ctx.train_test(label)
+        sec, raw_ok, sae_ok = probe_comparison(
+            enc.pooled_raw, enc.codes, y, ctx.class_names[label], cfg, (tr, te)
+        )
+        n = len(te)
+        rng = ctx.rng("probes", label)
+        raw_ci = mean_ci(raw_ok, s.n_boot, rng, s.confidence)
+        sae_ci = mean_ci(sae_ok, s.n_boot, rng, s.confidence)
+        d_ci = mean_ci(sae_ok.astype(float) - raw_ok, s.n_boot, rng, s.confidence)
+        p = paired_permutation_pvalue(sae_ok, raw_ok, s.n_perm, rng)
+        sec.update(raw_accuracy_ci=raw_ci, sae_accuracy_ci=sae_ci, delta_ci=d_ci, delta_p_value=p)
+        sections[label] = sec
+        r.add(f"{label}/raw_accuracy", sec["raw_latent_accuracy"], "higher", raw_ci, n)
+        r.add(f"{label}/sae_accuracy", sec["sae_latent_accuracy"], "higher", sae_ci, n)
+        r.add(f"{label}/delta", sec["delta"], "higher", d_ci, n)
+        r.add(f"{label}/delta_p_value", p, "none", n=n)
+        r.headline += [f"{label}/raw_accuracy", f"{label}/sae_accuracy", f"{label}/delta_p_value"]
+        r.add(f"{label}/sae_macro_f1", sec["sae_macro_f1"], "higher", n=n)
+        r.add(f"{label}/raw_macro_f1", sec["raw_macro_f1"], "higher", n=n)
+    for label, why in ctx.usable_labels().items():
+        if why:
+            r.skipped[label] = why
+    r.files["evaluation_results.json#probe_comparison"] = sections
+    return r

@@ -1,58 +1,42 @@
-"""The configs of the verbs (shown by ``vista VERB --help``)."""
+"""The configs of the verbs (shown by ``vista VERB --help``).
+
+Groups are built from the registries: ``sae=NAME`` offers every trainable architecture of
+``vista.saes.SAES``, and every analysis of ``vista.analysis.registry.ANALYSES`` contributes its
+config as a field named after it (``vista analyze sdf.k1=100``). Nothing here is a hand-kept list.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 from omegaconf import MISSING
 
-from vista.analysis.probes import ProbeConfig
-from vista.saes.config import (
-    BatchTopKConfig,
-    GatedConfig,
-    JumpReLUConfig,
-    MatchingPursuitConfig,
-    MatryoshkaConfig,
-    TopKConfig,
-    VanillaConfig,
-)
+from vista.analysis.context import AnalysisSettings
+from vista.analysis.probe import ProbeTrainingConfig
+from vista.analysis.registry import ANALYSES, EVALUATE_PRESET
+from vista.saes import SAES
 from vista.sources.datasets.base import DatasetConfig
 from vista.sources.encoders.base import EncoderConfig
 from vista.sources.synthetic import SyntheticConfig
 from vista.train.config import EncoderTrainingConfig, TrainConfig, TrainerConfig
 
-SAE_GROUP: dict[str, type] = {
-    "topk": TopKConfig,
-    "batchtopk": BatchTopKConfig,
-    "vanilla": VanillaConfig,
-    "jumprelu": JumpReLUConfig,
-    "gated": GatedConfig,
-    "matryoshka": MatryoshkaConfig,
-    "mp": MatchingPursuitConfig,
-}
-"""Trainable architectures, selectable as ``sae=NAME`` (``ihtp``/``mpsae`` are inference-only:
-``eval.pursuit``)."""
+
+def sae_group() -> dict[str, type]:
+    """``sae=NAME`` choices: the trainable architectures and their configs."""
+    return {name: cls.config_class for name, cls in SAES.items() if cls.trainable}
 
 
-@dataclass
-class EvalSettings:
-    """How `vista evaluate` reads the store and probes the codes."""
-
-    split: str = "validation"
-    """Store split to evaluate."""
-    labels: list[str] = field(default_factory=list)
-    """Labels to analyse (empty = every label in the store)."""
-    batch_tokens: int = 16384
-    """Tokens encoded per step of the streaming pass."""
-    device: str = "cpu"
-    top_features: int = 20
-    """Latents listed per label in the alignment."""
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
-    pursuit: str = ""
-    """Evaluate an inference-time pursuit encoder on the SAE's dictionary: ihtp or mpsae."""
-    pursuit_k: int = 8
-    """ihtp: atoms per token before the union over an image; mpsae: pursuit steps."""
+def analysis_fields(default: tuple[str, ...]) -> list[tuple[str, Any, Any]]:
+    """The fields every analysing verb has: the list to run, the shared settings, one config
+    per registered analysis."""
+    out: list[tuple[str, Any, Any]] = [
+        ("analysis", list[str], field(default_factory=lambda: list(default))),
+        ("eval", AnalysisSettings, field(default_factory=AnalysisSettings)),
+    ]
+    for name, spec in ANALYSES.items():
+        out.append((name, spec.config, field(default_factory=spec.config)))
+    return out
 
 
 @dataclass
@@ -72,17 +56,38 @@ class TrainJob:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
-@dataclass
-class EvaluateJob:
-    """vista evaluate: evaluation_results.json for a trained SAE on a store split."""
+_SAE_INPUT = [
+    ("sae", str, field(default=MISSING)),
+    ("store", str, field(default=MISSING)),
+    ("out_dir", str, field(default=MISSING)),
+]
 
-    sae: str = MISSING
-    """SAE directory (cfg.json + sae_weights.safetensors)."""
+AnalyzeJob = make_dataclass("AnalyzeJob", [*_SAE_INPUT, *analysis_fields(("all",))])
+AnalyzeJob.__doc__ = (
+    "vista analyze: run analyses of an SAE on a store split (analysis=[a,b] or all); each writes "
+    "OUT/analyses/<name>/result.json + arrays.npz, and the seeds' files in their original schemas."
+)
+EvaluateJob = make_dataclass("EvaluateJob", [*_SAE_INPUT, *analysis_fields(EVALUATE_PRESET)])
+EvaluateJob.__doc__ = (
+    "vista evaluate: the analyses " + ", ".join(EVALUATE_PRESET) + " of an SAE on a store split; "
+    "writes evaluation_results.json (VISTA schema) and OUT/analyses/."
+)
+
+
+@dataclass
+class ProbeJob:
+    """vista probe: the multi-task linear probe (one head per label) trained on a store's training
+    split and scored on its validation split: on the store's activations (raw, or the pooled
+    codes of `vista encode`), or given sae=DIR on the raw activations and the SAE codes."""
+
     store: str = MISSING
-    """Activation store to evaluate on."""
     out_dir: str = MISSING
-    """Where evaluation_results.json and plots go."""
-    eval: EvalSettings = field(default_factory=EvalSettings)
+    sae: str = ""
+    """Optional SAE: train on its codes too, side by side with the raw activations."""
+    train_split: str = "training"
+    val_split: str = "validation"
+    probe: ProbeTrainingConfig = field(default_factory=ProbeTrainingConfig)
+    eval: AnalysisSettings = field(default_factory=AnalysisSettings)
 
 
 @dataclass
@@ -134,9 +139,7 @@ class TrainEncoderJob:
 
 
 @dataclass
-class RunJob:
-    """vista run: train-encoder (or reuse a cached one) -> extract -> train SAE -> evaluate -> report."""
-
+class RunBase:
     defaults: list[Any] = field(default_factory=lambda: [{"sae": "batchtopk"}, "_self_"])
     out_dir: str = "runs/default"
     """The run directory."""
@@ -161,7 +164,10 @@ class RunJob:
         )
     )
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    eval: EvalSettings = field(default_factory=EvalSettings)
+
+
+RunJob = make_dataclass("RunJob", analysis_fields(("all",)), bases=(RunBase,))
+RunJob.__doc__ = "vista run: train-encoder (or reuse a cached one) -> extract -> train SAE -> analyze (all) -> report."
 
 
 @dataclass
@@ -176,6 +182,8 @@ class SyntheticJob:
 VERB_CONFIGS: dict[str, type] = {
     "synthetic": SyntheticJob,
     "train": TrainJob,
+    "analyze": AnalyzeJob,
+    "probe": ProbeJob,
     "evaluate": EvaluateJob,
     "extract": ExtractJob,
     "encode": EncodeJob,
@@ -203,7 +211,7 @@ def register_verb(verb: str, help_header: str = "") -> str:
     cs.store(name=config_name, node=VERB_CONFIGS[verb])
     _registered.append(("", config_name))
     if verb in _USES_SAE_GROUP:
-        for name, cls in SAE_GROUP.items():
+        for name, cls in sae_group().items():
             cs.store(group="sae", name=name, node=cls)
             _registered.append(("sae", name))
     elif "sae" in cs.repo:

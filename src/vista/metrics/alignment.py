@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
-def class_means(features: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """``(N, n_classes)`` float64 indicator matrix (a label of -1 gives a zero row)."""
+    out = np.zeros((len(labels), n_classes), dtype=np.float64)
+    ok = labels >= 0
+    out[np.flatnonzero(ok), labels[ok]] = 1.0
+    return out
+
+
+def class_sums(features: Any, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """``(n_classes, n_features)`` float64 sums per class; ``features`` dense or scipy-sparse."""
+    return np.asarray(features.T @ one_hot(labels, n_classes)).T
+
+
+def class_means(features: Any, labels: np.ndarray, n_classes: int) -> np.ndarray:
     """``(n_classes, n_features)`` mean of ``features`` over the samples of each class (float64).
 
-    A class with no samples gets NaN.
+    ``features`` may be a dense array or a scipy sparse matrix; a class with no samples gets NaN.
     """
-    sums = np.zeros((n_classes, features.shape[1]), dtype=np.float64)
-    np.add.at(sums, labels, features.astype(np.float64))
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    sums = class_sums(features, labels, n_classes)
+    counts = np.bincount(labels[labels >= 0], minlength=n_classes).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts[:, None]
 

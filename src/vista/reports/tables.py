@@ -1,8 +1,11 @@
-"""Plain-text summary tables for the terminal."""
+"""Plain-text summary tables for the terminal, made from result files and documents only."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+from vista.analysis.result import Result, Scalar
 
 
 def format_table(rows: list[tuple[str, str]], title: str = "") -> str:
@@ -13,6 +16,42 @@ def format_table(rows: list[tuple[str, str]], title: str = "") -> str:
     out += [f"{k.ljust(width)} | {v}" for k, v in rows]
     out.append(line)
     return "\n".join(out)
+
+
+def format_scalar(s: Scalar, digits: int = 4) -> str:
+    """``0.9825 [0.9790, 0.9855] n=2000``; ``n/a`` for a missing value."""
+    if s.value is None or not math.isfinite(s.value):
+        return "n/a"
+    text = f"{s.value:.{digits}f}"
+    if s.low is not None and s.high is not None and math.isfinite(s.low):
+        text += f" [{s.low:.{digits}f}, {s.high:.{digits}f}]"
+    if s.n is not None:
+        text += f" n={s.n}"
+    arrow = {"higher": " (higher better)", "lower": " (lower better)"}.get(s.direction, "")
+    return text + arrow
+
+
+def analysis_summary(results: dict[str, Result], skipped: dict[str, str] | None = None) -> str:
+    """Each analysis's headline scalars with their intervals, then what was skipped and why."""
+    rows: list[tuple[str, str]] = []
+    for name, r in results.items():
+        for key in r.headline:
+            if key in r.scalars:
+                rows.append((f"{name}: {key}", format_scalar(r.scalars[key])))
+    for name, why in (skipped or {}).items():
+        rows.append((f"{name}", f"skipped: {why}"))
+    ci = next((r.metadata.get("confidence") for r in results.values()), None) or 0.95
+    return format_table(rows, f"vista analyses (intervals: {ci:.0%} percentile bootstrap)")
+
+
+def run_summary(results: dict[str, Result], encoder_accuracy: float | None) -> dict[str, Any]:
+    """The headline numbers as a flat mapping (``run.json``'s summary)."""
+    out: dict[str, Any] = {"encoder_test_accuracy": encoder_accuracy}
+    for name, r in results.items():
+        for key in r.headline:
+            if key in r.scalars:
+                out[f"{name}/{key}"] = r.scalars[key].to_json()
+    return out
 
 
 def evaluation_summary(doc: dict[str, Any]) -> str:
@@ -33,4 +72,12 @@ def evaluation_summary(doc: dict[str, Any]) -> str:
     for label, a in doc.get("feature_demographic_alignment", {}).items():
         sel = a.get("selectivity_mean")
         rows.append((f"selectivity {label} (mean)", "n/a" if sel is None else f"{sel:.3f}"))
+    for label, a in doc.get("ablation_study", {}).items():
+        for k, v in a.get("ablations", {}).items():
+            rows.append(
+                (
+                    f"ablation {label} top-{k}",
+                    f"without {v['acc_without_top_k']:.4f}, only {v['acc_only_top_k']:.4f}",
+                )
+            )
     return format_table(rows, "vista evaluation")

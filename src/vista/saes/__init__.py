@@ -1,33 +1,22 @@
 """Sparse autoencoders: one file per architecture, one registry, one output contract."""
 
 from vista.saes.base import SAE, SAEOutput, TrainOutput
-from vista.saes.config import (
-    BatchTopKConfig,
-    GatedConfig,
-    JumpReLUConfig,
-    MatchingPursuitConfig,
-    MatryoshkaConfig,
-    PursuitConfig,
-    SAEConfig,
-    TopKConfig,
-    VanillaConfig,
-)
-from vista.saes.registry import SAE_REGISTRY, make_sae, register_sae, sae_class
+from vista.saes.config import SAEConfig
+from vista.saes.registry import SAE_REGISTRY, SAES, make_sae, register_sae, sae_class
 
-# Architectures register themselves on import.
-from vista.saes import (  # noqa: F401  isort: skip
-    batchtopk,
-    gated,
-    jumprelu,
-    matryoshka,
-    mp,
-    pursuit,
-    topk,
-    vanilla,
-)
+# Architectures register themselves on import; each config sits next to its class.
+from vista.saes.batchtopk import BatchTopKConfig  # isort: skip
+from vista.saes.gated import GatedConfig  # isort: skip
+from vista.saes.jumprelu import JumpReLUConfig  # isort: skip
+from vista.saes.matryoshka import MatryoshkaConfig  # isort: skip
+from vista.saes.mp import MatchingPursuitConfig  # isort: skip
+from vista.saes.pursuit import PursuitConfig  # isort: skip
+from vista.saes.topk import TopKConfig  # isort: skip
+from vista.saes.vanilla import VanillaConfig  # isort: skip
 
 __all__ = [
     "SAE",
+    "SAES",
     "SAE_REGISTRY",
     "BatchTopKConfig",
     "GatedConfig",

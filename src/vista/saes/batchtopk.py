@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
-from vista.saes.config import BatchTopKConfig
 from vista.saes.registry import register_sae
-from vista.saes.topk import TopKSAE
+from vista.saes.topk import TopKConfig, TopKSAE
+
+
+@dataclass
+class BatchTopKConfig(TopKConfig):
+    """BatchTopK (Bussmann et al. 2024): the k*B largest pre-activations over a batch of B tokens.
+
+    At inference a global threshold (a running mean of the smallest selected activation per
+    training batch) replaces the batch-level selection, so codes never depend on the batch.
+    """
+
+    architecture: str = "batchtopk"
+    threshold_momentum: float = 0.99
+    """Momentum of the running estimate of the inference threshold."""
 
 
 @register_sae("batchtopk")

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
 from vista.saes.base import SAE, TrainOutput, fired_from_codes, fvu_terms
-from vista.saes.config import GatedConfig
+from vista.saes.config import SAEConfig
 from vista.saes.registry import register_sae
 from vista.saes.vanilla import scale_free_l1
+
+
+@dataclass
+class GatedConfig(SAEConfig):
+    """Gated SAE (Rajamanoharan et al. 2024): a gate path decides which latents fire, a
+    magnitude path (shared weights rescaled by exp(r_mag)) how strongly."""
+
+    architecture: str = "gated"
+    l1_coeff: float = 0.5
+    """Weight of the L1 on ReLU(gate pre-activations), scale-free as in ``vanilla``."""
 
 
 @register_sae("gated")

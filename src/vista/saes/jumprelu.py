@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -9,8 +10,33 @@ from torch import Tensor, nn
 
 from vista.saes import ops
 from vista.saes.base import SAE, TrainOutput, fired_from_codes, fired_from_sparse, fvu_terms
-from vista.saes.config import JumpReLUConfig
+from vista.saes.config import SAEConfig
 from vista.saes.registry import register_sae
+
+
+@dataclass
+class JumpReLUConfig(SAEConfig):
+    """JumpReLU (Rajamanoharan et al. 2024): a learned per-latent threshold, L0 penalty, STE.
+
+    The threshold is a float32 parameter in pre-activation units (not log-space: Adam steps on a
+    log threshold barely move it, SAELens PR #718). Bandwidth and initial threshold are relative
+    to the RMS of the pre-activations measured on the initialisation sample, so the threshold
+    gets gradient whether or not the inputs are normalised.
+    """
+
+    architecture: str = "jumprelu"
+    l0_coeff: float = 0.02
+    """Weight of the mean L0 per token, added to the batch FVU."""
+    bandwidth: float = 0.1
+    """Width of the rectangle kernel of the straight-through estimators, times the pre-act RMS."""
+    init_l0: float | None = 64.0
+    """Mean L0 per token at the start of training: each latent's threshold starts at the
+    quantile of its own pre-activations on the initialisation sample above which it fires on
+    ``init_l0 / d_sae`` of the tokens (capped at all of them), so training starts sparse and no
+    latent starts dead. ``None``: one common threshold of ``threshold_init`` instead."""
+    threshold_init: float = 0.5
+    """Initial threshold, times the pre-activation RMS, when ``init_l0`` is ``None`` (and the
+    threshold before any data initialisation)."""
 
 
 def _rectangle(z: Tensor, theta: Tensor, eps: Tensor) -> Tensor:

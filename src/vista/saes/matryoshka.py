@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 
 from vista.errors import VistaError
 from vista.saes import ops
 from vista.saes.base import TrainOutput, batch_total_variance
-from vista.saes.batchtopk import BatchTopKSAE
-from vista.saes.config import MatryoshkaConfig
+from vista.saes.batchtopk import BatchTopKConfig, BatchTopKSAE
 from vista.saes.registry import register_sae
+
+
+@dataclass
+class MatryoshkaConfig(BatchTopKConfig):
+    """Matryoshka BatchTopK (Bussmann et al. 2025): every prefix of the latents must reconstruct
+    on its own, so early latents learn general features and later ones refine them."""
+
+    architecture: str = "matryoshka"
+    group_sizes: list[int] = field(default_factory=list)
+    """Sizes of the nested groups (summing to d_sae); empty = d/16, d/16, d/8, d/4, d/2."""
 
 
 def default_group_sizes(d_sae: int) -> list[int]:

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from vista.saes.base import SAE, TrainOutput, fired_from_codes, fvu_terms
-from vista.saes.config import MatchingPursuitConfig
+from vista.saes.config import SAEConfig
 from vista.saes.registry import register_sae
+
+
+@dataclass
+class MatchingPursuitConfig(SAEConfig):
+    """Matching-pursuit SAE (MP-SAE, Costa et al. 2025): the encoder is k greedy steps of
+    residual pursuit on the decoder dictionary, trained end to end through the unrolled steps."""
+
+    architecture: str = "mp"
+    k: int = 16
+    """Pursuit steps per token (an upper bound on L0)."""
 
 
 def matching_pursuit(

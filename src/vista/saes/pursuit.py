@@ -8,7 +8,7 @@ per-token and the per-instance L0 separately.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -16,9 +16,23 @@ from torch import Tensor
 
 from vista.errors import VistaError
 from vista.saes.base import SAE, TrainOutput
-from vista.saes.config import PursuitConfig
+from vista.saes.config import SAEConfig
 from vista.saes.mp import matching_pursuit
-from vista.saes.registry import config_from_dict, register_sae
+from vista.saes.registry import base_fields, config_from_dict, register_sae
+
+
+@dataclass
+class PursuitConfig(SAEConfig):
+    """Inference-time pursuit encoders on a trained dictionary (``W_dec``, ``b_dec``)."""
+
+    architecture: str = "ihtp"
+    k: int = 8
+    """ihtp: atoms per token before the union over an instance; mpsae: pursuit steps."""
+    solver: str = "min_norm"
+    """ihtp least squares: ``min_norm`` (pseudo-inverse, right when the support exceeds d_model)
+    or ``ridge``."""
+    ridge: float = 1e-3
+    """Ridge strength, relative to the mean squared norm of the support atoms' Gram diagonal."""
 
 
 class PursuitSAE(SAE):
@@ -42,7 +56,7 @@ class PursuitSAE(SAE):
         """This encoder on ``sae``'s decoder (copied), e.g. ``IHTPSAE.from_dictionary(sae, k=5)``."""
         name = next(n for n, c in _PURSUITS.items() if c is cls)
         cfg = config_from_dict(
-            {**asdict(sae.cfg), **overrides, "architecture": name, "d_model": sae.d_model}
+            {**base_fields(sae.cfg), **overrides, "architecture": name, "d_model": sae.d_model}
         )
         new = cls(cfg)  # type: ignore[arg-type]
         with torch.no_grad():

@@ -1,55 +1,48 @@
-"""The architecture registry: a dict plus a decorator, filled where each class is defined."""
+"""The architecture registry (the generic ``vista.registry.Registry``), filled where each class is
+defined, and the strict conversion of a mapping to the architecture's own config."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, fields
-from typing import Any, TypeVar
+from typing import Any
 
+from vista.errors import VistaError
+from vista.registry import Registry
 from vista.saes.base import SAE
 from vista.saes.config import SAEConfig
 
-SAE_REGISTRY: dict[str, type[SAE]] = {}
-T = TypeVar("T", bound=type[SAE])
-
-
-def register_sae(name: str) -> Callable[[T], T]:
-    def deco(cls: T) -> T:
-        if name in SAE_REGISTRY:
-            raise ValueError(f"SAE architecture {name!r} is registered twice.")
-        SAE_REGISTRY[name] = cls
-        return cls
-
-    return deco
+SAES: Registry[type[SAE]] = Registry("SAE architecture", "vista.saes")
+SAE_REGISTRY = SAES
+register_sae = SAES.register
 
 
 def sae_class(name: str) -> type[SAE]:
-    _ensure_loaded()
-    if name not in SAE_REGISTRY:
-        from vista.errors import VistaError
-
-        raise VistaError(
-            f"Unknown SAE architecture {name!r}; choose one of {sorted(SAE_REGISTRY)}."
-        )
-    return SAE_REGISTRY[name]
+    return SAES.get_entry(name)
 
 
 def config_from_dict(d: dict[str, Any]) -> SAEConfig:
-    """The architecture's own config class from a mapping (unknown keys are ignored)."""
-    cls = sae_class(str(d.get("architecture", ""))).config_class
+    """The architecture's own config class from a mapping; an unknown key is an error."""
+    arch = str(d.get("architecture", ""))
+    cls = sae_class(arch).config_class
     names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in names})
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise VistaError(
+            f"Unknown option(s) {unknown} for the {arch} SAE; its options are {sorted(names)}."
+        )
+    return cls(**d)
+
+
+def base_fields(cfg: SAEConfig) -> dict[str, Any]:
+    """The fields every architecture shares (to build another architecture on the same shape)."""
+    shared = {f.name for f in fields(SAEConfig)}
+    return {k: v for k, v in asdict(cfg).items() if k in shared}
 
 
 def make_sae(cfg: SAEConfig | dict[str, Any]) -> SAE:
-    """Build an SAE from its config (a dataclass or a mapping such as a Hydra DictConfig)."""
+    """Build an SAE from its config (a dataclass, or a mapping checked by ``config_from_dict``)."""
     if not isinstance(cfg, SAEConfig):
         cfg = config_from_dict(dict(cfg))
-    else:
+    elif type(cfg) is not sae_class(cfg.architecture).config_class:
         cfg = config_from_dict(asdict(cfg))
     return sae_class(cfg.architecture)(cfg)
-
-
-def _ensure_loaded() -> None:
-    # Importing the package registers every architecture.
-    import vista.saes  # noqa: F401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -15,8 +16,23 @@ from vista.saes.base import (
     fired_from_sparse,
     fvu_terms,
 )
-from vista.saes.config import TopKConfig
+from vista.saes.config import SAEConfig
 from vista.saes.registry import register_sae
+
+
+@dataclass
+class TopKConfig(SAEConfig):
+    """TopK (Gao et al. 2024): the k largest ReLU pre-activations per token, with AuxK."""
+
+    architecture: str = "topk"
+    k: int = 32
+    """Active latents per token."""
+    k_aux: int = 256
+    """Dead latents the auxiliary loss may use per token (AuxK)."""
+    aux_coeff: float = 1 / 32
+    """Weight of the AuxK loss (Gao et al. 2024, appendix A.2)."""
+    dead_tokens: int = 10_000_000
+    """A latent is dead after this many training tokens without firing."""
 
 
 def auxk_loss(

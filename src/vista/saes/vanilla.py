@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from vista.saes.base import SAE, TrainOutput, fired_from_codes, fvu_terms
-from vista.saes.config import VanillaConfig
+from vista.saes.config import SAEConfig
 from vista.saes.registry import register_sae
+
+
+@dataclass
+class VanillaConfig(SAEConfig):
+    """ReLU SAE with an L1 penalty weighted by decoder row norms (Anthropic, April 2024 update).
+
+    The decoder is not constrained while training; the exported weights are rescaled to unit
+    decoder rows with the same function (``canonicalize_``).
+    """
+
+    architecture: str = "vanilla"
+    l1_coeff: float = 0.1
+    """Weight of ``mean_tokens sum_i f_i ||W_dec_i|| / rms(x - mean)`` (scale-free L1)."""
+    dec_init_norm: float = 0.1
+    """Initial norm of each decoder row (the encoder starts as the transposed decoder)."""
 
 
 def scale_free_l1(codes: Tensor, dec_norms: Tensor, total_var: Tensor) -> Tensor:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -21,8 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def extract(
-    dataset_cfg: DatasetConfig | Any,
-    encoder_cfg: EncoderConfig | Any,
+    dataset_cfg: DatasetConfig,
+    encoder_cfg: EncoderConfig,
     out: str | os.PathLike[str],
     *,
     dtype: str = "float16",

@@ -13,13 +13,12 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torch.utils.data import IterableDataset
 
 from vista.errors import VistaError
 from vista.sources.datasets import DatasetConfig, make_dataset
-from vista.train.config import EncoderTrainingConfig
+from vista.train.config import EncoderTrainingConfig, TrainerConfig
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +96,10 @@ def accuracy(model: nn.Module, batches: _Batches) -> float:
 
 
 def train_encoder(
-    dataset_cfg: DatasetConfig | Any,
-    cfg: EncoderTrainingConfig | Any,
+    dataset_cfg: DatasetConfig,
+    cfg: EncoderTrainingConfig,
     out_dir: str | os.PathLike[str],
-    trainer_cfg: Any = None,
+    trainer_cfg: TrainerConfig | None = None,
 ) -> dict[str, Any]:
     """Train the encoder on the dataset's ``train`` split, report ``val``/``test`` accuracy, save it."""
     from vista.sources.encoders.trainable import save_trained_encoder, trainable
@@ -136,16 +135,16 @@ def train_encoder(
     val_loader = None
     if "val" in ds.splits:
         val_loader = torch.utils.data.DataLoader(batches("val"), batch_size=None)
-    tc = trainer_cfg or {}
+    tc = trainer_cfg or TrainerConfig()
     trainer = pl.Trainer(
         max_epochs=cfg.epochs,
-        accelerator=str(tc.get("accelerator", "auto")),
+        accelerator=tc.accelerator,
         devices=1,
-        precision=str(tc.get("precision", "32-true")),  # type: ignore[arg-type]
+        precision=tc.precision,  # type: ignore[arg-type]
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        enable_progress_bar=bool(tc.get("progress_bar", True)),
+        enable_progress_bar=tc.progress_bar,
         num_sanity_val_steps=0,
         default_root_dir=str(out_dir),
     )
@@ -159,9 +158,7 @@ def train_encoder(
     for split in ("train", "val", "test"):
         if split in ds.splits and len(ds.splits[split]):
             report[f"{split}_accuracy"] = accuracy(model, batches(split))
-    training = (
-        OmegaConf.to_container(cfg) if isinstance(cfg, DictConfig) else dataclasses.asdict(cfg)
-    )
+    training = dataclasses.asdict(cfg)
     meta = {
         "n_classes": n_classes,
         "class_names": ds.class_names[label],

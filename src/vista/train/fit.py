@@ -16,6 +16,7 @@ import torch
 
 from vista import __version__
 from vista.errors import VistaError
+from vista.saes.config import SAEConfig
 from vista.saes.io import save_sae
 from vista.saes.registry import config_from_dict
 from vista.store import ActivationStore, StreamConfig, TokenStream
@@ -27,28 +28,18 @@ from vista.train.module import SAETrainingModule, sae_name
 log = logging.getLogger(__name__)
 
 
-def _as_dict(cfg: Any) -> dict[str, Any]:
-    if hasattr(cfg, "__dataclass_fields__"):
-        return asdict(cfg)
-    if isinstance(cfg, dict):
-        return dict(cfg)
-    from omegaconf import OmegaConf
-
-    return dict(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
-
-
 def train_saes(
     store: str | os.PathLike[str],
-    sae_cfgs: list[Any],
-    train_cfg: TrainConfig | Any,
-    trainer_cfg: TrainerConfig | Any,
+    sae_cfgs: list[SAEConfig] | list[dict[str, Any]],
+    train_cfg: TrainConfig,
+    trainer_cfg: TrainerConfig,
     out_dir: str | os.PathLike[str],
 ) -> list[Path]:
     """Train the SAEs of ``sae_cfgs`` together on one pass of ``store``; export each.
 
     One SAE is exported to ``out_dir/sae``; several to ``out_dir/sae/<name>``.
     """
-    tc = TrainConfig(**_as_dict(train_cfg))
+    tc = train_cfg
     keep_freed_memory()
     out = Path(out_dir)
     with ActivationStore(store) as st:
@@ -56,7 +47,7 @@ def train_saes(
         store_attrs = st.attrs
     cfgs = []
     for c in sae_cfgs:
-        d = _as_dict(c)
+        d = asdict(c) if isinstance(c, SAEConfig) else dict(c)
         if not d.get("d_model"):
             d["d_model"] = info.d_model
         elif int(d["d_model"]) != info.d_model:
@@ -154,11 +145,10 @@ def _sample_tokens(store: str | os.PathLike[str], cfg: StreamConfig, n: int) -> 
     return torch.cat(parts)[:n]
 
 
-def _make_trainer(trainer_cfg: Any, out: Path, tc: TrainConfig) -> Any:
+def _make_trainer(t: TrainerConfig, out: Path, tc: TrainConfig) -> Any:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    t = TrainerConfig(**_as_dict(trainer_cfg))
     devices: Any = t.devices
     if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
         devices = int(devices)

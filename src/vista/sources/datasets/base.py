@@ -6,11 +6,12 @@ import dataclasses
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
 from vista.errors import VistaError
+from vista.registry import Registry
 
 
 @dataclass
@@ -204,27 +205,16 @@ def encode_labels(
     return np.asarray([lookup[v] for v in strs], dtype=np.int64), list(names)
 
 
-DATASET_REGISTRY: dict[str, Callable[[DatasetConfig], LabelledImages]] = {}
-F = TypeVar("F", bound=Callable[[DatasetConfig], LabelledImages])
-
-
-def register_dataset(name: str) -> Callable[[F], F]:
-    def deco(fn: F) -> F:
-        if name in DATASET_REGISTRY:
-            raise ValueError(f"Dataset {name!r} is registered twice.")
-        DATASET_REGISTRY[name] = fn
-        return fn
-
-    return deco
+DATASETS: Registry[Callable[[DatasetConfig], LabelledImages]] = Registry(
+    "dataset", "vista.sources.datasets"
+)
+DATASET_REGISTRY = DATASETS
+register_dataset = DATASETS.register
 
 
 def make_dataset(cfg: DatasetConfig | Any) -> LabelledImages:
-    import vista.sources.datasets  # noqa: F401  (registers the bundled datasets)
-
     cfg = as_dataset_config(cfg)
-    if cfg.name not in DATASET_REGISTRY:
-        raise VistaError(f"Unknown dataset {cfg.name!r}; choose one of {sorted(DATASET_REGISTRY)}.")
-    return DATASET_REGISTRY[cfg.name](cfg).limited(int(cfg.limit))
+    return DATASETS.get_entry(cfg.name)(cfg).limited(int(cfg.limit))
 
 
 def as_dataset_config(cfg: DatasetConfig | Any) -> DatasetConfig:

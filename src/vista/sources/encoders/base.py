@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from torch import Tensor, nn
 
 from vista.errors import VistaError
+from vista.registry import Registry
 
 
 @dataclass
@@ -86,18 +87,11 @@ class Encoder:
         return layer
 
 
-ENCODER_REGISTRY: dict[str, Callable[[EncoderConfig], Encoder]] = {}
-F = TypeVar("F", bound=Callable[[EncoderConfig], Encoder])
-
-
-def register_encoder(name: str) -> Callable[[F], F]:
-    def deco(fn: F) -> F:
-        if name in ENCODER_REGISTRY:
-            raise ValueError(f"Encoder {name!r} is registered twice.")
-        ENCODER_REGISTRY[name] = fn
-        return fn
-
-    return deco
+ENCODERS: Registry[Callable[[EncoderConfig], Encoder]] = Registry(
+    "encoder", "vista.sources.encoders"
+)
+ENCODER_REGISTRY = ENCODERS
+register_encoder = ENCODERS.register
 
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -106,13 +100,10 @@ DTYPES = ("float32", "bfloat16", "float16")
 def make_encoder(cfg: EncoderConfig | Any) -> Encoder:
     import torch
 
-    import vista.sources.encoders  # noqa: F401  (registers the bundled encoders)
-
-    if cfg.name not in ENCODER_REGISTRY:
-        raise VistaError(f"Unknown encoder {cfg.name!r}; choose one of {sorted(ENCODER_REGISTRY)}.")
+    build = ENCODERS.get_entry(cfg.name)
     if str(cfg.dtype) not in DTYPES:
         raise VistaError(f"Unknown encoder.dtype {cfg.dtype!r}; choose one of {list(DTYPES)}.")
-    enc = ENCODER_REGISTRY[cfg.name](cfg)
+    enc = build(cfg)
     enc.model.eval().to(device=cfg.device, dtype=getattr(torch, str(cfg.dtype)))
     return enc
 

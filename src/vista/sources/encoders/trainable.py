@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from vista.errors import VistaError
+from vista.registry import Registry
 from vista.sources.encoders.base import Encoder, EncoderConfig, register_encoder
 from vista.sources.encoders.preprocess import ImagePreprocess
 
@@ -33,13 +34,12 @@ class TrainableArchitecture:
     """Module names that an integer ``encoder.layer`` indexes."""
 
 
-TRAINABLE: dict[str, TrainableArchitecture] = {}
+TRAINABLE: Registry[TrainableArchitecture] = Registry("trainable encoder", "vista.sources.encoders")
 
 
 def register_trainable(name: str, arch: TrainableArchitecture) -> None:
-    if name in TRAINABLE:
-        raise ValueError(f"Trainable encoder {name!r} is registered twice.")
-    TRAINABLE[name] = arch
+    """Register ``arch`` as a trainable architecture and as an encoder that loads it."""
+    TRAINABLE.add(name, arch)
 
     @register_encoder(name)
     def _build(cfg: EncoderConfig) -> Encoder:
@@ -47,11 +47,7 @@ def register_trainable(name: str, arch: TrainableArchitecture) -> None:
 
 
 def trainable(name: str) -> TrainableArchitecture:
-    import vista.sources.encoders  # noqa: F401  (registers the architectures)
-
-    if name not in TRAINABLE:
-        raise VistaError(f"Unknown trainable encoder {name!r}; available: {sorted(TRAINABLE)}.")
-    return TRAINABLE[name]
+    return TRAINABLE.get_entry(name)
 
 
 def is_trained_encoder(directory: str | Path) -> bool:

@@ -1,0 +1,17 @@
+"""Importing this module registers every analysis (the ``ANALYSES`` registry loads it)."""
+
+from vista.analysis import (  # noqa: F401
+    ablation,
+    alignment,
+    compare,
+    dynamics,
+    feature_auc,
+    fidelity,
+    health,
+    intersectional,
+    probe,
+    probes,
+    reconstruction,
+    sdf,
+    stability,
+)

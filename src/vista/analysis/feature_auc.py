@@ -1,0 +1,161 @@
+"""``feature_auc``: how well each latent alone detects each class (SPEC 5.1), plus saev's
+trait-discovery metrics (average precision, Purity@k, Coverage@tau).
+
+The seed fits, for every (latent, class), a balanced one-feature logistic regression on the
+training part and reports its AUC. Such a model ranks samples by the latent itself when its
+coefficient is positive and reversed when negative, and the coefficient's sign is the sign of the
+difference of the class means on the training part (balanced weights make the intercept-only
+optimum 1/2, and the log-likelihood is concave). So the same numbers come from ranks alone, for
+all latents at once: ``AUC`` if the class mean exceeds the rest's on the training part, ``1 - AUC``
+if it is below, 0.5 if equal (a constant latent), and 0.5 where the seed's fit fails (a class
+absent from a part).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vista.analysis.registry import register_analysis
+from vista.analysis.result import Result
+from vista.metrics.alignment import class_sums
+from vista.metrics.ranking import auc_one_vs_rest, average_precision_one_vs_rest, purity_at_k
+from vista.metrics.uncertainty import mean_ci
+
+if TYPE_CHECKING:
+    from vista.analysis.context import Context
+
+
+@dataclass
+class FeatureAUCConfig:
+    selective_auc: float = 0.85
+    """A latent is selective when its best test AUC exceeds this (the seed's rule)."""
+    top_n: int = 10
+    """``top_n_auc_test_mean``: mean of the n best latents' best test AUC."""
+    purity_k: int = 16
+    """Purity@k: precision of the k highest-activating test images (saev)."""
+    coverage_tau: float = 0.3
+    """Coverage@tau: share of classes whose best latent reaches this test AP (saev)."""
+
+
+def signed_auc(
+    codes_tr: Any, y_tr: np.ndarray, codes: Any, y: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """``(d_sae, C)`` AUC of the seed's balanced 1-D logistic probe fitted on ``(codes_tr, y_tr)``,
+    evaluated on ``(codes, y)``."""
+    sums = class_sums(codes_tr, y_tr, n_classes)  # (C, F)
+    n_c = np.bincount(y_tr, minlength=n_classes).astype(np.float64)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = sums / n_c - (sums.sum(axis=0) - sums) / (len(y_tr) - n_c)
+    auc = auc_one_vs_rest(codes, y, n_classes)
+    out = np.where(diff.T > 0, auc, np.where(diff.T < 0, 1.0 - auc, 0.5))
+    return np.where(np.isfinite(out), out, 0.5)
+
+
+def summary(auc_test: np.ndarray, auc_train: np.ndarray, cfg: FeatureAUCConfig) -> dict[str, Any]:
+    """The seed's per-SAE summary of the per-latent best classes."""
+    best = auc_test.argmax(axis=1)
+    best_test = auc_test[np.arange(len(best)), best]
+    best_train = auc_train[np.arange(len(best)), best]
+    counts = np.bincount(best, minlength=auc_test.shape[1])
+    p = counts / max(counts.sum(), 1)
+    top = np.sort(best_test)[::-1][: cfg.top_n]
+    return {
+        "total_neurons": len(best),
+        "digit_coverage": int((counts > 0).sum()),
+        "redundancy_score": int(counts.max(initial=0)),
+        "fraction_selective": float((best_test > cfg.selective_auc).mean()),
+        "mean_best_auc_test": float(best_test.mean()),
+        "mean_best_auc_train": float(best_train.mean()),
+        "mean_overfitting": float((best_train - best_test).mean()),
+        f"top_{cfg.top_n}_auc_test_mean": float(top.mean()) if len(top) else float("nan"),
+        "entropy_best_class_assignments": float(-(p * np.log(p + 1e-6)).sum()),
+    }
+
+
+@register_analysis(
+    "feature_auc",
+    FeatureAUCConfig,
+    "Per latent and class: one-vs-rest AUC (train/test) and AP; selectivity, coverage, Purity@k.",
+    needs_labels=1,
+)
+def run(ctx: Context, cfg: FeatureAUCConfig) -> Result:
+    codes, s = ctx.encoded.codes, ctx.settings
+    r = Result("feature_auc")
+    for label in ctx.require_labels():
+        y, n_cls = ctx.labels[label], len(ctx.class_names[label])
+        tr, te = ctx.train_test(label)
+        auc_tr = signed_auc(codes[tr], y[tr], codes[tr], y[tr], n_cls)
+        auc_te = signed_auc(codes[tr], y[tr], codes[te], y[te], n_cls)
+        sm = summary(auc_te, auc_tr, cfg)
+        sm["test_size"] = len(te)
+        best_te = auc_te.max(axis=1)
+        rng = ctx.rng("feature_auc", label)
+        sel_ci = mean_ci(best_te > cfg.selective_auc, s.n_boot, rng, s.confidence)
+        r.add(
+            f"{label}/fraction_selective", sm["fraction_selective"], "higher", sel_ci, len(best_te)
+        )
+        auc_ci = mean_ci(best_te, s.n_boot, rng, s.confidence)
+        r.add(
+            f"{label}/mean_best_auc_test", sm["mean_best_auc_test"], "higher", auc_ci, len(best_te)
+        )
+        for key in (
+            "digit_coverage",
+            "redundancy_score",
+            "mean_overfitting",
+            "entropy_best_class_assignments",
+            f"top_{cfg.top_n}_auc_test_mean",
+        ):
+            r.add(f"{label}/{key}", sm[key], "none", n=len(best_te))
+        ap_tr = average_precision_one_vs_rest(codes[tr], y[tr], n_cls)
+        ap_te = average_precision_one_vs_rest(codes[te], y[te], n_cls)
+        rows = _trait_rows(codes[te], y[te], ap_tr, ap_te, ctx.class_names[label], cfg)
+        aps = np.array([row["test_ap"] for row in rows if np.isfinite(row["test_ap"])])
+        r.add(f"{label}/map", float(aps.mean()) if aps.size else float("nan"), "higher", n=len(aps))
+        cov = float((aps >= cfg.coverage_tau).mean()) if aps.size else float("nan")
+        r.add(f"{label}/coverage_at_tau", cov, "higher", n=len(aps))
+        pur = [row[f"purity_at_{cfg.purity_k}"] for row in rows]
+        r.add(f"{label}/mean_purity_at_k", float(np.nanmean(pur)), "higher", n=len(pur))
+        r.headline += [f"{label}/fraction_selective", f"{label}/map"]
+        r.tables[f"{label}/classes"] = rows
+        r.arrays[f"{label}/auc_test"] = auc_te.astype(np.float32)
+        r.arrays[f"{label}/auc_train"] = auc_tr.astype(np.float32)
+        r.arrays[f"{label}/ap_test"] = ap_te.astype(np.float32)
+        r.arrays[f"{label}/best_class"] = auc_te.argmax(axis=1).astype(np.int32)
+        r.metadata[f"{label}/summary"] = sm
+        r.files["regression_results.json#" + label] = {"sae_summary": sm}
+    return r
+
+
+def _trait_rows(
+    codes_te: Any,
+    y_te: np.ndarray,
+    ap_tr: np.ndarray,
+    ap_te: np.ndarray,
+    names: list[str],
+    cfg: FeatureAUCConfig,
+) -> list[dict[str, Any]]:
+    """Per class: the latent with the best training AP, its test AP and Purity@k (saev)."""
+    rows = []
+    for c, name in enumerate(names):
+        col = ap_tr[:, c]
+        if not np.isfinite(col).any():
+            continue
+        j = int(np.nanargmax(col))
+        scores = (
+            np.asarray(codes_te[:, j].toarray()).ravel()
+            if hasattr(codes_te, "toarray")
+            else codes_te[:, j]
+        )
+        rows.append(
+            {
+                "class": name,
+                "best_latent": j,
+                "train_ap": float(col[j]),
+                "test_ap": float(ap_te[j, c]),
+                f"purity_at_{cfg.purity_k}": purity_at_k(scores, y_te, c, cfg.purity_k),
+            }
+        )
+    return rows

@@ -1,0 +1,273 @@
+"""``intersectional``: features of intersections of attributes (SPEC 4.4), and conjunction features.
+
+- Composite subgroups: every combination of the labels with at least ``min_subgroup_size`` images
+  (named ``20-29_Female_Black``); smaller ones are excluded.
+- Intersectional SDFs: the SDF filter on the composite labels; ``novel`` = those that are no
+  single attribute's SDF.
+- ANOVA (type II, full factorial) of each candidate's activation on the labels: it is
+  ``intersectional`` when an interaction term has a Bonferroni p < ``alpha`` and partial eta^2 >
+  ``min_eta_sq``, else ``main_effect_only``. All candidates in one batched fit (metrics/anova).
+- MI decomposition: binned MI with each label, each pair and the composite; synergy = MI(all) -
+  max MI(single).
+- Conjunction features (vista's addition): latents that fire for one cell of a pair of labels
+  markedly more than for either attribute alone (metrics/conjunction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from itertools import combinations
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vista.analysis.registry import register_analysis
+from vista.analysis.result import Result
+from vista.analysis.sdf import SDFConfig, find_sdfs
+from vista.metrics.anova import factorial_anova
+from vista.metrics.conjunction import conjunction_scores
+from vista.metrics.information import binned_mutual_information, combine_labels
+from vista.metrics.sdf import alignment_hits, columns
+from vista.metrics.uncertainty import mean_ci
+
+if TYPE_CHECKING:
+    from vista.analysis.context import Context
+
+
+@dataclass
+class IntersectionalConfig:
+    labels: list[str] = field(default_factory=list)
+    """Labels to intersect (empty = every usable label)."""
+    min_subgroup_size: int = 30
+    """Composite subgroups and conjunction cells need at least this many images."""
+    sdf: SDFConfig = field(default_factory=SDFConfig)
+    anova: bool = True
+    alpha: float = 0.05
+    min_eta_sq: float = 0.01
+    mi: bool = True
+    n_bins: int = 20
+    min_gap: float = 0.2
+    """Conjunction features: firing-rate gap of the cell over either attribute alone."""
+
+
+def composite(
+    ctx: Context, names: list[str], min_size: int
+) -> tuple[np.ndarray, dict[int, dict[str, str]]]:
+    """Subgroup id per image (-1 = excluded) in order of first appearance, and each subgroup's
+    class per label."""
+    ys = [ctx.labels[n] for n in names]
+    joint = combine_labels(*ys)
+    ids = np.full(len(joint), -1)
+    mapping: dict[int, dict[str, str]] = {}
+    valid, first = np.unique(joint[joint >= 0], return_index=True)
+    counts = np.bincount(np.searchsorted(valid, joint[joint >= 0]), minlength=len(valid))
+    pos = np.flatnonzero(joint >= 0)
+    for v in valid[np.argsort(first)]:
+        if counts[np.searchsorted(valid, v)] < min_size:
+            continue
+        new = len(mapping)
+        ids[joint == v] = new
+        i = pos[first[np.searchsorted(valid, v)]]
+        mapping[new] = {n: ctx.class_names[n][y[i]] for n, y in zip(names, ys, strict=True)}
+    return ids, mapping
+
+
+@register_analysis(
+    "intersectional",
+    IntersectionalConfig,
+    "Intersections of labels: subgroup SDFs, novel features, ANOVA interactions, MI synergy, "
+    "conjunction features.",
+    needs_labels=2,
+)
+def run(ctx: Context, cfg: IntersectionalConfig) -> Result:
+    usable = ctx.require_labels(2)
+    names = [n for n in (cfg.labels or usable) if n in usable]
+    if len(names) < 2:
+        from vista.analysis.context import Skip
+
+        raise Skip(f"intersectional.labels={cfg.labels} leaves fewer than two usable labels")
+    codes = ctx.encoded.codes
+    r = Result("intersectional")
+    ids, mapping = composite(ctx, names, cfg.min_subgroup_size)
+    keep = np.flatnonzero(ids >= 0)
+    r.add("n_subgroups", len(mapping), "none")
+    r.add("n_excluded_images", int((ids < 0).sum()), "none")
+    readable = {k: "_".join(v.values()) for k, v in mapping.items()}
+    r.tables["subgroups"] = [
+        {"id": k, "name": readable[k], **mapping[k], "n": int((ids == k).sum())} for k in mapping
+    ]
+    found = find_sdfs(codes[keep], ids[keep], len(mapping), cfg.sdf)
+    int_sdfs = {c: v["features"] for c, v in found.items()}
+    align = {}
+    for c, feats in int_sdfs.items():
+        rates = (
+            alignment_hits(codes[keep], feats, ids[keep], c, cfg.sdf.k_top).mean(axis=1)
+            if len(feats)
+            else np.zeros(0)
+        )
+        align[str(c)] = {
+            "feature_indices": feats.tolist(),
+            "alignment_rates": rates.tolist(),
+            "mean_alignment_rate": float(rates.mean()) if len(rates) else float("nan"),
+        }
+    int_union = np.unique(np.concatenate(list(int_sdfs.values()) or [np.zeros(0, int)]))
+    single = set()
+    for n in names:
+        idx = ctx.labelled(n)
+        for v in find_sdfs(
+            codes[idx], ctx.labels[n][idx], len(ctx.class_names[n]), cfg.sdf
+        ).values():
+            single.update(v["features"].tolist())
+    novel = np.array(sorted(set(int_union.tolist()) - single), dtype=np.int64)
+    r.add("n_intersectional_features", len(int_union), "none")
+    r.add("n_single_attribute_features", len(single), "none")
+    r.add("n_novel_intersectional", len(novel), "none")
+    r.arrays["novel_features"] = novel
+    r.arrays["intersectional_features"] = int_union.astype(np.int64)
+    doc: dict[str, Any] = {
+        "intersectional_sdfs": {str(c): f.tolist() for c, f in int_sdfs.items()},
+        "intersectional_alignment": align,
+        "class_mapping": {str(k): v for k, v in mapping.items()},
+        "class_names": {str(k): v for k, v in readable.items()},
+        "comparison": {
+            "n_intersectional_features": len(int_union),
+            "n_single_attribute_features": len(single),
+            "n_novel_intersectional": len(novel),
+            "novel_feature_indices": novel.tolist(),
+        },
+        "params": {**asdict(cfg), "labels": names},
+    }
+    every = np.flatnonzero(np.all([ctx.labels[n] >= 0 for n in names], axis=0))
+    values = columns(codes[every], int_union) if len(int_union) else np.zeros((len(every), 0))
+    if cfg.anova and len(int_union):
+        doc.update(_anova(r, values, {n: ctx.labels[n][every] for n in names}, int_union, cfg))
+    if cfg.mi and len(int_union):
+        doc.update(
+            _mutual_information(
+                r, values, {n: ctx.labels[n][every] for n in names}, int_union, cfg, ctx
+            )
+        )
+    _conjunctions(r, ctx, names, cfg)
+    r.headline = [
+        "n_novel_intersectional",
+        "anova_fraction_intersectional",
+        "mean_synergy",
+        "n_conjunction_features",
+    ]
+    r.headline = [h for h in r.headline if h in r.scalars]
+    r.files["intersectional_results.json"] = doc
+    r.files["sdfs_intersectional.npz"] = {str(c): f for c, f in int_sdfs.items()}
+    return r
+
+
+def _anova(
+    r: Result,
+    values: np.ndarray,
+    factors: dict[str, np.ndarray],
+    feats: np.ndarray,
+    cfg: IntersectionalConfig,
+) -> dict[str, Any]:
+    terms, _, df_resid = factorial_anova(values, factors)
+    inter = [t for t in terms if ":" in t.name]
+    p_corr = np.minimum(np.stack([t.p for t in inter]) * len(feats), 1.0)  # (terms, F)
+    eta = np.stack([t.partial_eta_sq for t in inter])
+    hit = ((p_corr < cfg.alpha) & (eta > cfg.min_eta_sq)).any(axis=0)
+    r.add("anova_n_tested", len(feats), "none")
+    r.add("anova_n_intersectional", int(hit.sum()), "none")
+    r.add("anova_fraction_intersectional", float(hit.mean()), "none", n=len(feats))
+    r.arrays["anova_p_corrected"] = p_corr.astype(np.float32)
+    r.arrays["anova_partial_eta_sq"] = eta.astype(np.float32)
+    r.metadata["anova_terms"] = [t.name for t in inter]
+    rows = {
+        str(int(f)): {
+            "classification": "intersectional" if h else "main_effect_only",
+            **{
+                t.name: {"p_corrected": float(p_corr[i, j]), "partial_eta_sq": float(eta[i, j])}
+                for i, t in enumerate(inter)
+            },
+        }
+        for j, (f, h) in enumerate(zip(feats, hit, strict=True))
+    }
+    summary = {
+        "n_tested": len(feats),
+        "n_intersectional": int(hit.sum()),
+        "n_main_effect_only": int((~hit).sum()),
+        "df_resid": df_resid,
+    }
+    return {"anova_interaction": rows, "anova_summary": summary}
+
+
+def _mutual_information(
+    r: Result,
+    values: np.ndarray,
+    labels: dict[str, np.ndarray],
+    feats: np.ndarray,
+    cfg: IntersectionalConfig,
+    ctx: Context,
+) -> dict[str, Any]:
+    names = list(labels)
+    sets = {n: labels[n] for n in names}
+    for a, b in combinations(names, 2):
+        sets[f"{a}x{b}"] = combine_labels(labels[a], labels[b])
+    sets["all"] = combine_labels(*labels.values())
+    mi = {k: binned_mutual_information(values, y, cfg.n_bins) for k, y in sets.items()}
+    synergy = mi["all"] - np.max([mi[n] for n in names], axis=0)
+    s = ctx.settings
+    ci = mean_ci(synergy, s.n_boot, ctx.rng("intersectional", "synergy"), s.confidence)
+    r.add("mean_synergy", float(synergy.mean()), "none", ci, len(feats))
+    r.add("max_synergy", float(synergy.max()), "none", n=len(feats))
+    r.add("n_synergistic_gt_001", int((synergy > 0.01).sum()), "none", n=len(feats))
+    for k, v in mi.items():
+        r.arrays[f"mi/{k}"] = v.astype(np.float32)
+    r.arrays["synergy"] = synergy.astype(np.float32)
+    per = {
+        str(int(f)): {**{k: float(v[j]) for k, v in mi.items()}, "synergy": float(synergy[j])}
+        for j, f in enumerate(feats)
+    }
+    summary = {
+        "n_features": len(feats),
+        "mean_synergy": float(synergy.mean()),
+        "max_synergy": float(synergy.max()),
+        "n_synergistic_gt_001": int((synergy > 0.01).sum()),
+    }
+    return {"mi_decomposition": per, "mi_summary": summary}
+
+
+def _conjunctions(r: Result, ctx: Context, names: list[str], cfg: IntersectionalConfig) -> None:
+    codes = ctx.encoded.codes
+    fired = (codes != 0).astype(np.float64)
+    rows: list[dict[str, Any]] = []
+    n_tests = 0
+    results = []
+    for a, b in combinations(names, 2):
+        res = conjunction_scores(
+            fired,
+            ctx.labels[a],
+            ctx.labels[b],
+            len(ctx.class_names[a]),
+            len(ctx.class_names[b]),
+            cfg.min_subgroup_size,
+        )
+        n_tests += res["p"].size
+        results.append((a, b, res))
+    for a, b, res in results:
+        p_corr = np.minimum(res["p"] * max(n_tests, 1), 1.0)
+        feat, cell = np.nonzero((res["gap"] >= cfg.min_gap) & (p_corr < cfg.alpha))
+        for f, c in zip(feat, cell, strict=True):
+            rows.append(
+                {
+                    "feature": int(f),
+                    "labels": f"{a}x{b}",
+                    "cell": f"{ctx.class_names[a][res['cell_a'][c]]}_{ctx.class_names[b][res['cell_b'][c]]}",
+                    "rate_cell": float(res["r_cell"][f, c]),
+                    "rate_either_alone": float(res["r_other"][f, c]),
+                    "gap": float(res["gap"][f, c]),
+                    "p_corrected": float(p_corr[f, c]),
+                }
+            )
+    rows.sort(key=lambda row: -row["gap"])
+    r.tables["conjunction_features"] = rows
+    r.add("n_conjunction_features", len({row["feature"] for row in rows}), "none", n=n_tests)
+    r.arrays["conjunction_features"] = np.array(
+        sorted({row["feature"] for row in rows}), dtype=np.int64
+    )

@@ -1,0 +1,49 @@
+"""The analysis registry: one file per analysis registers its config and its ``run``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vista.registry import Registry
+
+if TYPE_CHECKING:
+    from vista.analysis.context import Context
+    from vista.analysis.result import Result
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """A registered analysis."""
+
+    name: str
+    config: type
+    """Its config dataclass (``vista analyze NAME.field=value``)."""
+    run: Callable[[Context, Any], Result]
+    summary: str
+    """What it answers, one line (``vista analyze --help`` and docs/analysis.md)."""
+    needs_labels: int = 0
+    """Labels with two or more classes it needs (checked before any work)."""
+    needs: Callable[[Any], str] | None = None
+    """Further precondition on its config alone: '' if met, else why not."""
+
+
+ANALYSES: Registry[AnalysisSpec] = Registry("analysis", "vista.analysis.catalog")
+EVALUATE_PRESET = ("health", "reconstruction", "alignment", "probes", "ablation")
+"""What ``vista evaluate`` runs (and writes into ``evaluation_results.json``)."""
+
+
+def register_analysis(
+    name: str,
+    config: type,
+    summary: str,
+    *,
+    needs_labels: int = 0,
+    needs: Callable[[Any], str] | None = None,
+) -> Callable[[Callable[[Context, Any], Result]], Callable[[Context, Any], Result]]:
+    def deco(fn: Callable[[Context, Any], Result]) -> Callable[[Context, Any], Result]:
+        ANALYSES.add(name, AnalysisSpec(name, config, fn, summary, needs_labels, needs))
+        return fn
+
+    return deco

@@ -1,0 +1,195 @@
+"""The one result type every analysis returns, and its files.
+
+``OUT/analyses/<name>/result.json`` holds the name, the config, the scalars (each with its
+direction, confidence interval and sample size), the tables, what was skipped and why, and the
+metadata; ``arrays.npz`` holds the per-feature arrays. Reports and plots read these files only:
+they never open a store or an SAE. Documents in the seeds' original schemas (``sdf_results.json``,
+``intersectional_results.json``, ...) are written beside them, in ``OUT``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vista.errors import VistaError
+from vista.jsonio import jsonable, write_json
+
+SCHEMA = "vista.result/1"
+DIRECTIONS = ("higher", "lower", "none")
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """One number of a result."""
+
+    value: float
+    direction: str = "none"
+    """``higher`` or ``lower`` is better, or ``none`` (a description, not a score)."""
+    low: float | None = None
+    """Lower end of the confidence interval (``None``: no interval)."""
+    high: float | None = None
+    n: int | None = None
+    """Sample size behind the value (images, features, pairs: the unit the CI resamples)."""
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"value": self.value, "direction": self.direction}
+        if self.low is not None and self.high is not None:
+            doc["ci"] = [self.low, self.high]
+        if self.n is not None:
+            doc["n"] = self.n
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Scalar:
+        ci = doc.get("ci") or [None, None]
+        value = doc["value"]
+        return cls(
+            float("nan") if value is None else float(value),
+            doc.get("direction", "none"),
+            None if ci[0] is None else float(ci[0]),
+            None if ci[1] is None else float(ci[1]),
+            doc.get("n"),
+        )
+
+
+@dataclass
+class Result:
+    """What one analysis found."""
+
+    name: str
+    config: dict[str, Any] = field(default_factory=dict)
+    scalars: dict[str, Scalar] = field(default_factory=dict)
+    """Flat ``"label/metric" -> Scalar``."""
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per-feature (or per-class, per-pair) arrays, written to ``arrays.npz``."""
+    tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Named tables, each a list of rows."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Parts not computed (a label, a sub-analysis) -> the reason."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    headline: list[str] = field(default_factory=list)
+    """Scalars a summary shows first (``vista run`` prints them)."""
+    files: dict[str, Any] = field(default_factory=dict)
+    """Documents in an original schema: ``name.json`` -> JSON object, ``name.npz`` -> arrays."""
+
+    def add(
+        self,
+        name: str,
+        value: float,
+        direction: str = "none",
+        ci: tuple[float, float] | None = None,
+        n: int | None = None,
+    ) -> None:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        lo, hi = ci if ci is not None else (None, None)
+        self.scalars[name] = Scalar(
+            float(value),
+            direction,
+            None if lo is None else float(lo),
+            None if hi is None else float(hi),
+            None if n is None else int(n),
+        )
+
+    def value(self, name: str) -> float:
+        return self.scalars[name].value
+
+    # -- files ----------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "name": self.name,
+            "config": self.config,
+            "scalars": {k: s.to_json() for k, s in self.scalars.items()},
+            "tables": self.tables,
+            "skipped": self.skipped,
+            "headline": self.headline,
+            "arrays": {
+                k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in self.arrays.items()
+            },
+            "metadata": self.metadata,
+            "files": sorted(self.files),
+        }
+
+    def write(self, out_dir: str | os.PathLike[str]) -> Path:
+        """Write ``out_dir/analyses/<name>/`` (arrays first, JSON last) and the original files."""
+        out = Path(out_dir)
+        target = out / "analyses" / self.name
+        target.mkdir(parents=True, exist_ok=True)
+        write_npz(target / "arrays.npz", self.arrays)
+        for fname, doc in self.files.items():
+            if fname.endswith(".npz"):
+                write_npz(out / fname, doc)
+            else:
+                write_json(out / fname, doc)
+        write_json(target / "result.json", self.to_json())
+        return target
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> Result:
+        """Read ``path`` (a result directory, or its ``result.json``)."""
+        p = Path(path)
+        d = p if p.is_dir() else p.parent
+        try:
+            doc = json.loads((d / "result.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise VistaError(
+                f"{str(d)!r} holds no readable result.json ({e.__class__.__name__}); run "
+                "`vista analyze` again."
+            ) from None
+        if doc.get("schema") != SCHEMA:
+            raise VistaError(f"{str(d)!r} is not a vista result (schema {doc.get('schema')!r}).")
+        arrays: dict[str, np.ndarray] = {}
+        if (d / "arrays.npz").is_file():
+            with np.load(d / "arrays.npz", allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        return cls(
+            name=doc["name"],
+            config=doc.get("config", {}),
+            scalars={k: Scalar.from_json(v) for k, v in doc.get("scalars", {}).items()},
+            arrays=arrays,
+            tables=doc.get("tables", {}),
+            skipped=doc.get("skipped", {}),
+            headline=doc.get("headline", []),
+            metadata=doc.get("metadata", {}),
+        )
+
+
+def write_npz(path: Path, arrays: dict[str, Any]) -> Path:
+    """``np.savez_compressed`` through a temporary file and a rename (no pickled objects)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clean = {k: np.asarray(v) for k, v in arrays.items()}
+    for k, v in clean.items():
+        if v.dtype == object:
+            raise ValueError(f"array {k!r} has dtype object; results hold numeric arrays only")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, **clean)  # type: ignore[arg-type]
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_results(out_dir: str | os.PathLike[str]) -> dict[str, Result]:
+    """Every result under ``out_dir/analyses`` (what reports read)."""
+    root = Path(out_dir) / "analyses"
+    if not root.is_dir():
+        return {}
+    return {
+        d.name: Result.read(d)
+        for d in sorted(root.iterdir())
+        if d.is_dir() and (d / "result.json").is_file()
+    }
+
+
+__all__ = ["SCHEMA", "Result", "Scalar", "jsonable", "read_results", "write_npz"]

@@ -1,0 +1,201 @@
+"""Run a list of analyses on one context: check, run, write each result as soon as it exists.
+
+``OUT/analyses/index.json`` records what ran (with its seconds) and what was skipped and why;
+it is rewritten after every analysis, so an interrupted call keeps everything finished before.
+Documents named ``file.json#section`` by several analyses are merged into one ``OUT/file.json``
+(this is how ``evaluation_results.json`` gets its VISTA sections from five analyses).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vista.analysis.context import Context, Skip
+from vista.analysis.registry import ANALYSES, AnalysisSpec
+from vista.analysis.result import Result
+from vista.errors import VistaError
+from vista.jsonio import write_json
+
+log = logging.getLogger(__name__)
+
+ORDER = (
+    "health",
+    "reconstruction",
+    "alignment",
+    "probes",
+    "ablation",
+    "feature_auc",
+    "sdf",
+    "intersectional",
+    "fidelity",
+    "dynamics",
+    "probe",
+    "stability",
+    "compare",
+)
+"""The order analyses run and are listed in (the cheap, headline ones first)."""
+
+
+@dataclass
+class Outcome:
+    """What one call produced."""
+
+    results: dict[str, Result] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_names(requested: list[str] | tuple[str, ...]) -> tuple[list[str], bool]:
+    """``(names in run order, explicit)``; ``all`` means every registered analysis."""
+    req = [str(r) for r in requested] or ["all"]
+    if "all" in req:
+        names = list(ANALYSES)
+        explicit = False
+    else:
+        for r in req:
+            ANALYSES.get_entry(r)  # unknown name: one sentence listing the choices
+        names, explicit = list(dict.fromkeys(req)), True
+    rank = {n: i for i, n in enumerate(ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(ORDER)), n)), explicit
+
+
+def precheck(spec: AnalysisSpec, ctx: Context, cfg: Any) -> str:
+    """Why ``spec`` cannot run here ('' if it can), from labels and config alone (no encoding)."""
+    if spec.needs_labels:
+        try:
+            ctx.require_labels(spec.needs_labels)
+        except Skip as e:
+            return str(e)
+    return spec.needs(cfg) if spec.needs else ""
+
+
+def run_analyses(
+    ctx: Context,
+    names: list[str],
+    configs: dict[str, Any],
+    out_dir: str | os.PathLike[str],
+    *,
+    explicit: bool = True,
+) -> Outcome:
+    """Run ``names`` on ``ctx`` with ``configs[name]`` (default config if absent); write to ``out_dir``.
+
+    With ``explicit`` (the user named the analyses), an analysis that cannot run is an error
+    raised before any work; otherwise it is skipped with its reason recorded.
+    """
+    out = Path(out_dir)
+    specs = {n: ANALYSES.get_entry(n) for n in names}
+    cfgs = {n: configs.get(n) or specs[n].config() for n in names}
+    outcome = Outcome()
+    for n, spec in specs.items():
+        reason = precheck(spec, ctx, cfgs[n])
+        if reason and explicit:
+            raise VistaError(f"Analysis {n!r} cannot run: {reason}.")
+        if reason:
+            outcome.skipped[n] = reason
+    fragments: dict[str, dict[str, Any]] = {}
+    for n, spec in specs.items():
+        if n in outcome.skipped:
+            log.info("Skipping %s: %s.", n, outcome.skipped[n])
+            continue
+        log.info("Running %s ...", n)
+        t0 = time.perf_counter()
+        try:
+            result = spec.run(ctx, cfgs[n])
+        except Skip as e:
+            outcome.skipped[n] = str(e)
+            log.info("Skipped %s: %s.", n, e)
+            _write_index(out, outcome, ctx)
+            continue
+        result.config = _config_dict(cfgs[n])
+        result.metadata = {**ctx.metadata(), **result.metadata}
+        result.metadata["seconds"] = time.perf_counter() - t0
+        whole = {k: v for k, v in result.files.items() if "#" not in k}
+        for key, doc in result.files.items():
+            if "#" in key:
+                fname, section = key.split("#", 1)
+                fragments.setdefault(fname, {})[section] = doc
+        result.files = whole
+        result.write(out)
+        outcome.results[n] = result
+        _write_index(out, outcome, ctx)
+        log.info("%s done in %.1fs.", n, result.metadata["seconds"])
+    for fname, sections in fragments.items():
+        merge_sections(out / fname, sections, ctx.metadata())
+    if explicit and outcome.skipped:
+        first = next(iter(outcome.skipped.items()))
+        raise VistaError(f"Analysis {first[0]!r} could not run: {first[1]}.")
+    return outcome
+
+
+def merge_sections(path: Path, sections: dict[str, Any], metadata: dict[str, Any]) -> Path:
+    """Update ``path`` (a JSON object) with ``sections``; sections of other analyses stay."""
+    doc: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            doc = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            doc = {}
+        old = doc.get("_metadata", {})
+        if old.get("sae") != metadata.get("sae") or old.get("store") != metadata.get("store"):
+            doc = {}  # another SAE or store: start over rather than mix
+    doc.update(sections)
+    doc["_metadata"] = {
+        **metadata,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return write_json(path, doc)
+
+
+def _config_dict(cfg: Any) -> dict[str, Any]:
+    return asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else dict(cfg or {})
+
+
+def _write_index(out: Path, outcome: Outcome, ctx: Context) -> None:
+    index = out / "analyses" / "index.json"
+    doc: dict[str, Any] = {"ran": {}, "skipped": {}}
+    if index.is_file():
+        with contextlib.suppress(json.JSONDecodeError):
+            doc = json.loads(index.read_text())
+    for n, r in outcome.results.items():
+        doc.setdefault("ran", {})[n] = {
+            "seconds": r.metadata.get("seconds"),
+            "path": f"analyses/{n}",
+        }
+        doc.get("skipped", {}).pop(n, None)
+    for n, why in outcome.skipped.items():
+        doc.setdefault("skipped", {})[n] = why
+        doc.get("ran", {}).pop(n, None)
+    doc["sae"], doc["store"], doc["split"] = ctx.sae_path, str(ctx.store), ctx.settings.split
+    write_json(index, doc)
+
+
+def configs_of(job: Any) -> dict[str, Any]:
+    """The per-analysis configs held by an analysing verb's job (a field per analysis)."""
+    return {name: getattr(job, name) for name in ANALYSES if hasattr(job, name)}
+
+
+def analyze(
+    sae_path: str | os.PathLike[str],
+    store: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    requested: list[str] | tuple[str, ...],
+    configs: dict[str, Any],
+    settings: Any,
+) -> Outcome:
+    """Load the SAE, build the context, run the requested analyses (``all`` = every applicable)."""
+    from vista.saes.io import load_sae
+
+    names, explicit = resolve_names(requested)
+    sae = load_sae(sae_path, device=settings.device)
+    if settings.pursuit:
+        from vista.saes.pursuit import pursuit_encoder
+
+        sae = pursuit_encoder(sae, settings.pursuit, k=int(settings.pursuit_k))
+    ctx = Context(sae, store, settings, sae_path=str(Path(sae_path).resolve()))
+    return run_analyses(ctx, names, configs, out_dir, explicit=explicit)

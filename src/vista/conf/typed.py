@@ -1,0 +1,89 @@
+"""The one place where Hydra's config nodes become typed dataclasses.
+
+The CLI calls ``to_job`` once; everything below it (training, extraction, analyses) takes the
+dataclasses, never an OmegaConf node. Unknown keys and wrong types are errors here, including in
+the places Hydra cannot check (the ``sae`` node of ``vista run`` and the entries of ``sweep``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields, is_dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vista.errors import VistaError
+from vista.saes import SAEConfig, sae_class
+
+
+def missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Required settings (``???``) that were not given, as dotted keys."""
+    out = []
+    for key in cfg:
+        path = f"{prefix}{key!s}"
+        if OmegaConf.is_missing(cfg, key):
+            out.append(path)
+        else:
+            node = cfg._get_node(key)
+            if isinstance(node, DictConfig) and not OmegaConf.is_missing(cfg, key):
+                out.extend(missing_keys(node, f"{path}."))
+    return out
+
+
+def to_job(cfg: DictConfig) -> Any:
+    """The verb's job dataclass, with every nested config typed (SAE configs included)."""
+    missing = missing_keys(cfg)
+    if missing:
+        raise VistaError(
+            f"Missing required setting(s) {', '.join(missing)}: pass them as {missing[0]}=VALUE."
+        )
+    try:
+        job: Any = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        raise VistaError(f"Invalid configuration: {_short(e)}.") from None
+    names = {f.name for f in fields(job)}
+    if "sae" in names and not isinstance(job.sae, str):
+        job.sae = sae_config(job.sae, "sae")
+    if "sweep" in names:
+        base = asdict(job.sae)
+        entries = job.sweep or []
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise VistaError(
+                "sweep must be a list of mappings, e.g. 'sweep=[{k: 64}, {d_sae: 8192}]'."
+            )
+        job.sweep = [sweep_entry(base, e, f"sweep entry {i}") for i, e in enumerate(entries)]
+    return job
+
+
+def sweep_entry(base: dict[str, Any], entry: dict[str, Any], where: str) -> SAEConfig:
+    """``entry`` over ``base``: of the base, only the settings the entry's architecture has are
+    kept (``{architecture: vanilla}`` over a TopK base drops ``k``); the entry's own keys are
+    checked strictly."""
+    arch = str(entry.get("architecture", base.get("architecture", "")))
+    known = {f.name for f in fields(sae_class(arch).config_class)}
+    return sae_config({**{k: v for k, v in base.items() if k in known}, **entry}, where)
+
+
+def sae_config(node: Any, where: str = "sae") -> SAEConfig:
+    """A mapping or config -> the architecture's own config class, types and keys checked."""
+    d = asdict(node) if is_dataclass(node) and not isinstance(node, type) else dict(node)
+    arch = str(d.get("architecture", ""))
+    cls = sae_class(arch).config_class
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise VistaError(
+            f"{where}: unknown option(s) {unknown} for the {arch} SAE; its options are {sorted(known)}."
+        )
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(cls), d)
+        out = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise VistaError(f"{where}: {_short(e)}.") from None
+    assert isinstance(out, SAEConfig)
+    return out
+
+
+def _short(e: Exception) -> str:
+    return str(e).strip().splitlines()[0].rstrip(".")
