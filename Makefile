@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 OUT ?= runs/default
 SHAPE ?= A
 
-.PHONY: install peers run test test-fast lint typecheck bench bench-train clean
+.PHONY: install peers run test test-fast lint typecheck bench bench-analysis bench-train clean
 
 install:
 	@bash scripts/install.sh
@@ -34,6 +34,11 @@ bench: install
 	$(BIN)/python bench/bench_stream.py
 	$(BIN)/python bench/bench_e2e.py
 	$(BIN)/python bench/bench_extract.py
+
+# The analysis layer: shared pass vs bare encode, feature_auc at 16k latents, ANOVA, memory at
+# FairFace size, analysis=all on runs/default (make run first).
+bench-analysis: install
+	$(BIN)/python bench/bench_analysis.py --out bench/results/analysis.md
 
 # Training throughput against the peers (builds bench/.envs/* on first use; ~15 min at shape A).
 bench-train: install

@@ -29,7 +29,8 @@ def vista(
 
 
 @pytest.mark.parametrize(
-    "verb", ["run", "train-encoder", "extract", "train", "analyze", "evaluate", "synthetic"]
+    "verb",
+    ["run", "train-encoder", "extract", "train", "analyze", "probe", "evaluate", "synthetic"],
 )
 def test_every_verb_config_composes_and_has_help(verb: str) -> None:
     r = vista(verb, "--cfg", "job")
@@ -128,6 +129,9 @@ def test_vista_run_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
         "train.init_tokens=2048",
         "sae.d_sae=128",
         "sae.k=8",
+        "reseeds=1",
+        "probe.epochs=2",
+        "ablation.ks=[5,10]",
         "trainer.progress_bar=false",
     ]
     r = vista(*args)
@@ -151,6 +155,25 @@ def test_vista_run_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     assert (out / "plots/latent_firing_frequency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "sae/cfg.json").is_file() and (out / "activations.h5").is_file()
     assert "vista analyses" in r.stdout and "reconstruction: fvu" in r.stdout
+    index = json.loads((out / "analyses/index.json").read_text())
+    assert set(index["ran"]) == {
+        "health",
+        "reconstruction",
+        "alignment",
+        "probes",
+        "ablation",
+        "feature_auc",
+        "sdf",
+        "intersectional",
+        "fidelity",
+        "dynamics",
+        "probe",
+        "stability",
+    }
+    assert set(index["skipped"]) == {"compare"}
+    assert (out / "reseeds/seed1/cfg.json").is_file() and (
+        out / "intersectional_results.json"
+    ).is_file()
     run = json.loads((out / "run.json").read_text())
     assert run["summary"]["encoder_test_accuracy"] > 0.8
     # A second run reuses the cached encoder, the store and the SAE.
@@ -237,3 +260,51 @@ def test_hydra_multirun_trains_one_sae_per_job(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "runs/topk/sae/cfg.json").is_file()
     assert (tmp_path / "runs/jumprelu/sae/cfg.json").is_file()
+
+
+def test_analyze_runs_a_subset_all_and_refuses_what_cannot_run(tmp_path: Path) -> None:
+    from tests.analysis.planted import identity_sae, planted_store
+    from vista.saes.io import save_sae
+
+    store = planted_store(tmp_path / "s.h5", n=600)
+    save_sae(identity_sae(16), tmp_path / "sae")
+    common = [f"sae={tmp_path / 'sae'}", f"store={store}", "eval.n_boot=50", "eval.n_perm=50"]
+    r = vista("analyze", *common, "analysis=sdf,fidelity", f"out_dir={tmp_path / 'a'}")
+    assert r.returncode == 0, r.stderr
+    assert {p.name for p in (tmp_path / "a/analyses").iterdir()} == {
+        "sdf",
+        "fidelity",
+        "index.json",
+    }
+    assert (tmp_path / "a/sdf_results.json").is_file() and "sdf: a/mean_alignment_rate" in r.stdout
+    r = vista("analyze", *common, "analysis=compare", f"out_dir={tmp_path / 'b'}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert (
+        "Analysis 'compare' cannot run: it needs the SAE to compare with: compare.other_sae=DIR."
+        in r.stderr
+    )
+    r = vista(
+        "analyze", *common, "probe.epochs=1", "ablation.ks=[1,2]", f"out_dir={tmp_path / 'c'}"
+    )
+    assert r.returncode == 0, r.stderr
+    index = json.loads((tmp_path / "c/analyses/index.json").read_text())
+    assert set(index["skipped"]) == {"stability", "compare"} and len(index["ran"]) == 11
+    r = vista("analyze", *common, "sdf.nope=1", f"out_dir={tmp_path / 'd'}")
+    assert r.returncode != 0 and "nope" in r.stderr
+
+
+def test_probe_verb_trains_on_a_store_and_scores_its_validation_split(
+    labelled_store: Path, tmp_path: Path
+) -> None:
+    r = vista(
+        "probe",
+        f"store={labelled_store}",
+        f"out_dir={tmp_path / 'p'}",
+        "probe.epochs=5",
+        "probe.lr=0.01",
+        "eval.n_boot=50",
+    )
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "p/analyses/probe/result.json").read_text())
+    acc = doc["scalars"]["shape/raw_accuracy"]
+    assert acc["value"] > 0.9 and acc["n"] == 300 and len(acc["ci"]) == 2

@@ -25,3 +25,18 @@ def test_default_run_reaches_the_targets(tmp_path: Path) -> None:
     assert recon["fvu"] <= 0.15
     assert health["dead_feature_ratio"] <= 0.10
     assert health["num_samples"] == 10_000  # the whole MNIST test set
+    # Every analysis ran on the digits and their measured thickness and slant, but compare
+    # (which needs a second SAE); the headline results carry intervals.
+    index = json.loads((tmp_path / "run/analyses/index.json").read_text())
+    assert set(index["skipped"]) == {"compare"} and len(index["ran"]) == 12
+    assert set(doc["probe_comparison"]) == {"digit", "thickness", "slant"}
+    summary = run["summary"]
+    assert summary["probes/digit/sae_accuracy"]["ci"][0] >= 0.94
+    # the top-100 latents for the digit are necessary, 100 random ones are not
+    assert summary["ablation/digit/k100/necessity_drop"]["value"] > 0.1
+    assert summary["ablation/digit/k100/random_drop"]["value"] < 0.05
+    # SDFs are aligned well above chance on held-out images
+    sdf = summary["sdf/digit/mean_alignment_rate"]
+    assert sdf["ci"][0] > 2 * summary["sdf/digit/mean_chance_rate"]["value"]
+    assert summary["stability/mean_stability"]["value"] > summary["stability/null_mean"]["value"]
+    assert "vista analyses" in r.stdout and "stability: mean_stability" in r.stdout

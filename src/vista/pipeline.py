@@ -4,6 +4,7 @@ out_dir/
   encoder/                  the encoder used (copied from the cache, or trained here)
   activations.h5            the activation store
   sae/                      cfg.json + sae_weights.safetensors
+  reseeds/seedN/            the same SAE trained with other seeds (for the stability analysis)
   checkpoints/, logs/       training state and metrics.csv
   analyses/<name>/          one result per analysis (result.json + arrays.npz), index.json
   evaluation_results.json   the VISTA evaluation schema (and the seeds' other files beside it)
@@ -94,11 +95,26 @@ def run(job: Any) -> dict[str, Any]:
         extract(job.dataset, replace(job.encoder, path=str(encoder_dir), name=name), store)
 
     sae_dir = out / "sae"
+    seeds = [replace(job.sae, seed=int(job.sae.seed) + i) for i in range(1, int(job.reseeds) + 1)]
+    reseed_dirs = [out / "reseeds" / f"seed{s.seed}" for s in seeds]
     if not (sae_dir / "cfg.json").is_file():
         resume = (out / "checkpoints" / "last.ckpt").is_file()
-        train_saes(store, [job.sae], replace(job.train, resume=resume), job.trainer, out)
+        train_saes(
+            store,
+            [job.sae, *seeds],
+            replace(job.train, resume=resume),
+            job.trainer,
+            out,
+            export_dirs=[sae_dir, *reseed_dirs],
+        )
     else:
         log.info("Reusing the trained SAE %s.", sae_dir)
+    if (
+        reseed_dirs
+        and not job.stability.saes
+        and all((d / "cfg.json").is_file() for d in reseed_dirs)
+    ):
+        job = replace(job, stability=replace(job.stability, saes=[str(d) for d in reseed_dirs]))
 
     outcome = analyze_into(sae_dir, store, out, job)
     summary = run_summary(outcome.results, enc_meta.get("test_accuracy"))

@@ -10,7 +10,7 @@ of all SDFs by alignment rate, so "the first k SDFs" are the most aligned (SPEC 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +36,13 @@ class SDFConfig:
     """three_stage: latents kept by lowest weighted label entropy."""
     k_top: int = 20
     """Top-activating images per latent (entropy and alignment rate)."""
+    held_out: bool = True
+    """Select SDFs on the training part and measure alignment on the held-out part (the split of
+    ``eval.test_size``). Measured on the images that selected them, the rates of even a random
+    SAE's SDFs sit above chance; VISTA did that (false)."""
+    own_class: bool = True
+    """three_stage: keep a latent only if its top images are mostly of the class. VISTA's filter
+    (false) keeps any low-entropy latent, even one pure for another class."""
     min_freq: float = 0.1
     """paper: minimum firing frequency within the class."""
     alpha: float = 0.05
@@ -65,7 +72,7 @@ def find_sdfs(
             }
             for c, v in res.items()
         }
-    res3 = three_stage(codes, y, n_cls, cfg.k1, cfg.k2, cfg.k3, cfg.k_top)
+    res3 = three_stage(codes, y, n_cls, cfg.k1, cfg.k2, cfg.k3, cfg.k_top, cfg.own_class)
     return {c: {"features": f, "score": e} for c, (f, e) in res3.items()}
 
 
@@ -83,6 +90,52 @@ def rate_intervals(hits: np.ndarray, ctx: Context, key: str) -> tuple[np.ndarray
     return np.quantile(reps, a, axis=0), np.quantile(reps, 1 - a, axis=0)
 
 
+def label_sdfs(ctx: Context, label: str, cfg: SDFConfig) -> dict[str, Any]:
+    """SDFs of every class of ``label``: rows per class, the legacy documents, the ranking."""
+    codes, s = ctx.encoded.codes, ctx.settings
+    names, y_all = ctx.class_names[label], ctx.labels[label]
+    if cfg.held_out:
+        select_rows, score_rows = ctx.train_test(label)
+    else:
+        select_rows = score_rows = ctx.labelled(label)
+    found = find_sdfs(codes[select_rows], y_all[select_rows], len(names), cfg)
+    y, scored = y_all[score_rows], codes[score_rows]
+    out: dict[str, Any] = {"rows": [], "sdfs": {}, "alignment": {}, "union": []}
+    for c, v in found.items():
+        feats = v["features"]
+        hits = alignment_hits(scored, feats, y, c, cfg.k_top)
+        rates = hits.mean(axis=1) if hits.size else np.zeros(0)
+        lo, hi = rate_intervals(hits, ctx, f"{label}/{c}")
+        chance = float((y == c).mean())
+        mean_rate = float(rates.mean()) if len(rates) else float("nan")
+        ci = mean_ci(rates, s.n_boot, ctx.rng("sdf", label, c), s.confidence)
+        out["rows"].append(
+            {
+                "class": names[c],
+                "n_sdfs": len(feats),
+                "mean_alignment_rate": mean_rate,
+                "ci": list(ci),
+                "chance": chance,
+                "lift": mean_rate / chance if chance else np.nan,
+                **({"n_aligned_kw": int(v["aligned"].sum())} if "aligned" in v else {}),
+            }
+        )
+        out["sdfs"][str(c)] = feats.tolist()
+        out["alignment"][str(c)] = {
+            "feature_indices": feats.tolist(),
+            "alignment_rates": rates.tolist(),
+            "alignment_ci_low": lo.tolist(),
+            "alignment_ci_high": hi.tolist(),
+            "mean_alignment_rate": mean_rate,
+        }
+        out["union"] += [
+            (float(rt), -float(sc), int(f), c, chance)
+            for f, rt, sc in zip(feats, rates, v["score"], strict=True)
+        ]
+    out["union"].sort(key=lambda u: (-u[0], -u[1], u[2]))
+    return out
+
+
 @register_analysis(
     "sdf",
     SDFConfig,
@@ -91,85 +144,38 @@ def rate_intervals(hits: np.ndarray, ctx: Context, key: str) -> tuple[np.ndarray
     needs=_needs,
 )
 def run(ctx: Context, cfg: SDFConfig) -> Result:
-    codes, s = ctx.encoded.codes, ctx.settings
+    s = ctx.settings
     r = Result("sdf")
     for label in ctx.require_labels():
-        idx = ctx.labelled(label)
-        y, names = ctx.labels[label][idx], ctx.class_names[label]
-        sub = codes[idx] if len(idx) < ctx.encoded.n_images else codes
-        found = find_sdfs(sub, y, len(names), cfg)
-        legacy_sdfs, legacy_align, rows, union = {}, {}, [], []
-        for c, v in found.items():
-            feats = v["features"]
-            hits = alignment_hits(sub, feats, y, c, cfg.k_top)
-            rates = hits.mean(axis=1) if hits.size else np.zeros(0)
-            lo, hi = rate_intervals(hits, ctx, f"{label}/{c}")
-            chance = float((y == c).mean())
-            mean_rate = float(rates.mean()) if len(rates) else float("nan")
-            ci = (
-                mean_ci(rates, s.n_boot, ctx.rng("sdf", label, c), s.confidence)
-                if len(rates)
-                else (np.nan, np.nan)
-            )
-            rows.append(
-                {
-                    "class": names[c],
-                    "n_sdfs": len(feats),
-                    "mean_alignment_rate": mean_rate,
-                    "ci": list(ci),
-                    "chance": chance,
-                    "lift": mean_rate / chance if chance else np.nan,
-                    **({"n_aligned_kw": int(v["aligned"].sum())} if "aligned" in v else {}),
-                }
-            )
-            legacy_sdfs[str(c)] = feats.tolist()
-            legacy_align[str(c)] = {
-                "feature_indices": feats.tolist(),
-                "alignment_rates": rates.tolist(),
-                "alignment_ci_low": lo.tolist(),
-                "alignment_ci_high": hi.tolist(),
-                "mean_alignment_rate": mean_rate,
-            }
-            union += [
-                (float(rt), -float(sc), int(f), c)
-                for f, rt, sc in zip(feats, rates, v["score"], strict=True)
-            ]
-        union.sort(key=lambda u: (-u[0], -u[1], u[2]))
+        res = label_sdfs(ctx, label, cfg)
+        union = res["union"]
         r.arrays[f"{label}/ranking"] = np.array([u[2] for u in union], dtype=np.int64)
         r.arrays[f"{label}/ranking_class"] = np.array([u[3] for u in union], dtype=np.int64)
         r.arrays[f"{label}/ranking_rate"] = np.array([u[0] for u in union], dtype=np.float32)
-        rates_all = np.array([u[0] for u in union])
-        chance_all = np.array([(y == u[3]).mean() for u in union])
-        ci = mean_ci(rates_all, s.n_boot, ctx.rng("sdf", label), s.confidence)
+        rates = np.array([u[0] for u in union])
+        chance = np.array([u[4] for u in union])
+        n = len(union)
+        ci = mean_ci(rates, s.n_boot, ctx.rng("sdf", label), s.confidence)
+        r.add(f"{label}/mean_alignment_rate", float(rates.mean()) if n else np.nan, "higher", ci, n)
+        r.add(f"{label}/mean_chance_rate", float(chance.mean()) if n else np.nan, "none", n=n)
+        lift = rates / np.maximum(chance, 1e-12)
         r.add(
-            f"{label}/mean_alignment_rate",
-            float(rates_all.mean()) if len(union) else np.nan,
+            f"{label}/mean_lift",
+            float(lift.mean()) if n else np.nan,
             "higher",
-            ci,
-            len(union),
+            mean_ci(lift, s.n_boot, ctx.rng("sdf", label, "lift"), s.confidence),
+            n,
         )
-        r.add(
-            f"{label}/mean_chance_rate",
-            float(chance_all.mean()) if len(union) else np.nan,
-            "none",
-            n=len(union),
-        )
-        r.add(f"{label}/n_sdfs", len(union), "none")
+        r.add(f"{label}/n_sdfs", n, "none")
         r.headline += [f"{label}/mean_alignment_rate", f"{label}/mean_chance_rate"]
-        r.tables[f"{label}/classes"] = rows
+        r.tables[f"{label}/classes"] = res["rows"]
         r.files["sdf_results.json#" + label] = {
-            "sdfs": legacy_sdfs,
-            "alignment": legacy_align,
-            "class_names": names,
-            "params": {
-                "method": cfg.method,
-                "k1": cfg.k1,
-                "k2": cfg.k2,
-                "k3": cfg.k3,
-                "k_top": cfg.k_top,
-            },
+            "sdfs": res["sdfs"],
+            "alignment": res["alignment"],
+            "class_names": ctx.class_names[label],
+            "params": asdict(cfg),
         }
         r.files[f"sdfs_{label}.npz"] = {
-            k: np.asarray(v, dtype=np.int64) for k, v in legacy_sdfs.items()
+            k: np.asarray(v, dtype=np.int64) for k, v in res["sdfs"].items()
         }
     return r

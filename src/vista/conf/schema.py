@@ -145,7 +145,14 @@ class RunBase:
     """The run directory."""
     cache_dir: str = ""
     """Where trained encoders are cached ('' = $VISTA_CACHE or ~/.cache/vista)."""
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    # MNIST digits with two measured, intersecting attributes (Morpho-MNIST stroke thickness and
+    # slant, three quantile bins each): every analysis, the intersectional ones included, has
+    # real labels to work on offline.
+    dataset: DatasetConfig = field(
+        default_factory=lambda: DatasetConfig(
+            name="morpho_mnist", labels=["digit", "thickness", "slant"]
+        )
+    )
     encoder_training: EncoderTrainingConfig = field(default_factory=EncoderTrainingConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     # Merged over the selected architecture's defaults; sized for the 128-d MNIST layer (60k
@@ -164,6 +171,9 @@ class RunBase:
         )
     )
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    reseeds: int = 2
+    """More SAEs of the same config with the next seeds, trained in the same pass and exported
+    to reseeds/; the stability analysis matches the SAE against them (0 = no stability)."""
 
 
 RunJob = make_dataclass("RunJob", analysis_fields(("all",)), bases=(RunBase,))

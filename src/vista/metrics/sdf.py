@@ -45,16 +45,20 @@ def top_samples(values: np.ndarray, k_top: int) -> np.ndarray:
     return np.argsort(-values, axis=0, kind="stable")[:k].T
 
 
-def weighted_label_entropy(
+def weighted_label_distribution(
     values: np.ndarray, top: np.ndarray, labels: np.ndarray, n_classes: int
 ) -> np.ndarray:
-    """Entropy (nats) of the label distribution of each feature's top samples, each sample
-    weighted by its activation (VISTA: ``p_l = sum a / (sum a + 1e-9)``, ``-sum p log(p + 1e-9)``)."""
+    """``(F, C)`` label distribution of each feature's top samples, each sample weighted by its
+    activation (VISTA: ``p_l = sum a / (sum a + 1e-9)``)."""
     a = np.take_along_axis(values, top.T, axis=0).T  # (F, k)
     lab = labels[top]  # (F, k)
     mass = np.zeros((len(top), n_classes))
     np.add.at(mass, (np.repeat(np.arange(len(top)), top.shape[1]), lab.ravel()), a.ravel())
-    p = mass / (mass.sum(axis=1, keepdims=True) + 1e-9)
+    return mass / (mass.sum(axis=1, keepdims=True) + 1e-9)
+
+
+def entropy_nats(p: np.ndarray) -> np.ndarray:
+    """VISTA's ``-sum p log(p + 1e-9)`` per row."""
     return -(p * np.log(p + 1e-9)).sum(axis=1)
 
 
@@ -66,8 +70,13 @@ def three_stage(
     k2: int = 100,
     k3: int = 50,
     k_top: int = 20,
+    own_class: bool = True,
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Class -> ``(SDF ids ordered by entropy, their entropies)`` (VISTA's pipeline)."""
+    """Class -> ``(SDF ids ordered by entropy, their entropies)`` (VISTA's pipeline).
+
+    ``own_class``: a stage-3 candidate must have the class as the mode of its top images' label
+    distribution. VISTA's filter (``own_class=False``) keeps any low-entropy latent, so a latent
+    pure for another class can become this class's SDF."""
     freq = class_firing_frequency(codes, labels, n_classes)
     means = class_means(codes, labels, n_classes)
     out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -77,8 +86,12 @@ def three_stage(
         stage1 = np.argsort(-freq[c], kind="stable")[:k1]
         stage2 = stage1[np.argsort(-means[c, stage1], kind="stable")[:k2]]
         vals = columns(codes, stage2)
-        ent = weighted_label_entropy(vals, top_samples(vals, k_top), labels, n_classes)
-        keep = np.lexsort((-means[c, stage2], ent))[:k3]
+        dist = weighted_label_distribution(vals, top_samples(vals, k_top), labels, n_classes)
+        ent = entropy_nats(dist)
+        keep = np.lexsort((-means[c, stage2], ent))
+        if own_class:
+            keep = keep[dist[keep].argmax(axis=1) == c]
+        keep = keep[:k3]
         out[c] = (stage2[keep], ent[keep])
     return out
 

@@ -34,10 +34,12 @@ def train_saes(
     train_cfg: TrainConfig,
     trainer_cfg: TrainerConfig,
     out_dir: str | os.PathLike[str],
+    export_dirs: list[Path] | None = None,
 ) -> list[Path]:
     """Train the SAEs of ``sae_cfgs`` together on one pass of ``store``; export each.
 
-    One SAE is exported to ``out_dir/sae``; several to ``out_dir/sae/<name>``.
+    One SAE is exported to ``out_dir/sae``; several to ``out_dir/sae/<name>``; ``export_dirs``
+    (one per config) overrides both.
     """
     tc = train_cfg
     keep_freed_memory()
@@ -115,11 +117,16 @@ def train_saes(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     paths = []
-    for name, sae, tracker in zip(names, module.saes, module.trackers, strict=True):
+    if export_dirs is not None and len(export_dirs) != len(names):
+        raise ValueError("export_dirs needs one directory per SAE config")
+    for i, (name, sae, tracker) in enumerate(zip(names, module.saes, module.trackers, strict=True)):
         exported = copy.deepcopy(sae).cpu().float()
         exported.canonicalize_()  # unit decoder rows (vanilla trains them free)
         exported.fold_input_scale_(float(module.input_scale))
-        target = out / "sae" if len(names) == 1 else out / "sae" / name
+        if export_dirs is not None:
+            target = Path(export_dirs[i])
+        else:
+            target = out / "sae" if len(names) == 1 else out / "sae" / name
         meta = {
             **meta_common,
             "name": name,

@@ -25,7 +25,7 @@ class DatasetConfig:
     limit: int = 0
     """Keep only the first ``limit`` images of each split (0 = all); for quick runs and tests."""
     labels: list[str] = field(default_factory=list)
-    """Label columns to keep (tables, HF datasets: required; bundled datasets: empty = all)."""
+    """Labels to keep (tables, HF datasets: the label columns, required; others: empty = all)."""
     path_column: str = "path"
     """table: the column holding image paths (relative to the table's folder)."""
     image_column: str = "image"
@@ -80,6 +80,21 @@ class LabelledImages:
                 f"Dataset {self.name!r} has no split(s) {missing}; it has {sorted(self.splits)}."
             )
         return np.concatenate([self.splits[n] for n in names])
+
+    def with_labels(self, names: list[str]) -> LabelledImages:
+        """The same dataset keeping only the labels ``names`` (all if empty)."""
+        if not names:
+            return self
+        missing = [n for n in names if n not in self.labels]
+        if missing:
+            raise VistaError(
+                f"Dataset {self.name!r} has no label(s) {missing}; it has {sorted(self.labels)}."
+            )
+        return dataclasses.replace(
+            self,
+            labels={n: self.labels[n] for n in names},
+            class_names={n: self.class_names[n] for n in names},
+        )
 
     def limited(self, limit: int) -> LabelledImages:
         """The same dataset with each split cut to its first ``limit`` images."""
@@ -214,7 +229,8 @@ register_dataset = DATASETS.register
 
 def make_dataset(cfg: DatasetConfig | Any) -> LabelledImages:
     cfg = as_dataset_config(cfg)
-    return DATASETS.get_entry(cfg.name)(cfg).limited(int(cfg.limit))
+    ds = DATASETS.get_entry(cfg.name)(cfg).with_labels(list(cfg.labels))
+    return ds.limited(int(cfg.limit))
 
 
 def as_dataset_config(cfg: DatasetConfig | Any) -> DatasetConfig:

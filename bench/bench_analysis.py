@@ -1,0 +1,239 @@
+"""The analysis layer's speed and memory (issue 11's targets), in one run.
+
+- ``pass``: the shared encode pass against a bare ``sae.encode`` over the same store, alternating
+  rounds; the ratio of throughputs (target >= 0.90).
+- ``auc``: ``feature_auc`` on 16,384 latents x 10 classes x 10,000 images (target < 30 s).
+- ``anova``: the batched type-II ANOVA of 1,000 latents on three factors (target < 60 s).
+- ``memory``: peak RSS of ``analysis=all`` on a FairFace-sized split (86k images, 16,384 latents,
+  L0 64, FairFace's 9 x 2 x 7 labels), in a fresh process (target < 4 GB).
+- ``default``: ``vista analyze analysis=all`` on the default run's directory (``make run`` first;
+  target < 5 minutes).
+
+Run: ``.venv/bin/python bench/bench_analysis.py [--only pass,auc,...] [--out FILE.md]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def make_store(path: Path, n: int, d: int, labels: dict[str, int], seed: int = 0) -> Path:
+    """One vector per image, with label-dependent means so analyses have something to find."""
+    from vista.store import SplitSpec, StoreWriter
+
+    rng = np.random.default_rng(seed)
+    names = {k: [f"{k}{i}" for i in range(c)] for k, c in labels.items()}
+    centres = {k: rng.normal(size=(c, d)) for k, c in labels.items()}
+    spec = {"validation": SplitSpec(n, d, None, names)}
+    with StoreWriter(path, spec, {"encoder": "bench"}, resume=False) as w:
+        for a in range(0, n, 8192):
+            m = min(8192, n - a)
+            ys = {k: rng.integers(0, c, m) for k, c in labels.items()}
+            x = rng.normal(size=(m, d)) + sum(centres[k][y] for k, y in ys.items())
+            w.append("validation", x.astype(np.float32), ys, np.arange(a, a + m))
+        w.finish()
+    return path
+
+
+def random_sae(d: int, h: int, k: int, path: Path | None = None):  # type: ignore[no-untyped-def]
+    from vista.saes import make_sae
+    from vista.saes.io import save_sae
+
+    sae = make_sae({"architecture": "topk", "d_model": d, "d_sae": h, "k": k, "seed": 0}).eval()
+    if path is not None:
+        save_sae(sae, path)
+    return sae
+
+
+def bench_pass(work: Path, rounds: int) -> list[str]:
+    from vista.analysis.encoding import encode_split
+    from vista.store.stream import iter_row_blocks
+
+    store = make_store(work / "pass.h5", 40_000, 512, {"y": 10})
+    sae = random_sae(512, 8192, 64)
+    rows = max(1, 16384 // 1)
+
+    @torch.no_grad()
+    def bare() -> float:
+        t0 = time.perf_counter()
+        for _, block in iter_row_blocks(store, "validation", rows):
+            sae.encode(torch.from_numpy(np.asarray(block, dtype=np.float32)))
+        return 40_000 / (time.perf_counter() - t0)
+
+    def shared() -> float:
+        t0 = time.perf_counter()
+        encode_split(sae, store, "validation", batch_tokens=16384)
+        return 40_000 / (time.perf_counter() - t0)
+
+    b, s = [], []
+    for _ in range(rounds):
+        b.append(bare())
+        s.append(shared())
+    mb, ms = statistics.median(b), statistics.median(s)
+    return [
+        "| contender | images/s (median) | ratio |",
+        "|---|---:|---:|",
+        f"| bare `sae.encode` over the store | {mb:,.0f} | 1.00 |",
+        f"| shared analysis pass (encode, sparse decode, stats, pooling) | {ms:,.0f} | {ms / mb:.2f} |",
+        "",
+        f"40,000 images x 512-d, TopK 8,192 latents k 64, float16 zstd store, {rounds} alternating rounds.",
+    ]
+
+
+def bench_auc(work: Path) -> list[str]:
+    from vista.analysis.context import AnalysisSettings, Context
+    from vista.analysis.runner import run_analyses
+
+    store = make_store(work / "auc.h5", 10_000, 256, {"y": 10})
+    ctx = Context(random_sae(256, 16384, 64), store, AnalysisSettings(n_boot=1000))
+    t0 = time.perf_counter()
+    _ = ctx.encoded
+    t_pass = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_analyses(ctx, ["feature_auc"], {}, work / "auc_out")
+    t = time.perf_counter() - t0
+    return [
+        f"`feature_auc`, 16,384 latents x 10 classes x 10,000 images (L0 64, CSR: "
+        f"{ctx.encoded.sparse}): **{t:.1f} s** (the shared pass before it: {t_pass:.1f} s)."
+    ]
+
+
+def bench_anova() -> list[str]:
+    from vista.metrics.anova import factorial_anova
+
+    rng = np.random.default_rng(0)
+    n = 13_000
+    f = {
+        "age": rng.integers(0, 9, n),
+        "gender": rng.integers(0, 2, n),
+        "race": rng.integers(0, 7, n),
+    }
+    y = np.abs(rng.normal(size=(n, 1000))) * (rng.random((n, 1000)) < 0.1)
+    t0 = time.perf_counter()
+    factorial_anova(y, f)
+    t = time.perf_counter() - t0
+    return [
+        f"Type-II ANOVA `age*gender*race` (9 x 2 x 7) of 1,000 latents over 13,000 images: "
+        f"**{t:.1f} s** (statsmodels: one OLS per latent)."
+    ]
+
+
+MEMORY_CHILD = """
+import json, resource, sys, time
+from vista.analysis.runner import analyze
+from vista.analysis.context import AnalysisSettings
+from vista.analysis.registry import ANALYSES
+sae, store, out = sys.argv[1:4]
+cfgs = {n: s.config() for n, s in ANALYSES.items()}
+cfgs["ablation"].ks = [100]
+cfgs["probe"].epochs = 1
+t0 = time.perf_counter()
+o = analyze(sae, store, out, ["all"], cfgs, AnalysisSettings(n_boot=200, n_perm=200))
+print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "seconds": time.perf_counter() - t0, "ran": sorted(o.results),
+                  "skipped": sorted(o.skipped)}))
+"""
+
+
+def bench_memory(work: Path) -> list[str]:
+    store = make_store(work / "fairface_like.h5", 86_744, 1152, {"age": 9, "gender": 2, "race": 7})
+    random_sae(1152, 16384, 64, work / "sae16k")
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            MEMORY_CHILD,
+            str(work / "sae16k"),
+            str(store),
+            str(work / "mem_out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if p.returncode:
+        return [f"memory benchmark failed: {p.stderr[-2000:]}"]
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    return [
+        f"`analysis=all` on a FairFace-sized split (86,744 images, 1152-d, TopK 16,384 latents k 64, "
+        f"labels age 9 x gender 2 x race 7; ablation k=100 only, 1 probe epoch, 200 bootstrap "
+        f"replicates): peak RSS **{r['peak_mb']:,.0f} MB**, {r['seconds']:.0f} s. Ran: "
+        f"{', '.join(r['ran'])}; skipped: {', '.join(r['skipped'])}."
+    ]
+
+
+def bench_default() -> list[str]:
+    run = ROOT / "runs" / "default"
+    if not (run / "sae" / "cfg.json").is_file():
+        return ["default run: no runs/default (run `make run` first)."]
+    out = Path(tempfile.mkdtemp())
+    t0 = time.perf_counter()
+    p = subprocess.run(
+        [
+            str(ROOT / ".venv/bin/vista"),
+            "analyze",
+            f"sae={run / 'sae'}",
+            f"store={run / 'activations.h5'}",
+            f"out_dir={out}",
+            f"stability.saes=[{run / 'reseeds/seed1'},{run / 'reseeds/seed2'}]",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    t = time.perf_counter() - t0
+    if p.returncode:
+        return [f"default run analysis failed: {p.stderr[-1000:]}"]
+    idx = json.loads((out / "analyses/index.json").read_text())
+    per = ", ".join(f"{k} {v['seconds']:.1f}" for k, v in idx["ran"].items())
+    return [
+        f"`vista analyze analysis=all` on runs/default (MNIST test set, 512 latents): **{t:.0f} s** "
+        f"wall, including start-up. Per analysis (s): {per}."
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", default="pass,auc,anova,memory,default")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--out", default="")
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    lines = [f"## Analyses ({time.strftime('%Y-%m-%d')}, `bench/bench_analysis.py`)", ""]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for part in args.only.split(","):
+            t0 = time.perf_counter()
+            if part == "pass":
+                lines += bench_pass(work, args.rounds)
+            elif part == "auc":
+                lines += bench_auc(work)
+            elif part == "anova":
+                lines += bench_anova()
+            elif part == "memory":
+                lines += bench_memory(work)
+            elif part == "default":
+                lines += bench_default()
+            lines.append("")
+            print(f"[{part}] {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    _ = resource
+
+
+if __name__ == "__main__":
+    main()

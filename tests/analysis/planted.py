@@ -1,0 +1,48 @@
+"""Stores whose answer is known, and an identity SAE that passes them through unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tests.conftest import write_vista_store
+from vista.saes import SAE, make_sae
+
+
+def identity_sae(d: int, k: int | None = None) -> SAE:
+    """A TopK SAE with identity encoder and decoder: its codes are the (non-negative) inputs."""
+    sae = make_sae({"architecture": "topk", "d_model": d, "d_sae": d, "k": k or d})
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.eye(d))
+        sae.W_dec.copy_(torch.eye(d))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae.eval()
+
+
+def planted_codes(
+    n: int = 2400, d: int = 16, seed: int = 0
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Non-negative activations with two labels and known structure:
+
+    - latent 0 fires only for the intersection a=1 and b=1 (a conjunction feature);
+    - latent 1 fires for a=2 (a single-attribute feature), latent 2 for b=0;
+    - latents 3.. are noise, independent of the labels.
+    """
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 3, n), rng.integers(0, 2, n)
+    x = np.abs(rng.normal(size=(n, d))) * (rng.random((n, d)) < 0.3)
+    x[:, 0] = ((a == 1) & (b == 1)) * (1 + rng.random(n))
+    x[:, 1] = (a == 2) * (1 + rng.random(n))
+    x[:, 2] = (b == 0) * (1 + rng.random(n))
+    return x.astype(np.float32), {"a": a, "b": b}
+
+
+def planted_store(path: Path, n: int = 2400, d: int = 16, seed: int = 0) -> Path:
+    x, labels = planted_codes(n, d, seed)
+    names = {"a": ["a0", "a1", "a2"], "b": ["b0", "b1"]}
+    return write_vista_store(
+        path, {"training": x, "validation": x}, {"training": labels, "validation": labels}, names
+    )
