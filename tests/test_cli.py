@@ -165,6 +165,7 @@ def test_vista_run_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
         "feature_auc",
         "sdf",
         "intersectional",
+        "conjunction",
         "fidelity",
         "dynamics",
         "probe",
@@ -288,7 +289,7 @@ def test_analyze_runs_a_subset_all_and_refuses_what_cannot_run(tmp_path: Path) -
     )
     assert r.returncode == 0, r.stderr
     index = json.loads((tmp_path / "c/analyses/index.json").read_text())
-    assert set(index["skipped"]) == {"stability", "compare"} and len(index["ran"]) == 11
+    assert set(index["skipped"]) == {"stability", "compare"} and len(index["ran"]) == 12
     r = vista("analyze", *common, "sdf.nope=1", f"out_dir={tmp_path / 'd'}")
     assert r.returncode != 0 and "nope" in r.stderr
 

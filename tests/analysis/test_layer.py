@@ -80,7 +80,7 @@ def test_all_runs_what_the_labels_allow_and_records_why_the_rest_was_skipped(
     names, explicit = resolve_names(["all"])
     cfgs = {"probe": ANALYSES["probe"].config(epochs=1)}
     out = run_analyses(ctx, names, cfgs, tmp_path / "out", explicit=explicit)
-    assert set(out.skipped) == {"intersectional", "stability", "compare"}
+    assert set(out.skipped) == {"intersectional", "conjunction", "stability", "compare"}
     assert "2 label(s)" in out.skipped["intersectional"]
     index = json.loads((tmp_path / "out/analyses/index.json").read_text())
     assert set(index["skipped"]) == set(out.skipped) and "health" in index["ran"]

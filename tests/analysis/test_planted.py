@@ -78,11 +78,16 @@ def test_ablation_finds_the_necessary_latent_and_random_latents_cost_nothing(
     assert table["acc_only_top_k"] > table["random_acc_only_k"] + 0.2
 
 
-def test_intersectional_finds_the_conjunction_latent(ctx: Context, tmp_path: Path) -> None:
-    r = _run(ctx, "intersectional", tmp_path)
-    conj = r.tables["conjunction_features"]
+def test_conjunction_finds_the_planted_latent_and_only_it(ctx: Context, tmp_path: Path) -> None:
+    conj = _run(ctx, "conjunction", tmp_path).tables["conjunction_features"]
     assert conj[0]["feature"] == 0 and conj[0]["cell"] == "a1_b1" and conj[0]["gap"] > 0.9
     assert {row["feature"] for row in conj} == {0}  # latents 1 and 2 are single-attribute
+
+
+def test_intersectional_flags_the_interaction_of_the_planted_latent(
+    ctx: Context, tmp_path: Path
+) -> None:
+    r = _run(ctx, "intersectional", tmp_path)
     feats = list(r.arrays["intersectional_features"])
     p = r.arrays["anova_p_corrected"][:, feats.index(0)]
     assert p.min() < 1e-6  # latent 0's a:b interaction

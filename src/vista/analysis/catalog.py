@@ -4,6 +4,7 @@ from vista.analysis import (  # noqa: F401
     ablation,
     alignment,
     compare,
+    conjunction,
     dynamics,
     feature_auc,
     fidelity,

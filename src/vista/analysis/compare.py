@@ -83,6 +83,67 @@ def _corr_similarity(x: Any, y: Any) -> np.ndarray:
     return z(x).T @ z(y)
 
 
+def shared_latents(
+    r: Result, ctx: Context, other_sae: Any, ca: Any, cb: Any, same_space: bool, cfg: CompareConfig
+) -> None:
+    """One-to-one matching of the two SAEs' latents; shared above ``cfg.threshold``."""
+    if same_space:
+        wa = unit_rows(ctx.sae.W_dec.detach().cpu().numpy())
+        sim = (wa @ unit_rows(other_sae.W_dec.detach().cpu().numpy()).T).astype(np.float32)
+        basis = "decoder cosine"
+    else:
+        alive_a = np.flatnonzero(np.asarray((ca != 0).sum(axis=0)).ravel())
+        alive_b = np.flatnonzero(np.asarray((cb != 0).sum(axis=0)).ravel())
+        sim = np.zeros((ca.shape[1], cb.shape[1]), dtype=np.float32)
+        sim[np.ix_(alive_a, alive_b)] = _corr_similarity(ca[:, alive_a], cb[:, alive_b])
+        basis = "code correlation"
+    value, partner, how = matched_similarity(sim, cfg.max_exact)
+    r.add("fraction_shared", float((value >= cfg.threshold).mean()), "none", n=len(value))
+    r.add("mean_matched_similarity", float(value.mean()), "none", n=len(value))
+    r.arrays["matched_similarity"] = value.astype(np.float32)
+    r.arrays["matched_latent"] = partner.astype(np.int64)
+    r.metadata.update(match_basis=basis, matching=how)
+
+
+def per_label(
+    r: Result,
+    ctx: Context,
+    other: Context,
+    ia: np.ndarray,
+    ca: Any,
+    cb: Any,
+    same_space: bool,
+    cfg: CompareConfig,
+) -> None:
+    """SDF overlap, and principal angles of the top latents' decoder spans (same space only)."""
+    for label in [k for k, why in ctx.usable_labels().items() if not why and k in other.labels]:
+        y = ctx.labels[label][ia]
+        n_cls = len(ctx.class_names[label])
+        va = inter_class_variance(class_means(ca, y, n_cls))
+        vb = inter_class_variance(class_means(cb, y, n_cls))
+        r.add(f"{label}/sdf_overlap", ks_overlap(va, vb), "none")
+        if not same_space:
+            r.skipped[f"{label}/principal_angles"] = (
+                "the two SAEs read different input spaces (SPEC D19)"
+            )
+            continue
+        ta = np.argsort(-va, kind="stable")[: cfg.top_latents]
+        tb = np.argsort(-vb, kind="stable")[: cfg.top_latents]
+        cos = principal_angles(
+            ctx.sae.W_dec.detach().cpu().numpy()[ta].T.astype(np.float64),
+            other.sae.W_dec.detach().cpu().numpy()[tb].T.astype(np.float64),
+        )
+        r.add(
+            f"{label}/mean_cos_principal_angle",
+            float(cos.mean()) if len(cos) else 0.0,
+            "none",
+            n=len(cos),
+        )
+        r.add(
+            f"{label}/grassmann_distance", float(np.linalg.norm(np.arccos(cos))), "none", n=len(cos)
+        )
+
+
 @register_analysis(
     "compare",
     CompareConfig,
@@ -102,61 +163,10 @@ def run(ctx: Context, cfg: CompareConfig) -> Result:
     r = Result("compare")
     r.add("cka_codes", linear_cka(ca, cb), "none", n=len(ia))
     if not same_space:
-        r.add(
-            "cka_raw",
-            linear_cka(ctx.encoded.pooled_raw[ia], other.encoded.pooled_raw[ib]),
-            "none",
-            n=len(ia),
-        )
-    if same_space:
-        sim = (
-            unit_rows(ctx.sae.W_dec.detach().cpu().numpy())
-            @ unit_rows(other_sae.W_dec.detach().cpu().numpy()).T
-        )
-        basis = "decoder cosine"
-    else:
-        alive_a = np.flatnonzero(np.asarray((ca != 0).sum(axis=0)).ravel())
-        alive_b = np.flatnonzero(np.asarray((cb != 0).sum(axis=0)).ravel())
-        sim = np.zeros((ca.shape[1], cb.shape[1]))
-        sim[np.ix_(alive_a, alive_b)] = _corr_similarity(ca[:, alive_a], cb[:, alive_b])
-        basis = "code correlation"
-    value, partner, how = matched_similarity(sim, cfg.max_exact)
-    shared = value >= cfg.threshold
-    r.add("fraction_shared", float(shared.mean()), "none", n=len(value))
-    r.add("mean_matched_similarity", float(value.mean()), "none", n=len(value))
-    r.arrays["matched_similarity"] = value.astype(np.float32)
-    r.arrays["matched_latent"] = partner.astype(np.int64)
-    r.metadata.update(
-        match_basis=basis, matching=how, other_sae=cfg.other_sae, other_store=str(store)
-    )
-    for label in [k for k, why in ctx.usable_labels().items() if not why and k in other.labels]:
-        y = ctx.labels[label][ia]
-        n_cls = len(ctx.class_names[label])
-        va = inter_class_variance(class_means(ca, y, n_cls))
-        vb = inter_class_variance(class_means(cb, y, n_cls))
-        r.add(f"{label}/sdf_overlap", ks_overlap(va, vb), "none")
-        if same_space:
-            ta = np.argsort(-va, kind="stable")[: cfg.top_latents]
-            tb = np.argsort(-vb, kind="stable")[: cfg.top_latents]
-            cos = principal_angles(
-                ctx.sae.W_dec.detach().cpu().numpy()[ta].T.astype(np.float64),
-                other_sae.W_dec.detach().cpu().numpy()[tb].T.astype(np.float64),
-            )
-            r.add(
-                f"{label}/mean_cos_principal_angle",
-                float(cos.mean()) if len(cos) else 0.0,
-                "none",
-                n=len(cos),
-            )
-            r.add(
-                f"{label}/grassmann_distance",
-                float(np.linalg.norm(np.arccos(cos))),
-                "none",
-                n=len(cos),
-            )
-        else:
-            r.skipped[f"{label}/principal_angles"] = (
-                "the two SAEs read different input spaces (SPEC D19)"
-            )
+        raw = linear_cka(ctx.encoded.pooled_raw[ia], other.encoded.pooled_raw[ib])
+        r.add("cka_raw", raw, "none", n=len(ia))
+    shared_latents(r, ctx, other_sae, ca, cb, same_space, cfg)
+    per_label(r, ctx, other, ia, ca, cb, same_space, cfg)
+    r.metadata.update(other_sae=cfg.other_sae, other_store=str(store))
     r.headline = [k for k in ("cka_codes", "cka_raw", "fraction_shared") if k in r.scalars]
     return r

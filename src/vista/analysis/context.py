@@ -41,7 +41,7 @@ class AnalysisSettings:
     """Held-out part of the split for probes and rankings (stratified, VISTA's 80/20)."""
     split_seed: int = 42
     """Seed of that stratified split (VISTA's ``random_state=42``)."""
-    dense_codes_mb: float = 512.0
+    dense_codes_mb: float = 128.0
     """Keep the per-image codes dense up to this size, else sparse (CSR)."""
     pursuit: str = ""
     """Analyse an inference-time pursuit encoder on the SAE's dictionary: ihtp or mpsae."""

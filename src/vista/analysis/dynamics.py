@@ -63,6 +63,49 @@ def _needs(cfg: DynamicsConfig) -> str:
     return ""
 
 
+def spectra(r: Result, models: dict[str, Any]) -> None:
+    rows = []
+    for kind, sae in models.items():
+        for mat, w in _weights(sae).items():
+            for metric, v in spectral_summary(w).items():
+                r.add(f"{mat}/{metric}" + ("" if kind == "trained" else "/random"), v, "none")
+                rows.append({"model": kind, "matrix": mat, "metric": metric, "value": v})
+    r.tables["spectra"] = rows
+
+
+def paths(r: Result, ctx: Context, cfg: DynamicsConfig, label: str, kind: str, codes: Any) -> None:
+    y, n_cls = ctx.labels[label], len(ctx.class_names[label])
+    suffix = "" if kind == "trained" else "/random"
+    for spec in cfg.paths:
+        method, _, value = spec.partition(":")
+        sel = select(codes, method, float(value or 0), cfg.min_activation)
+        ov = overlaps(sel, y, n_cls, cfg.n_pairs, ctx.rng("dynamics", kind, spec))
+        r.tables.setdefault(f"{label}/paths", []).append({"model": kind, "path": spec, **ov})
+        for key in ("between_class_jaccard", "within_class_jaccard", "random_pair_jaccard"):
+            r.add(f"{label}/paths/{spec}/{key}{suffix}", ov[key], "none")
+
+
+def purities(r: Result, ctx: Context, label: str, kind: str, codes: Any) -> None:
+    pur = purity(codes, ctx.labels[label], len(ctx.class_names[label]))
+    alive = pur["support"] > 0
+    suffix = "" if kind == "trained" else "/random"
+    counts = {
+        k: int(((pur["kind"] == v) & alive).sum())
+        for k, v in (("pure", 2), ("compositional", 1), ("distributed", 0))
+    }
+    means = {
+        f"mean_{k}": float(pur[k][alive].mean()) if alive.any() else np.nan
+        for k in ("csi", "entropy_purity", "gini")
+    }
+    r.tables.setdefault(f"{label}/purity", []).append({"model": kind, **means, **counts})
+    r.add(f"{label}/purity/mean_csi{suffix}", means["mean_csi"], "higher", n=int(alive.sum()))
+    for k, v in counts.items():
+        r.add(f"{label}/purity/n_{k}{suffix}", v, "none", n=int(alive.sum()))
+    if kind == "trained":
+        r.arrays[f"{label}/csi"] = pur["csi"].astype(np.float32)
+        r.arrays[f"{label}/purity_kind"] = pur["kind"].astype(np.int8)
+
+
 @register_analysis(
     "dynamics",
     DynamicsConfig,
@@ -71,83 +114,22 @@ def _needs(cfg: DynamicsConfig) -> str:
 )
 def run(ctx: Context, cfg: DynamicsConfig) -> Result:
     r = Result("dynamics")
-    models = {"trained": ctx.sae}
-    if cfg.control:
-        models["random"] = ctx.control_sae
-    rows = []
-    for kind, sae in models.items():
-        for mat, w in _weights(sae).items():
-            for metric, v in spectral_summary(w).items():
-                name = f"{mat}/{metric}" + ("" if kind == "trained" else "/random")
-                r.add(name, v, "none")
-                rows.append({"model": kind, "matrix": mat, "metric": metric, "value": v})
-    r.tables["spectra"] = rows
+    spectra(r, {"trained": ctx.sae, **({"random": ctx.control_sae} if cfg.control else {})})
+    r.headline = ["decoder/stable_rank"] + (["decoder/stable_rank/random"] if cfg.control else [])
     usable = [k for k, why in ctx.usable_labels().items() if not why]
     label = cfg.label or (usable[0] if usable else "")
     if not label or label not in usable:
         r.skipped["paths_and_purity"] = "no usable label (dynamics.label)"
         return r
-    y, n_cls = ctx.labels[label], len(ctx.class_names[label])
     codes = {"trained": ctx.encoded.codes}
     if cfg.control:
         codes["random"] = ctx.control.codes
-    path_rows: list[dict[str, Any]] = []
-    purity_rows: list[dict[str, Any]] = []
     for kind, c in codes.items():
-        suffix = "" if kind == "trained" else "/random"
-        for spec in cfg.paths:
-            method, _, value = spec.partition(":")
-            sel = select(c, method, float(value or 0), cfg.min_activation)
-            ov = overlaps(sel, y, n_cls, cfg.n_pairs, ctx.rng("dynamics", kind, spec))
-            path_rows.append({"model": kind, "path": spec, **ov})
-            r.add(
-                f"{label}/paths/{spec}/between_class_jaccard{suffix}",
-                ov["between_class_jaccard"],
-                "none",
-            )
-            r.add(
-                f"{label}/paths/{spec}/within_class_jaccard{suffix}",
-                ov["within_class_jaccard"],
-                "none",
-            )
-        pur = purity(c, y, n_cls)
-        alive = pur["support"] > 0
-        counts = {
-            k: int(((pur["kind"] == v) & alive).sum())
-            for k, v in (("pure", 2), ("compositional", 1), ("distributed", 0))
-        }
-        purity_rows.append(
-            {
-                "model": kind,
-                "mean_csi": float(pur["csi"][alive].mean()) if alive.any() else np.nan,
-                "mean_entropy_purity": float(pur["entropy_purity"][alive].mean())
-                if alive.any()
-                else np.nan,
-                "mean_gini": float(pur["gini"][alive].mean()) if alive.any() else np.nan,
-                **counts,
-            }
-        )
-        r.add(
-            f"{label}/purity/mean_csi{suffix}",
-            purity_rows[-1]["mean_csi"],
-            "higher",
-            n=int(alive.sum()),
-        )
-        for k, v in counts.items():
-            r.add(f"{label}/purity/n_{k}{suffix}", v, "none", n=int(alive.sum()))
-        if kind == "trained":
-            r.arrays[f"{label}/csi"] = pur["csi"].astype(np.float32)
-            r.arrays[f"{label}/purity_kind"] = pur["kind"].astype(np.int8)
-    r.tables[f"{label}/paths"] = path_rows
-    r.tables[f"{label}/purity"] = purity_rows
+        paths(r, ctx, cfg, label, kind, c)
+        purities(r, ctx, label, kind, c)
     r.headline = [
-        k
-        for k in (
-            f"{label}/purity/mean_csi",
-            f"{label}/purity/mean_csi/random",
-            "decoder/stable_rank",
-            "decoder/stable_rank/random",
-        )
-        if k in r.scalars
+        f"{label}/purity/mean_csi",
+        *([f"{label}/purity/mean_csi/random"] if cfg.control else []),
+        *r.headline,
     ]
     return r

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from vista.errors import VistaError
-from vista.metrics.reconstruction import ReconstructionAccumulator
+from vista.metrics.reconstruction import ReconstructionAccumulator, token_terms
 from vista.metrics.sparsity import SparsityAccumulator
 from vista.progress import Progress
 from vista.saes import SAE, ops
@@ -72,6 +72,60 @@ class EncodedSplit:
         return np.asarray(c.toarray() if hasattr(c, "toarray") else c, dtype=np.float32)
 
 
+class _Pass:
+    """The accumulators of one pass; ``fold`` adds a block of images."""
+
+    def __init__(self, n_img: int, t: int, d_model: int, d_sae: int, dense: bool) -> None:
+        self.t, self.d_sae, self.dense = t, d_sae, dense
+        self.sparsity, self.recon = SparsityAccumulator(d_sae), ReconstructionAccumulator()
+        self.pooled_raw = np.zeros((n_img, d_model), dtype=np.float32)
+        self.csr_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.per_image = np.zeros((4, n_img), dtype=np.float64)
+
+    def fold(
+        self, start: int, x: Tensor, entries: tuple[Tensor, Tensor, Tensor], x_hat: Tensor
+    ) -> None:
+        """Add a block: ``x (n*t, d)``, the codes' non-zero ``(rows, cols, vals)``, ``x_hat``."""
+        n, t = x.shape[0] // self.t, self.t
+        rows, cols, vals = entries
+        self.sparsity.update_entries(rows, cols, n * t, t)
+        x64 = x.double()
+        sq, dot, xn, xhn = token_terms(x64, x_hat.double())
+        self.recon.update_tokens(x64, sq, dot, xn, xhn)
+        sl = slice(start, start + n)
+        mean_x = x64.view(n, t, -1).mean(dim=1)
+        self.pooled_raw[sl] = mean_x.float().cpu().numpy()
+        scatter = (
+            (x64.view(n, t, -1) - mean_x[:, None, :]).pow(2).sum(dim=(1, 2))
+            if t > 1
+            else torch.zeros(n, dtype=torch.float64)
+        )
+        cos = (dot / (xn * xhn).clamp_min(1e-12)).view(n, t).mean(dim=1)
+        l0 = torch.bincount(rows, minlength=n * t).double().view(n, t).mean(dim=1)
+        stats = torch.stack([sq.view(n, t).sum(dim=1), scatter.to(sq.device), cos, l0])
+        self.per_image[:, sl] = stats.cpu().numpy()
+        self.csr_parts.append(_pooled_rows(rows, cols, vals, n, t, self.d_sae))
+
+    def result(self, seconds: float) -> EncodedSplit:
+        codes: Any = _stack_csr(self.csr_parts, self.d_sae)
+        if self.dense:
+            codes = codes.toarray()
+        return EncodedSplit(
+            n_images=self.per_image.shape[1],
+            tokens_per_image=self.t,
+            health=self.sparsity.result(),
+            reconstruction=self.recon.result(),
+            firing_counts=self.sparsity.counts.copy(),
+            pooled_raw=self.pooled_raw,
+            codes=codes,
+            image_sq_error=self.per_image[0],
+            image_scatter=self.per_image[1],
+            image_cosine=self.per_image[2],
+            image_l0=self.per_image[3],
+            seconds=seconds,
+        )
+
+
 @torch.no_grad()
 def encode_split(
     sae: SAE,
@@ -80,7 +134,7 @@ def encode_split(
     *,
     batch_tokens: int = 16384,
     device: str = "cpu",
-    dense_codes_mb: float = 512.0,
+    dense_codes_mb: float = 128.0,
 ) -> EncodedSplit:
     """Run the pass over ``split`` of the store (see the module docstring)."""
     t0 = time.perf_counter()
@@ -95,14 +149,8 @@ def encode_split(
         raise VistaError(f"Split {split!r} of {str(store_path)!r} is empty; nothing to analyse.")
     sae = sae.to(device).eval()
     t, n_img, d_sae = info.n_tokens, info.n_rows, sae.d_sae
-    cap = max(1, _MAX_BLOCK_BYTES // (4 * d_sae))
-    rows_per_block = max(1, min(batch_tokens, cap) // t)
-    dense = n_img * d_sae * 4 <= dense_codes_mb * 2**20
-    sparsity, recon = SparsityAccumulator(d_sae), ReconstructionAccumulator()
-    pooled_raw = np.zeros((n_img, info.d_model), dtype=np.float32)
-    codes_dense = np.zeros((n_img, d_sae), dtype=np.float32) if dense else None
-    csr_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    per_image = np.zeros((4, n_img), dtype=np.float64)
+    rows_per_block = max(1, min(batch_tokens, max(1, _MAX_BLOCK_BYTES // (4 * d_sae))) // t)
+    acc = _Pass(n_img, t, info.d_model, d_sae, n_img * d_sae * 4 <= dense_codes_mb * 2**20)
     with Progress(f"encode {split}", n_img, 0, log) as progress:
         for start, rows in iter_row_blocks(store_path, split, rows_per_block):
             n = len(rows)
@@ -116,38 +164,15 @@ def encode_split(
                 codes = sae.encode_instances(x.view(n, t, -1)).reshape(n * t, -1)
             else:
                 codes = sae.encode(x)
-            x_hat, pooled = _decode_and_pool(sae, codes, n, t)
-            sparsity.update(codes, t)
-            recon.update(x, x_hat)
-            sl = slice(start, start + n)
-            xv = x.view(n, t, -1)
-            mean_x = xv.mean(dim=1)
-            pooled_raw[sl] = mean_x.cpu().numpy()
-            per_image[:, sl] = _image_stats(xv, x_hat.view(n, t, -1), mean_x, codes, n, t)
-            if codes_dense is not None:
-                codes_dense[sl] = pooled.cpu().numpy()
-            else:
-                csr_parts.append(_csr_rows(pooled))
+            entries, x_hat = _decode(sae, codes)
+            acc.fold(start, x, entries, x_hat)
             progress.update(n)
-    out_codes: Any = codes_dense if codes_dense is not None else _stack_csr(csr_parts, d_sae)
-    return EncodedSplit(
-        n_images=n_img,
-        tokens_per_image=t,
-        health=sparsity.result(),
-        reconstruction=recon.result(),
-        firing_counts=sparsity.counts.copy(),
-        pooled_raw=pooled_raw,
-        codes=out_codes,
-        image_sq_error=per_image[0],
-        image_scatter=per_image[1],
-        image_cosine=per_image[2],
-        image_l0=per_image[3],
-        seconds=time.perf_counter() - t0,
-    )
+    return acc.result(time.perf_counter() - t0)
 
 
-def _decode_and_pool(sae: SAE, codes: Tensor, n: int, t: int) -> tuple[Tensor, Tensor]:
-    """``x_hat`` through the non-zero codes only (an embedding bag), and the per-image mean codes."""
+def _decode(sae: SAE, codes: Tensor) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
+    """The codes' non-zero entries ``(rows, cols, vals)`` and ``x_hat`` decoded through them only
+    (an embedding bag) when they are sparse."""
     rows, cols = codes.nonzero(as_tuple=True)
     vals = codes[rows, cols]
     if rows.numel() * 4 < codes.numel():
@@ -155,27 +180,24 @@ def _decode_and_pool(sae: SAE, codes: Tensor, n: int, t: int) -> tuple[Tensor, T
         x_hat = ops.sparse_decode(cols, vals, sae.W_dec, offsets) + sae.b_dec
     else:
         x_hat = sae.decode(codes)
-    pooled = codes.view(n, t, -1).mean(dim=1) if t > 1 else codes
-    return x_hat, pooled
+    return (rows, cols, vals), x_hat
 
 
-def _image_stats(
-    x: Tensor, x_hat: Tensor, mean_x: Tensor, codes: Tensor, n: int, t: int
-) -> np.ndarray:
-    """``(4, n)`` float64: squared error, within-image scatter, mean cosine, mean L0 per image."""
-    x64, xh64 = x.double(), x_hat.double()
-    sq_err = (x64 - xh64).pow(2).sum(dim=(1, 2))
-    scatter = (x64 - mean_x.double()[:, None, :]).pow(2).sum(dim=(1, 2))
-    cos = (x64 * xh64).sum(-1) / (x64.norm(dim=-1) * xh64.norm(dim=-1)).clamp_min(1e-12)
-    l0 = (codes != 0).sum(dim=-1).double().view(n, t)
-    return torch.stack([sq_err, scatter, cos.mean(dim=1), l0.mean(dim=1)]).cpu().numpy()
-
-
-def _csr_rows(pooled: Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    nz = pooled != 0
-    counts = nz.sum(dim=1).cpu().numpy()
-    cols = nz.nonzero(as_tuple=True)[1].cpu().numpy().astype(np.int32)
-    return counts, cols, pooled[nz].cpu().numpy().astype(np.float32)
+def _pooled_rows(
+    rows: Tensor, cols: Tensor, vals: Tensor, n: int, t: int, d_sae: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR parts (row counts, columns, values) of the per-image mean of the codes."""
+    if t > 1:  # sum each (image, latent) over the image's tokens, then divide by t
+        key = torch.div(rows, t, rounding_mode="floor") * d_sae + cols
+        uniq, inv = torch.unique(key, return_inverse=True)
+        summed = torch.zeros(len(uniq), dtype=vals.dtype, device=vals.device).index_add_(
+            0, inv, vals
+        )
+        rows, cols, vals = torch.div(uniq, d_sae, rounding_mode="floor"), uniq % d_sae, summed / t
+        keep = vals != 0  # signed codes can cancel
+        rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    counts = torch.bincount(rows, minlength=n).cpu().numpy()
+    return counts, cols.cpu().numpy().astype(np.int32), vals.cpu().numpy().astype(np.float32)
 
 
 def _stack_csr(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], d_sae: int) -> Any:

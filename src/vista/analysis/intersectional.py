@@ -9,8 +9,8 @@
   ``min_eta_sq``, else ``main_effect_only``. All candidates in one batched fit (metrics/anova).
 - MI decomposition: binned MI with each label, each pair and the composite; synergy = MI(all) -
   max MI(single).
-- Conjunction features (vista's addition): latents that fire for one cell of a pair of labels
-  markedly more than for either attribute alone (metrics/conjunction).
+- Conjunction features, latents that fire for one cell of a pair of labels but for neither
+  attribute alone, are their own analysis (``conjunction``).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.context import Skip
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.analysis.sdf import SDFConfig, find_sdfs
 from vista.metrics.anova import factorial_anova
-from vista.metrics.conjunction import conjunction_scores
 from vista.metrics.information import binned_mutual_information, combine_labels
 from vista.metrics.sdf import alignment_hits, columns
 from vista.metrics.uncertainty import mean_ci
@@ -39,15 +39,13 @@ class IntersectionalConfig:
     labels: list[str] = field(default_factory=list)
     """Labels to intersect (empty = every usable label)."""
     min_subgroup_size: int = 30
-    """Composite subgroups and conjunction cells need at least this many images."""
+    """Composite subgroups need at least this many images."""
     sdf: SDFConfig = field(default_factory=SDFConfig)
     anova: bool = True
     alpha: float = 0.05
     min_eta_sq: float = 0.01
     mi: bool = True
     n_bins: int = 20
-    min_gap: float = 0.2
-    """Conjunction features: firing-rate gap of the cell over either attribute alone."""
 
 
 def composite(
@@ -72,52 +70,65 @@ def composite(
     return ids, mapping
 
 
+def subgroup_sdfs(
+    ctx: Context, ids: np.ndarray, n_groups: int, cfg: IntersectionalConfig
+) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
+    """SDFs of the composite subgroups and their alignment rates (held out, as ``sdf`` does)."""
+    from vista.analysis.probes import split_indices
+
+    codes = ctx.encoded.codes
+    keep = np.flatnonzero(ids >= 0)
+    if cfg.sdf.held_out:
+        tr, te, _ = split_indices(ids[keep], ctx.settings.test_size, ctx.settings.split_seed)
+        select, score = keep[tr], keep[te]
+    else:
+        select = score = keep
+    found = find_sdfs(codes[select], ids[select], n_groups, cfg.sdf)
+    sdfs = {c: v["features"] for c, v in found.items()}
+    align = {}
+    for c, feats in sdfs.items():
+        hits = alignment_hits(codes[score], feats, ids[score], c, cfg.sdf.k_top)
+        rates = hits.mean(axis=1) if len(feats) else np.zeros(0)
+        align[str(c)] = {
+            "feature_indices": feats.tolist(),
+            "alignment_rates": rates.tolist(),
+            "mean_alignment_rate": float(rates.mean()) if len(rates) else float("nan"),
+        }
+    return sdfs, align
+
+
+def single_attribute_sdfs(ctx: Context, names: list[str], cfg: IntersectionalConfig) -> set[int]:
+    codes, out = ctx.encoded.codes, set()
+    for n in names:
+        idx = ctx.labelled(n)
+        found = find_sdfs(codes[idx], ctx.labels[n][idx], len(ctx.class_names[n]), cfg.sdf)
+        for v in found.values():
+            out.update(v["features"].tolist())
+    return out
+
+
 @register_analysis(
     "intersectional",
     IntersectionalConfig,
-    "Intersections of labels: subgroup SDFs, novel features, ANOVA interactions, MI synergy, "
-    "conjunction features.",
+    "Intersections of labels: subgroup SDFs, novel features, ANOVA interactions, MI synergy.",
     needs_labels=2,
 )
 def run(ctx: Context, cfg: IntersectionalConfig) -> Result:
     usable = ctx.require_labels(2)
     names = [n for n in (cfg.labels or usable) if n in usable]
     if len(names) < 2:
-        from vista.analysis.context import Skip
-
         raise Skip(f"intersectional.labels={cfg.labels} leaves fewer than two usable labels")
-    codes = ctx.encoded.codes
     r = Result("intersectional")
     ids, mapping = composite(ctx, names, cfg.min_subgroup_size)
-    keep = np.flatnonzero(ids >= 0)
     r.add("n_subgroups", len(mapping), "none")
     r.add("n_excluded_images", int((ids < 0).sum()), "none")
     readable = {k: "_".join(v.values()) for k, v in mapping.items()}
     r.tables["subgroups"] = [
         {"id": k, "name": readable[k], **mapping[k], "n": int((ids == k).sum())} for k in mapping
     ]
-    found = find_sdfs(codes[keep], ids[keep], len(mapping), cfg.sdf)
-    int_sdfs = {c: v["features"] for c, v in found.items()}
-    align = {}
-    for c, feats in int_sdfs.items():
-        rates = (
-            alignment_hits(codes[keep], feats, ids[keep], c, cfg.sdf.k_top).mean(axis=1)
-            if len(feats)
-            else np.zeros(0)
-        )
-        align[str(c)] = {
-            "feature_indices": feats.tolist(),
-            "alignment_rates": rates.tolist(),
-            "mean_alignment_rate": float(rates.mean()) if len(rates) else float("nan"),
-        }
+    int_sdfs, align = subgroup_sdfs(ctx, ids, len(mapping), cfg)
     int_union = np.unique(np.concatenate(list(int_sdfs.values()) or [np.zeros(0, int)]))
-    single = set()
-    for n in names:
-        idx = ctx.labelled(n)
-        for v in find_sdfs(
-            codes[idx], ctx.labels[n][idx], len(ctx.class_names[n]), cfg.sdf
-        ).values():
-            single.update(v["features"].tolist())
+    single = single_attribute_sdfs(ctx, names, cfg)
     novel = np.array(sorted(set(int_union.tolist()) - single), dtype=np.int64)
     r.add("n_intersectional_features", len(int_union), "none")
     r.add("n_single_attribute_features", len(single), "none")
@@ -138,23 +149,21 @@ def run(ctx: Context, cfg: IntersectionalConfig) -> Result:
         "params": {**asdict(cfg), "labels": names},
     }
     every = np.flatnonzero(np.all([ctx.labels[n] >= 0 for n in names], axis=0))
-    values = columns(codes[every], int_union) if len(int_union) else np.zeros((len(every), 0))
+    values = (
+        columns(ctx.encoded.codes[every], int_union)
+        if len(int_union)
+        else np.zeros((len(every), 0))
+    )
+    factors = {n: ctx.labels[n][every] for n in names}
     if cfg.anova and len(int_union):
-        doc.update(_anova(r, values, {n: ctx.labels[n][every] for n in names}, int_union, cfg))
+        doc.update(_anova(r, values, factors, int_union, cfg))
     if cfg.mi and len(int_union):
-        doc.update(
-            _mutual_information(
-                r, values, {n: ctx.labels[n][every] for n in names}, int_union, cfg, ctx
-            )
-        )
-    _conjunctions(r, ctx, names, cfg)
+        doc.update(_mutual_information(r, values, factors, int_union, cfg, ctx))
     r.headline = [
-        "n_novel_intersectional",
-        "anova_fraction_intersectional",
-        "mean_synergy",
-        "n_conjunction_features",
+        h
+        for h in ("n_novel_intersectional", "anova_fraction_intersectional", "mean_synergy")
+        if h in r.scalars
     ]
-    r.headline = [h for h in r.headline if h in r.scalars]
     r.files["intersectional_results.json"] = doc
     r.files["sdfs_intersectional.npz"] = {str(c): f for c, f in int_sdfs.items()}
     return r
@@ -231,43 +240,3 @@ def _mutual_information(
         "n_synergistic_gt_001": int((synergy > 0.01).sum()),
     }
     return {"mi_decomposition": per, "mi_summary": summary}
-
-
-def _conjunctions(r: Result, ctx: Context, names: list[str], cfg: IntersectionalConfig) -> None:
-    codes = ctx.encoded.codes
-    fired = (codes != 0).astype(np.float64)
-    rows: list[dict[str, Any]] = []
-    n_tests = 0
-    results = []
-    for a, b in combinations(names, 2):
-        res = conjunction_scores(
-            fired,
-            ctx.labels[a],
-            ctx.labels[b],
-            len(ctx.class_names[a]),
-            len(ctx.class_names[b]),
-            cfg.min_subgroup_size,
-        )
-        n_tests += res["p"].size
-        results.append((a, b, res))
-    for a, b, res in results:
-        p_corr = np.minimum(res["p"] * max(n_tests, 1), 1.0)
-        feat, cell = np.nonzero((res["gap"] >= cfg.min_gap) & (p_corr < cfg.alpha))
-        for f, c in zip(feat, cell, strict=True):
-            rows.append(
-                {
-                    "feature": int(f),
-                    "labels": f"{a}x{b}",
-                    "cell": f"{ctx.class_names[a][res['cell_a'][c]]}_{ctx.class_names[b][res['cell_b'][c]]}",
-                    "rate_cell": float(res["r_cell"][f, c]),
-                    "rate_either_alone": float(res["r_other"][f, c]),
-                    "gap": float(res["gap"][f, c]),
-                    "p_corrected": float(p_corr[f, c]),
-                }
-            )
-    rows.sort(key=lambda row: -row["gap"])
-    r.tables["conjunction_features"] = rows
-    r.add("n_conjunction_features", len({row["feature"] for row in rows}), "none", n=n_tests)
-    r.arrays["conjunction_features"] = np.array(
-        sorted({row["feature"] for row in rows}), dtype=np.int64
-    )

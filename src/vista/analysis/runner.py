@@ -34,6 +34,7 @@ ORDER = (
     "feature_auc",
     "sdf",
     "intersectional",
+    "conjunction",
     "fidelity",
     "dynamics",
     "probe",

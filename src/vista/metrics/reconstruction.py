@@ -33,6 +33,16 @@ def mean_cosine(x: Tensor, x_hat: Tensor, eps: float = 1e-12) -> float:
     return float(cos.mean())
 
 
+def token_terms(x64: Tensor, xh64: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per token, in float64: ``||x - x_hat||^2``, ``<x, x_hat>``, ``||x||``, ``||x_hat||``."""
+    return (
+        (x64 - xh64).pow(2).sum(-1),
+        (x64 * xh64).sum(-1),
+        x64.norm(dim=-1),
+        xh64.norm(dim=-1),
+    )
+
+
 @dataclass
 class ReconstructionAccumulator:
     """Sufficient statistics of (x, x_hat) pairs over a stream of batches, in float64."""
@@ -50,7 +60,14 @@ class ReconstructionAccumulator:
 
     @torch.no_grad()
     def update(self, x: Tensor, x_hat: Tensor) -> None:
-        x64, xh64 = x.detach().double(), x_hat.detach().double()
+        x64 = x.detach().double()
+        self.update_tokens(x64, *token_terms(x64, x_hat.detach().double()))
+
+    @torch.no_grad()
+    def update_tokens(
+        self, x64: Tensor, sq_err: Tensor, dot: Tensor, xn: Tensor, xhn: Tensor
+    ) -> None:
+        """``update`` from float64 ``x`` and the per-token terms of ``token_terms``."""
         nb = x64.shape[0]
         if nb == 0:
             return
@@ -65,13 +82,11 @@ class ReconstructionAccumulator:
             self.mean = self.mean + delta * (nb / n)
             self.m2 = self.m2 + m2_b_np + delta**2 * (self.n * nb / n)
         self.n += nb
-        diff = x64 - xh64
-        self.ss_res += float(diff.pow(2).sum())
-        xn, xhn = x64.norm(dim=-1), xh64.norm(dim=-1)
-        self.cos_sum += float(((x64 * xh64).sum(-1) / (xn * xhn).clamp_min(self._eps)).sum())
+        self.ss_res += float(sq_err.sum())
+        self.cos_sum += float((dot / (xn * xhn).clamp_min(self._eps)).sum())
         self.norm_ratio_sum += float((xhn / xn.clamp_min(self._eps)).sum())
         self.sq_norm_hat += float(xhn.pow(2).sum())
-        self.dot += float((x64 * xh64).sum())
+        self.dot += float(dot.sum())
 
     def result(self) -> dict[str, float]:
         if self.n == 0 or self.m2 is None:

@@ -60,6 +60,27 @@ class SparsityAccumulator:
         union = active.view(-1, tokens_per_image, self.d_sae).any(dim=1).sum(dim=-1)
         self.instance_l0.append(union.cpu().numpy().astype(np.float64))
 
+    @torch.no_grad()
+    def update_entries(
+        self, rows: Tensor, cols: Tensor, n_tokens: int, tokens_per_image: int
+    ) -> None:
+        """``update`` from the non-zero entries ``(rows, cols)`` of ``n_tokens`` tokens' codes,
+        without a pass over the dense codes."""
+        self.counts += torch.bincount(cols, minlength=self.d_sae).cpu().numpy().astype(np.int64)
+        self.n_tokens += n_tokens
+        per_token = torch.bincount(rows, minlength=n_tokens).double()
+        self.image_l0.append(per_token.view(-1, tokens_per_image).mean(dim=1).cpu().numpy())
+        if tokens_per_image == 1:
+            union = per_token
+        else:
+            image = torch.div(rows, tokens_per_image, rounding_mode="floor")
+            pairs = torch.unique(image * self.d_sae + cols)
+            union = torch.bincount(
+                torch.div(pairs, self.d_sae, rounding_mode="floor"),
+                minlength=n_tokens // tokens_per_image,
+            ).double()
+        self.instance_l0.append(union.cpu().numpy())
+
     def result(self, dense_threshold: float = 1e-1, rare_threshold: float = 1e-5) -> dict:
         l0 = np.concatenate(self.image_l0) if self.image_l0 else np.zeros(0)
         inst = np.concatenate(self.instance_l0) if self.instance_l0 else np.zeros(0)
