@@ -309,3 +309,30 @@ def test_probe_verb_trains_on_a_store_and_scores_its_validation_split(
     doc = json.loads((tmp_path / "p/analyses/probe/result.json").read_text())
     acc = doc["scalars"]["shape/raw_accuracy"]
     assert acc["value"] > 0.9 and acc["n"] == 300 and len(acc["ci"]) == 2
+
+
+def test_analyze_bad_input_is_one_sentence_with_exit_2(tmp_path: Path) -> None:
+    from tests.analysis.planted import identity_sae
+    from tests.conftest import write_vista_store
+    from vista.saes.io import save_sae
+
+    x = np.abs(np.random.default_rng(0).normal(size=(100, 8))).astype(np.float32)
+    store = write_vista_store(tmp_path / "nolabels.h5", {"validation": x})
+    save_sae(identity_sae(8), tmp_path / "sae8")
+    save_sae(identity_sae(16), tmp_path / "sae16")
+    cases = [
+        (
+            ["analysis=probes", f"sae={tmp_path / 'sae8'}"],
+            "needs 1 label(s) with at least two classes",
+        ),
+        (["analysis=health", f"sae={tmp_path / 'sae16'}"], "reads 16-d activations but split"),
+        (["analysis=nope", f"sae={tmp_path / 'sae8'}"], "Unknown analysis 'nope'"),
+        (
+            ["analysis=health", "eval.labels=[race]", f"sae={tmp_path / 'sae8'}"],
+            "Label(s) ['race'] not found",
+        ),
+    ]
+    for args, message in cases:
+        r = vista("analyze", f"store={store}", f"out_dir={tmp_path / 'o'}", *args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -28,6 +28,14 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
+def umask_mode() -> int:
+    """The mode a plain ``open`` would give a new file (0o666 minus the umask); ``mkstemp``
+    creates 0600 files whatever the umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` to ``path`` via a temporary file and a rename."""
     p = Path(path)
@@ -37,6 +45,7 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -165,3 +165,22 @@ def test_evaluate_preset_writes_the_vista_schema(
         "per_class_report",
     }
     assert doc["reconstruction_quality"]["fvu"] == pytest.approx(0.0, abs=1e-9)  # the identity
+
+
+def test_result_files_get_the_users_umask_and_hold_no_pickles(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    r = Result("x", arrays={"a": np.arange(3)}, files={"legacy.json": {"k": 1}})
+    r.add("v", 0.5, "higher", (0.4, 0.6), 10)
+    old = os.umask(0o027)
+    try:
+        d = r.write(tmp_path)
+    finally:
+        os.umask(old)
+    for p in (d / "result.json", d / "arrays.npz", tmp_path / "legacy.json"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o640, p
+    with pytest.raises(ValueError, match="dtype object"):
+        Result("y", arrays={"o": np.array([{}], dtype=object)}).write(tmp_path)
+    back = Result.read(d)
+    assert back.scalars["v"].low == 0.4 and back.scalars["v"].n == 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import sparse
 from sklearn.metrics import mutual_info_score
 
 from vista.metrics.information import bin_columns, binned_mutual_information, combine_labels
@@ -19,6 +20,12 @@ def test_plugin_mi_equals_sklearn_on_the_bins_minus_the_bias() -> None:
         plug_in = mutual_info_score(bin_columns(v, 20)[:, j], y) / np.log(2)  # nats -> bits
         assert mi[j] == pytest.approx(max(plug_in - bias, 0.0), abs=1e-12)
     assert mi[0] > 0.3 and mi[1] < 0.02
+    sparse_codes = np.where(v > 1.0, v, 0.0)  # a sparse matrix bins its zeros like any value
+    np.testing.assert_allclose(
+        binned_mutual_information(sparse.csr_matrix(sparse_codes), y),
+        binned_mutual_information(sparse_codes, y),
+        atol=1e-12,
+    )
 
 
 def test_constant_features_and_missing_labels() -> None:

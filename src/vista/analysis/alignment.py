@@ -87,8 +87,5 @@ def run(ctx: Context, cfg: AlignmentConfig) -> Result:
         r.add(f"{label}/selectivity_max", sec["selectivity_max"], "none", n=int(finite.size))
         r.arrays[f"{label}/inter_class_variance"] = var.astype(np.float32)
         r.arrays[f"{label}/selectivity"] = sel.astype(np.float32)
-    for label, why in ctx.usable_labels().items():
-        if why:
-            r.skipped[label] = why
     r.files["evaluation_results.json#feature_demographic_alignment"] = sections
     return r

@@ -42,8 +42,7 @@ class ConjunctionConfig:
     needs_labels=2,
 )
 def run(ctx: Context, cfg: ConjunctionConfig) -> Result:
-    usable = ctx.require_labels(2)
-    names = [n for n in (cfg.labels or usable) if n in usable]
+    names = ctx.pick_labels(cfg.labels, 2)
     fired = (ctx.encoded.codes != 0).astype(np.float64)
     tests = []
     for a, b in combinations(names, 2):

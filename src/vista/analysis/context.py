@@ -93,14 +93,13 @@ class Context:
         self._splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     # -- the shared pass ------------------------------------------------------------------------
-    @cached_property
-    def encoded(self) -> Any:
-        """The ``EncodedSplit`` of the SAE on the split (computed once)."""
+    def encode(self, sae: Any) -> Any:
+        """The shared pass of ``sae`` over the split (``EncodedSplit``)."""
         from vista.analysis.encoding import encode_split
 
         s = self.settings
         enc = encode_split(
-            self.sae,
+            sae,
             self.store,
             s.split,
             batch_tokens=s.batch_tokens,
@@ -109,6 +108,11 @@ class Context:
         )
         log.info("Encoded %d images of %s in %.1fs.", enc.n_images, s.split, enc.seconds)
         return enc
+
+    @cached_property
+    def encoded(self) -> Any:
+        """The ``EncodedSplit`` of the SAE on the split (computed once)."""
+        return self.encode(self.sae)
 
     @cached_property
     def control_sae(self) -> Any:
@@ -126,17 +130,7 @@ class Context:
     @cached_property
     def control(self) -> Any:
         """The shared pass through ``control_sae``."""
-        from vista.analysis.encoding import encode_split
-
-        s = self.settings
-        return encode_split(
-            self.control_sae,
-            self.store,
-            s.split,
-            batch_tokens=s.batch_tokens,
-            device=s.device,
-            dense_codes_mb=s.dense_codes_mb,
-        )
+        return self.encode(self.control_sae)
 
     # -- labels -----------------------------------------------------------------------------------
     def rng(self, *keys: str | int) -> np.random.Generator:
@@ -168,6 +162,21 @@ class Context:
                 f"{self.settings.split!r} of {self.store.name} has {have}"
             )
         return usable
+
+    def pick_labels(self, wanted: list[str], min_labels: int = 1) -> list[str]:
+        """``wanted`` (or every usable label if empty), checked: unknown names are an error,
+        fewer than ``min_labels`` usable ones a ``Skip``."""
+        unknown = [w for w in wanted if w not in self.labels]
+        if unknown:
+            raise VistaError(
+                f"Label(s) {unknown} are not in split {self.settings.split!r} of "
+                f"{str(self.store)!r}; it has {list(self.labels) or 'none'}."
+            )
+        usable = self.require_labels(min_labels)
+        names = [n for n in (wanted or usable) if n in usable]
+        if len(names) < min_labels:
+            raise Skip(f"the labels {wanted} leave fewer than {min_labels} usable label(s)")
+        return names
 
     def train_test(self, label: str) -> tuple[np.ndarray, np.ndarray]:
         """VISTA's stratified split of the labelled images (indices into the split), cached."""

@@ -120,6 +120,7 @@ def run(ctx: Context, cfg: DynamicsConfig) -> Result:
     label = cfg.label or (usable[0] if usable else "")
     if not label or label not in usable:
         r.skipped["paths_and_purity"] = "no usable label (dynamics.label)"
+        legacy(r, "")
         return r
     codes = {"trained": ctx.encoded.codes}
     if cfg.control:
@@ -132,4 +133,20 @@ def run(ctx: Context, cfg: DynamicsConfig) -> Result:
         *([f"{label}/purity/mean_csi/random"] if cfg.control else []),
         *r.headline,
     ]
+    legacy(r, label)
     return r
+
+
+def legacy(r: Result, label: str) -> None:
+    """The seed's result files (SPEC 5.2-5.4, pickles there) as JSON, trained and random side by
+    side: ``stable_rank_results.json``, ``concept_paths.json``, ``purity_results.json``."""
+    spectra_doc: dict[str, Any] = {}
+    for row in r.tables["spectra"]:
+        model = spectra_doc.setdefault(row["model"], {})
+        model.setdefault(row["matrix"], {})[row["metric"]] = row["value"]
+    r.files["stable_rank_results.json"] = spectra_doc
+    r.files["concept_paths.json"] = {"label": label, "paths": r.tables.get(f"{label}/paths", [])}
+    r.files["purity_results.json"] = {
+        "label": label,
+        "summary": r.tables.get(f"{label}/purity", []),
+    }

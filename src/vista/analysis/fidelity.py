@@ -142,8 +142,7 @@ def spread_p_value(
     needs_labels=1,
 )
 def run(ctx: Context, cfg: FidelityConfig) -> Result:
-    usable = ctx.require_labels()
-    names = [n for n in (cfg.labels or usable) if n in usable]
+    names = ctx.pick_labels(cfg.labels)
     r = Result("fidelity")
     sets: dict[str, tuple[np.ndarray, dict[int, str]]] = {}
     for n in names:

@@ -27,7 +27,7 @@ from vista.analysis.result import Result
 from vista.analysis.sdf import SDFConfig, find_sdfs
 from vista.metrics.anova import factorial_anova
 from vista.metrics.information import binned_mutual_information, combine_labels
-from vista.metrics.sdf import alignment_hits, columns
+from vista.metrics.sdf import alignment_hits, column_major
 from vista.metrics.uncertainty import mean_ci
 
 if TYPE_CHECKING:
@@ -114,12 +114,14 @@ def single_attribute_sdfs(ctx: Context, names: list[str], cfg: IntersectionalCon
     needs_labels=2,
 )
 def run(ctx: Context, cfg: IntersectionalConfig) -> Result:
-    usable = ctx.require_labels(2)
-    names = [n for n in (cfg.labels or usable) if n in usable]
-    if len(names) < 2:
-        raise Skip(f"intersectional.labels={cfg.labels} leaves fewer than two usable labels")
+    names = ctx.pick_labels(cfg.labels, 2)
     r = Result("intersectional")
     ids, mapping = composite(ctx, names, cfg.min_subgroup_size)
+    if len(mapping) < 2:
+        raise Skip(
+            f"fewer than two subgroups of {' x '.join(names)} have {cfg.min_subgroup_size} images; "
+            "lower intersectional.min_subgroup_size or analyse a larger split"
+        )
     r.add("n_subgroups", len(mapping), "none")
     r.add("n_excluded_images", int((ids < 0).sum()), "none")
     readable = {k: "_".join(v.values()) for k, v in mapping.items()}
@@ -149,11 +151,7 @@ def run(ctx: Context, cfg: IntersectionalConfig) -> Result:
         "params": {**asdict(cfg), "labels": names},
     }
     every = np.flatnonzero(np.all([ctx.labels[n] >= 0 for n in names], axis=0))
-    values = (
-        columns(ctx.encoded.codes[every], int_union)
-        if len(int_union)
-        else np.zeros((len(every), 0))
-    )
+    values = column_major(ctx.encoded.codes[every])[:, int_union]  # stays sparse if sparse
     factors = {n: ctx.labels[n][every] for n in names}
     if cfg.anova and len(int_union):
         doc.update(_anova(r, values, factors, int_union, cfg))
@@ -171,7 +169,7 @@ def run(ctx: Context, cfg: IntersectionalConfig) -> Result:
 
 def _anova(
     r: Result,
-    values: np.ndarray,
+    values: Any,
     factors: dict[str, np.ndarray],
     feats: np.ndarray,
     cfg: IntersectionalConfig,
@@ -208,7 +206,7 @@ def _anova(
 
 def _mutual_information(
     r: Result,
-    values: np.ndarray,
+    values: Any,
     labels: dict[str, np.ndarray],
     feats: np.ndarray,
     cfg: IntersectionalConfig,

@@ -19,7 +19,7 @@ import numpy as np
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.uncertainty import mean_ci, paired_permutation_pvalue
-from vista.train.config import TrainerConfig
+from vista.train.config import MultiTaskProbeConfig, TrainerConfig
 
 if TYPE_CHECKING:
     from vista.analysis.context import Context
@@ -28,14 +28,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class ProbeTrainingConfig:
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    standardize: bool = True
-    """Z-score inputs with the training part's statistics (the seeds did not)."""
-    seed: int = 0
+class ProbeTrainingConfig(MultiTaskProbeConfig):
     inputs: list[str] = field(default_factory=lambda: ["raw", "sae"])
     """What to train on: raw (the activations), sae (the codes)."""
     trainer: TrainerConfig = field(
@@ -105,7 +98,7 @@ def score(
     needs=_needs,
 )
 def run(ctx: Context, cfg: ProbeTrainingConfig) -> Result:
-    from vista.train.probe import MultiTaskProbeConfig, fit_multitask_probe
+    from vista.train.probe import fit_multitask_probe
 
     labels = {k: ctx.labels[k] for k in ctx.require_labels()}
     n = ctx.encoded.n_images
@@ -113,15 +106,12 @@ def run(ctx: Context, cfg: ProbeTrainingConfig) -> Result:
     n_val = max(1, round(n * ctx.settings.test_size))
     val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
     sources = {"raw": ctx.encoded.pooled_raw, "sae": ctx.encoded.codes}
-    mcfg = MultiTaskProbeConfig(
-        cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.standardize, cfg.seed
-    )
     n_classes = {k: len(ctx.class_names[k]) for k in labels}
     preds = {}
     for inp in cfg.inputs:
         log.info("probe: training the multi-task probe on %s (%d images)", inp, len(train))
         preds[inp] = fit_multitask_probe(
-            sources[inp], labels, n_classes, train, val, mcfg, cfg.trainer
+            sources[inp], labels, n_classes, train, val, cfg, cfg.trainer
         )
     r = Result("probe")
     doc = score(
@@ -142,7 +132,7 @@ def probe_store(job: Any) -> Result:
     from vista.analysis.encoding import encode_split, pooled_activations
     from vista.errors import VistaError
     from vista.store import ActivationStore
-    from vista.train.probe import MultiTaskProbeConfig, fit_multitask_probe
+    from vista.train.probe import fit_multitask_probe
 
     s, cfg = job.eval, job.probe
     with ActivationStore(job.store) as st:
@@ -168,9 +158,6 @@ def probe_store(job: Any) -> Result:
     n_tr = len(feats["raw"][0])
     labels = {k: np.concatenate([ys[job.train_split][k], ys[job.val_split][k]]) for k in wanted}
     train, val = np.arange(n_tr), n_tr + np.arange(len(feats["raw"][1]))
-    mcfg = MultiTaskProbeConfig(
-        cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.standardize, cfg.seed
-    )
     n_classes = {k: len(v) for k, v in names.items()}
     preds = {}
     for inp, parts in feats.items():
@@ -178,7 +165,7 @@ def probe_store(job: Any) -> Result:
             continue
         x = _stack(parts)
         preds[inp] = fit_multitask_probe(
-            x, labels, n_classes, train, val, mcfg, cfg.trainer, job.out_dir
+            x, labels, n_classes, train, val, cfg, cfg.trainer, job.out_dir
         )
     r = Result("probe")
     from vista.metrics.uncertainty import rng_for

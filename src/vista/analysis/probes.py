@@ -135,8 +135,5 @@ def run(ctx: Context, cfg: ProbeConfig) -> Result:
         r.headline += [f"{label}/raw_accuracy", f"{label}/sae_accuracy", f"{label}/delta_p_value"]
         r.add(f"{label}/sae_macro_f1", sec["sae_macro_f1"], "higher", n=n)
         r.add(f"{label}/raw_macro_f1", sec["raw_macro_f1"], "higher", n=n)
-    for label, why in ctx.usable_labels().items():
-        if why:
-            r.skipped[label] = why
     r.files["evaluation_results.json#probe_comparison"] = sections
     return r

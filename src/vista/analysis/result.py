@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from vista.errors import VistaError
-from vista.jsonio import jsonable, write_json
+from vista.jsonio import jsonable, umask_mode, write_json
 
 SCHEMA = "vista.result/1"
 DIRECTIONS = ("higher", "lower", "none")
@@ -173,6 +173,7 @@ def write_npz(path: Path, arrays: dict[str, Any]) -> Path:
     os.close(fd)
     try:
         np.savez_compressed(tmp, **clean)  # type: ignore[arg-type]
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -113,6 +113,10 @@ def run_analyses(
             log.info("Skipped %s: %s.", n, e)
             _write_index(out, outcome, ctx)
             continue
+        if spec.needs_labels:
+            for label, why in ctx.usable_labels().items():
+                if why:
+                    result.skipped.setdefault(label, why)
         result.config = _config_dict(cfgs[n])
         result.metadata = {**ctx.metadata(), **result.metadata}
         result.metadata["seconds"] = time.perf_counter() - t0

@@ -15,6 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vista.errors import VistaError
 from vista.saes import SAEConfig, sae_class
+from vista.saes.registry import check_keys
 
 
 def missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
@@ -68,14 +69,7 @@ def sweep_entry(base: dict[str, Any], entry: dict[str, Any], where: str) -> SAEC
 def sae_config(node: Any, where: str = "sae") -> SAEConfig:
     """A mapping or config -> the architecture's own config class, types and keys checked."""
     d = asdict(node) if is_dataclass(node) and not isinstance(node, type) else dict(node)
-    arch = str(d.get("architecture", ""))
-    cls = sae_class(arch).config_class
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise VistaError(
-            f"{where}: unknown option(s) {unknown} for the {arch} SAE; its options are {sorted(known)}."
-        )
+    cls = check_keys(d, where)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(cls), d)
         out = OmegaConf.to_object(merged)

@@ -8,6 +8,8 @@ once: one ``bincount`` over (latent, bin, label).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -20,19 +22,38 @@ def bin_columns(values: np.ndarray, n_bins: int = 20) -> np.ndarray:
 
 
 def binned_mutual_information(
-    values: np.ndarray, labels: np.ndarray, n_bins: int = 20, correct: bool = True
+    values: Any, labels: np.ndarray, n_bins: int = 20, correct: bool = True
 ) -> np.ndarray:
-    """``(m,)`` MI in bits between each column of ``values (n, m)`` and ``labels`` (``-1`` excluded)."""
-    keep = labels >= 0
-    v, y = np.asarray(values)[keep], labels[keep]
-    n, m = v.shape
+    """``(m,)`` MI in bits between each column of ``values (n, m)`` (dense or scipy-sparse; the
+    zeros of a sparse column are binned like any value) and ``labels`` (``-1`` excluded)."""
+    from scipy import sparse
+
+    keep = np.flatnonzero(labels >= 0)
+    m = sparse.csc_matrix(values[keep], dtype=np.float64)
+    m.eliminate_zeros()
+    n, f = m.shape
     if n == 0:
-        return np.zeros(m)
-    _, y = np.unique(y, return_inverse=True)
+        return np.zeros(f)
+    _, y = np.unique(labels[keep], return_inverse=True)
     n_y = int(y.max()) + 1
-    bins = bin_columns(v, n_bins)
-    key = (np.arange(m)[None, :] * n_bins + bins) * n_y + y[:, None]
-    joint = np.bincount(key.ravel(), minlength=m * n_bins * n_y).reshape(m, n_bins, n_y) / n
+    nnz = np.diff(m.indptr)
+    col = np.repeat(np.arange(f), nnz)
+    has_zero = nnz < n
+    lo, hi = np.where(has_zero, 0.0, np.inf), np.where(has_zero, 0.0, -np.inf)
+    some = nnz > 0
+    lo[some] = np.minimum(lo[some], np.minimum.reduceat(m.data, m.indptr[:-1][some]))
+    hi[some] = np.maximum(hi[some], np.maximum.reduceat(m.data, m.indptr[:-1][some]))
+    width = np.where(hi > lo, hi - lo, 1.0)
+
+    def bin_of(v: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return np.clip(((v - lo[c]) / width[c] * n_bins).astype(np.int64), 0, n_bins - 1)
+
+    key = (col * n_bins + bin_of(m.data, col)) * n_y + y[m.indices]
+    counts = np.bincount(key, minlength=f * n_bins * n_y).reshape(f, n_bins, n_y).astype(np.float64)
+    nz_per_label = np.bincount(col * n_y + y[m.indices], minlength=f * n_y).reshape(f, n_y)
+    zeros = np.bincount(y, minlength=n_y)[None, :] - nz_per_label  # (f, n_y)
+    counts[np.arange(f), bin_of(np.zeros(f), np.arange(f))] += zeros
+    joint = counts / n
     p_b = joint.sum(axis=2, keepdims=True)
     p_y = joint.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -40,8 +61,7 @@ def binned_mutual_information(
     mi = terms.sum(axis=(1, 2))
     if correct:
         mi -= (n_bins - 1) * (n_y - 1) / (2 * n * np.log(2))
-    constant = np.ptp(v, axis=0) == 0
-    mi[constant] = 0.0
+    mi[hi <= lo] = 0.0  # constant columns
     return np.maximum(mi, 0.0)
 
 

@@ -39,18 +39,52 @@ def class_firing_frequency(codes: Any, labels: np.ndarray, n_classes: int) -> np
         return sums / n[:, None]
 
 
-def top_samples(values: np.ndarray, k_top: int) -> np.ndarray:
-    """``(n_features, k_top)`` indices of each column's largest values (ties: lower index first)."""
-    k = min(k_top, values.shape[0])
-    return np.argsort(-values, axis=0, kind="stable")[:k].T
+def column_major(codes: Any) -> Any:
+    """Codes in the layout column selections are fast in (CSC for sparse codes)."""
+    return codes.tocsc() if hasattr(codes, "tocsc") else codes
+
+
+def top_samples(codes: Any, cols: np.ndarray, k_top: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(indices, values)``, each ``(len(cols), k)``: each column's ``k_top`` largest values and
+    their rows, ties (and zeros) by lower row first, as a stable descending sort gives them."""
+    n = codes.shape[0]
+    k = min(k_top, n)
+    if not hasattr(codes, "tocsc"):
+        vals = np.asarray(codes[:, cols], dtype=np.float64)
+        top = np.argsort(-vals, axis=0, kind="stable")[:k]
+        return top.T, np.take_along_axis(vals, top, axis=0).T
+    sub = column_major(codes)[:, cols]
+    sub.eliminate_zeros()
+    nnz = np.diff(sub.indptr)
+    col = np.repeat(np.arange(len(cols)), nnz)
+    order = np.lexsort((sub.indices, -sub.data, col))
+    rows, vals = sub.indices[order], sub.data[order].astype(np.float64)
+    start = np.concatenate([[0], np.cumsum(nnz)[:-1]])
+    n_pos = np.bincount(col[sub.data > 0], minlength=len(cols))
+    idx = np.zeros((len(cols), k), dtype=np.int64)
+    out = np.zeros((len(cols), k))
+    for j in range(len(cols)):  # positives, then zeros by row, then negatives
+        s, p = start[j], min(int(n_pos[j]), k)
+        idx[j, :p], out[j, :p] = rows[s : s + p], vals[s : s + p]
+        if p < k:
+            taken, r = set(rows[s : s + nnz[j]].tolist()), 0
+            zeros: list[int] = []
+            while len(zeros) < k - p and r < n:  # at most k + nnz steps
+                if r not in taken:
+                    zeros.append(r)
+                r += 1
+            idx[j, p : p + len(zeros)] = zeros
+            q = p + len(zeros)
+            if q < k:
+                idx[j, q:], out[j, q:] = rows[s + p : s + p + k - q], vals[s + p : s + p + k - q]
+    return idx, out
 
 
 def weighted_label_distribution(
-    values: np.ndarray, top: np.ndarray, labels: np.ndarray, n_classes: int
+    top: np.ndarray, a: np.ndarray, labels: np.ndarray, n_classes: int
 ) -> np.ndarray:
-    """``(F, C)`` label distribution of each feature's top samples, each sample weighted by its
-    activation (VISTA: ``p_l = sum a / (sum a + 1e-9)``)."""
-    a = np.take_along_axis(values, top.T, axis=0).T  # (F, k)
+    """``(F, C)`` label distribution of each feature's top samples ``top (F, k)`` with values
+    ``a (F, k)``, each sample weighted by its activation (VISTA: ``p_l = sum a / (sum a + 1e-9)``)."""
     lab = labels[top]  # (F, k)
     mass = np.zeros((len(top), n_classes))
     np.add.at(mass, (np.repeat(np.arange(len(top)), top.shape[1]), lab.ravel()), a.ravel())
@@ -77,6 +111,7 @@ def three_stage(
     ``own_class``: a stage-3 candidate must have the class as the mode of its top images' label
     distribution. VISTA's filter (``own_class=False``) keeps any low-entropy latent, so a latent
     pure for another class can become this class's SDF."""
+    codes = column_major(codes)
     freq = class_firing_frequency(codes, labels, n_classes)
     means = class_means(codes, labels, n_classes)
     out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -85,8 +120,7 @@ def three_stage(
             continue
         stage1 = np.argsort(-freq[c], kind="stable")[:k1]
         stage2 = stage1[np.argsort(-means[c, stage1], kind="stable")[:k2]]
-        vals = columns(codes, stage2)
-        dist = weighted_label_distribution(vals, top_samples(vals, k_top), labels, n_classes)
+        dist = weighted_label_distribution(*top_samples(codes, stage2, k_top), labels, n_classes)
         ent = entropy_nats(dist)
         keep = np.lexsort((-means[c, stage2], ent))
         if own_class:
@@ -102,7 +136,7 @@ def alignment_hits(
     """``(len(features), k_top)`` bool: is each of a feature's top images of class ``target``."""
     if len(features) == 0:
         return np.zeros((0, k_top), dtype=bool)
-    top = top_samples(columns(codes, features), k_top)
+    top, _ = top_samples(codes, features, k_top)
     return labels[top] == target
 
 

@@ -20,17 +20,23 @@ def sae_class(name: str) -> type[SAE]:
     return SAES.get_entry(name)
 
 
-def config_from_dict(d: dict[str, Any]) -> SAEConfig:
-    """The architecture's own config class from a mapping; an unknown key is an error."""
+def check_keys(d: dict[str, Any], where: str = "") -> type[SAEConfig]:
+    """The config class of ``d["architecture"]``, or a ``VistaError`` naming unknown keys."""
     arch = str(d.get("architecture", ""))
     cls = sae_class(arch).config_class
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
         raise VistaError(
-            f"Unknown option(s) {unknown} for the {arch} SAE; its options are {sorted(names)}."
+            f"{where + ': ' if where else ''}unknown option(s) {unknown} for the {arch} SAE; "
+            f"its options are {sorted(names)}."
         )
-    return cls(**d)
+    return cls
+
+
+def config_from_dict(d: dict[str, Any]) -> SAEConfig:
+    """The architecture's own config class from a mapping; an unknown key is an error."""
+    return check_keys(d)(**d)
 
 
 def base_fields(cfg: SAEConfig) -> dict[str, Any]:

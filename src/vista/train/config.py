@@ -80,3 +80,18 @@ class EncoderTrainingConfig:
     """Peak AdamW learning rate (one-cycle schedule)."""
     weight_decay: float = 1e-4
     seed: int = 0
+
+
+@dataclass
+class MultiTaskProbeConfig:
+    """How the multi-task probe is trained."""
+
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    """Adam learning rate (the seeds' default)."""
+    weight_decay: float = 0.0
+    standardize: bool = True
+    """Z-score inputs with the training part's statistics (the seeds did not; raw activations and
+    codes differ in scale by orders of magnitude)."""
+    seed: int = 0

@@ -10,7 +10,6 @@ has (``-1`` = missing, partial labels allowed). Logged as the seeds do: ``train/
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
@@ -19,20 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-@dataclass
-class MultiTaskProbeConfig:
-    """How the multi-task probe is trained."""
-
-    epochs: int = 20
-    batch_size: int = 256
-    lr: float = 1e-3
-    """Adam learning rate (the seeds' default)."""
-    weight_decay: float = 0.0
-    standardize: bool = True
-    """Z-score inputs with the training part's statistics (the seeds did not; raw activations and
-    codes differ in scale by orders of magnitude)."""
-    seed: int = 0
+from vista.train.config import MultiTaskProbeConfig
 
 
 class MultiTaskProbe(pl.LightningModule):

@@ -2,6 +2,7 @@
 
 from vista.sources.datasets.base import (
     DATASET_REGISTRY,
+    DATASETS,
     DatasetConfig,
     LabelledImages,
     make_dataset,
@@ -19,6 +20,7 @@ from vista.sources.datasets import (  # noqa: F401  isort: skip
 )
 
 __all__ = [
+    "DATASETS",
     "DATASET_REGISTRY",
     "DatasetConfig",
     "LabelledImages",

@@ -2,6 +2,7 @@
 
 from vista.sources.encoders.base import (
     ENCODER_REGISTRY,
+    ENCODERS,
     Encoder,
     EncoderConfig,
     find_blocks,
@@ -18,6 +19,7 @@ from vista.sources.encoders import (  # noqa: F401  isort: skip
 )
 
 __all__ = [
+    "ENCODERS",
     "ENCODER_REGISTRY",
     "Encoder",
     "EncoderConfig",
