@@ -353,3 +353,16 @@ def test_batch_topk_flat_equals_a_stable_sort(case: str, n_keep: int) -> None:
     ref_vals, ref_pos = _batch_topk_reference(x, n_keep)
     np.testing.assert_array_equal(pos.numpy(), ref_pos)
     np.testing.assert_array_equal(vals.numpy(), ref_vals)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_encode_sparse_gives_the_non_zero_entries_of_encode(arch: str) -> None:
+    sae = _trained_like(arch)
+    x = torch.randn(40, 8, generator=torch.Generator().manual_seed(3))
+    dense = sae.encode(x)
+    rows, cols, vals = sae.encode_sparse(x)
+    assert bool((rows[1:] >= rows[:-1]).all())  # row-major order
+    rebuilt = torch.zeros_like(dense)
+    rebuilt[rows, cols] = vals
+    torch.testing.assert_close(rebuilt, dense)
+    assert len(vals) == int((dense != 0).sum()) and bool((vals != 0).all())

@@ -28,7 +28,7 @@ from vista.errors import VistaError
 from vista.metrics.reconstruction import ReconstructionAccumulator, token_terms
 from vista.metrics.sparsity import SparsityAccumulator
 from vista.progress import Progress
-from vista.saes import SAE, ops
+from vista.saes import SAE, SparseCodes, ops
 from vista.store import ActivationStore
 from vista.store.stream import iter_row_blocks
 
@@ -82,9 +82,7 @@ class _Pass:
         self.csr_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.per_image = np.zeros((4, n_img), dtype=np.float64)
 
-    def fold(
-        self, start: int, x: Tensor, entries: tuple[Tensor, Tensor, Tensor], x_hat: Tensor
-    ) -> None:
+    def fold(self, start: int, x: Tensor, entries: SparseCodes, x_hat: Tensor) -> None:
         """Add a block: ``x (n*t, d)``, the codes' non-zero ``(rows, cols, vals)``, ``x_hat``."""
         n, t = x.shape[0] // self.t, self.t
         rows, cols, vals = entries
@@ -162,25 +160,19 @@ def encode_split(
                 )
             if sae.encodes_instances:  # pursuit over each image's tokens together
                 codes = sae.encode_instances(x.view(n, t, -1)).reshape(n * t, -1)
+                at, cols = codes.nonzero(as_tuple=True)
+                entries = SparseCodes(at, cols, codes[at, cols])
             else:
-                codes = sae.encode(x)
-            entries, x_hat = _decode(sae, codes)
-            acc.fold(start, x, entries, x_hat)
+                entries = sae.encode_sparse(x)
+            acc.fold(start, x, entries, _decode(sae, entries, n * t))
             progress.update(n)
     return acc.result(time.perf_counter() - t0)
 
 
-def _decode(sae: SAE, codes: Tensor) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
-    """The codes' non-zero entries ``(rows, cols, vals)`` and ``x_hat`` decoded through them only
-    (an embedding bag) when they are sparse."""
-    rows, cols = codes.nonzero(as_tuple=True)
-    vals = codes[rows, cols]
-    if rows.numel() * 4 < codes.numel():
-        offsets = ops.offsets_from_rows(rows, codes.shape[0])
-        x_hat = ops.sparse_decode(cols, vals, sae.W_dec, offsets) + sae.b_dec
-    else:
-        x_hat = sae.decode(codes)
-    return (rows, cols, vals), x_hat
+def _decode(sae: SAE, entries: SparseCodes, n_tokens: int) -> Tensor:
+    """``x_hat`` through the non-zero codes only (an embedding bag)."""
+    offsets = ops.offsets_from_rows(entries.rows, n_tokens)
+    return ops.sparse_decode(entries.cols, entries.vals, sae.W_dec, offsets) + sae.b_dec
 
 
 def _pooled_rows(
@@ -208,7 +200,9 @@ def _stack_csr(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], d_sae: in
     np.cumsum(counts, out=indptr[1:])
     cols = np.concatenate([p[1] for p in parts])
     vals = np.concatenate([p[2] for p in parts])
-    return sparse.csr_matrix((vals, cols, indptr), shape=(len(counts), d_sae))
+    out = sparse.csr_matrix((vals, cols, indptr), shape=(len(counts), d_sae))
+    out.sort_indices()
+    return out
 
 
 def pooled_activations(

@@ -1,6 +1,6 @@
 """Sparse autoencoders: one file per architecture, one registry, one output contract."""
 
-from vista.saes.base import SAE, SAEOutput, TrainOutput
+from vista.saes.base import SAE, SAEOutput, SparseCodes, TrainOutput
 from vista.saes.config import SAEConfig
 from vista.saes.registry import SAE_REGISTRY, SAES, make_sae, register_sae, sae_class
 
@@ -26,6 +26,7 @@ __all__ = [
     "PursuitConfig",
     "SAEConfig",
     "SAEOutput",
+    "SparseCodes",
     "TopKConfig",
     "TrainOutput",
     "VanillaConfig",

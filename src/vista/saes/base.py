@@ -24,6 +24,17 @@ class SAEOutput(NamedTuple):
     """``(n, d_sae)`` dense latent codes (mostly zeros)."""
 
 
+class SparseCodes(NamedTuple):
+    """The non-zero entries of a batch's codes, in row-major order (rows ascending)."""
+
+    rows: Tensor
+    """``(nnz,)`` token index of each entry."""
+    cols: Tensor
+    """``(nnz,)`` latent of each entry."""
+    vals: Tensor
+    """``(nnz,)`` its code."""
+
+
 class TrainOutput(NamedTuple):
     """One training forward, the same for every architecture."""
 
@@ -97,6 +108,13 @@ class SAE(nn.Module):
     def encode(self, x: Tensor) -> Tensor:
         """Inference codes ``(n, d_sae)``; depend on each token alone, never on the batch."""
         raise NotImplementedError
+
+    def encode_sparse(self, x: Tensor) -> SparseCodes:
+        """``encode(x)``'s non-zero entries; variants that select sparsely override it to skip
+        the dense codes."""
+        codes = self.encode(x)
+        rows, cols = codes.nonzero(as_tuple=True)
+        return SparseCodes(rows, cols, codes[rows, cols])
 
     def encode_instances(self, x: Tensor) -> Tensor:
         """Codes ``(b, t, d_sae)`` of ``b`` images of ``t`` tokens each; per token by default."""

@@ -11,6 +11,7 @@ from torch import Tensor
 from vista.saes import ops
 from vista.saes.base import (
     SAE,
+    SparseCodes,
     TrainOutput,
     batch_total_variance,
     fired_from_sparse,
@@ -76,6 +77,17 @@ class TopKSAE(SAE):
 
     def encode(self, x: Tensor) -> Tensor:
         return ops.topk_mask_dense(torch.relu(self.pre_acts(x)), self.cfg.k)
+
+    def encode_sparse(self, x: Tensor) -> SparseCodes:
+        if type(self).encode is not TopKSAE.encode:  # BatchTopK's threshold, ...
+            return super().encode_sparse(x)
+        # The k largest pre-activations that are positive: the same entries as the ReLU-then-top-k
+        # of ``encode``, without the dense ReLU, the dense codes or a scan for their non-zeros.
+        pre = self.pre_acts(x)
+        vals, idx = pre.topk(min(self.cfg.k, pre.shape[-1]), dim=-1, sorted=False)
+        keep = vals > 0
+        rows = torch.arange(pre.shape[0], device=pre.device).unsqueeze(1).expand_as(idx)
+        return SparseCodes(rows[keep], idx[keep], vals[keep])
 
     def select(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Training-time selection: flat ``(indices, values, offsets)`` for ``ops.sparse_decode``."""
