@@ -25,7 +25,7 @@ typecheck: install
 	$(BIN)/mypy
 
 test: lint typecheck peers
-	VISTA_REQUIRE_PEERS=1 $(BIN)/python -m pytest -q
+	VISTA_REQUIRE_PEERS=1 VISTA_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
 
 test-fast: lint typecheck
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -30,12 +30,22 @@ def vista(
 
 @pytest.mark.parametrize(
     "verb",
-    ["run", "train-encoder", "extract", "train", "analyze", "probe", "evaluate", "synthetic"],
+    [
+        "run",
+        "train-encoder",
+        "extract",
+        "train",
+        "analyze",
+        "probe",
+        "report",
+        "evaluate",
+        "synthetic",
+    ],
 )
 def test_every_verb_config_composes_and_has_help(verb: str) -> None:
     r = vista(verb, "--cfg", "job")
     assert r.returncode == 0, r.stderr
-    assert "out" in r.stdout
+    assert "out" in r.stdout or "run_dir" in r.stdout
     h = vista(verb, "--help")
     assert h.returncode == 0 and f"vista {verb}" in h.stdout and "== Configuration" in h.stdout
 
@@ -49,6 +59,8 @@ def test_top_level_help_lists_the_verbs() -> None:
         "extract",
         "train",
         "analyze",
+        "probe",
+        "report",
         "evaluate",
         "synthetic",
         "info",
@@ -66,6 +78,7 @@ def test_top_level_help_lists_the_verbs() -> None:
             "There is no SAE at",
         ),
         (["frobnicate"], "Unknown verb"),
+        (["report", "/tmp/vista-never-a-run"], "holds no analysis results"),
     ],
 )
 def test_bad_input_is_one_clear_sentence_without_traceback(args: list[str], message: str) -> None:
@@ -155,6 +168,8 @@ def test_vista_run_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     assert (out / "plots/latent_firing_frequency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "sae/cfg.json").is_file() and (out / "activations.h5").is_file()
     assert "vista analyses" in r.stdout and "reconstruction: fvu" in r.stdout
+    assert f"report:  {out / 'report/index.html'}" in r.stdout
+    assert len(list((out / "report/features").glob("*.html"))) > 10
     index = json.loads((out / "analyses/index.json").read_text())
     assert set(index["ran"]) == {
         "health",
@@ -169,6 +184,7 @@ def test_vista_run_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
         "fidelity",
         "dynamics",
         "probe",
+        "exemplars",
         "stability",
     }
     assert set(index["skipped"]) == {"compare"}
@@ -289,7 +305,7 @@ def test_analyze_runs_a_subset_all_and_refuses_what_cannot_run(tmp_path: Path) -
     )
     assert r.returncode == 0, r.stderr
     index = json.loads((tmp_path / "c/analyses/index.json").read_text())
-    assert set(index["skipped"]) == {"stability", "compare"} and len(index["ran"]) == 12
+    assert set(index["skipped"]) == {"stability", "compare"} and len(index["ran"]) == 13
     r = vista("analyze", *common, "sdf.nope=1", f"out_dir={tmp_path / 'd'}")
     assert r.returncode != 0 and "nope" in r.stderr
 

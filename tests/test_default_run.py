@@ -28,7 +28,7 @@ def test_default_run_reaches_the_targets(tmp_path: Path) -> None:
     # Every analysis ran on the digits and their measured thickness and slant, but compare
     # (which needs a second SAE); the headline results carry intervals.
     index = json.loads((tmp_path / "run/analyses/index.json").read_text())
-    assert set(index["skipped"]) == {"compare"} and len(index["ran"]) == 13
+    assert set(index["skipped"]) == {"compare"} and len(index["ran"]) == 14
     assert set(doc["probe_comparison"]) == {"digit", "thickness", "slant"}
     summary = run["summary"]
     assert summary["probes/digit/sae_accuracy"]["ci"][0] >= 0.94
@@ -40,3 +40,9 @@ def test_default_run_reaches_the_targets(tmp_path: Path) -> None:
     assert sdf["ci"][0] > 2 * summary["sdf/digit/mean_chance_rate"]["value"]
     assert summary["stability/mean_stability"]["value"] > summary["stability/null_mean"]["value"]
     assert "vista analyses" in r.stdout and "stability: mean_stability" in r.stdout
+    # The report: every alive feature gets a page, and the whole report stays small.
+    report = tmp_path / "run/report"
+    assert (report / "index.html").is_file() and len(
+        list((report / "features").glob("*.html"))
+    ) > 400
+    assert sum(p.stat().st_size for p in report.rglob("*") if p.is_file()) < 50 * 2**20

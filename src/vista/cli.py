@@ -25,6 +25,7 @@ verbs:
   encode         an SAE's codes as stores, per token and mean/max per image (sae= store= out=)
   analyze        any analyses of an SAE on a store (sae=DIR store=FILE.h5 analysis=[a,b]|all out_dir=DIR)
   probe          the multi-task linear probe on a store (store=FILE.h5 [sae=DIR] out_dir=DIR)
+  report         RUN_DIR/report/index.html from a run's results (vista report RUN_DIR)
   evaluate       the preset health, reconstruction, alignment, probes, ablation
                  -> evaluation_results.json (sae=DIR/sae store=FILE.h5 out_dir=DIR)
   synthetic      a store with a known dictionary, the ground truth (out=FILE.h5 synthetic.*=...)
@@ -86,6 +87,12 @@ def task_probe(job: Any) -> None:
     result = probe_store(job)
     print(analysis_summary({"probe": result}))
     print(f"results: {Path(job.out_dir) / 'analyses' / 'probe'}")
+
+
+def task_report(job: Any) -> None:
+    from vista.reports.html import write_report
+
+    print(f"report written to {write_report(job.run_dir, job.report)}")
 
 
 def task_evaluate(job: Any) -> None:
@@ -164,6 +171,7 @@ TASKS: dict[str, Callable[[Any], None]] = {
     "train": task_train,
     "analyze": task_analyze,
     "probe": task_probe,
+    "report": task_report,
     "evaluate": task_evaluate,
     "synthetic": task_synthetic,
 }
@@ -215,7 +223,31 @@ _LIST_KEYS = {"analysis": ("analyze", "evaluate", "run")}
 """List settings that also take a bare ``a`` or ``a,b`` (``analysis=sdf`` = ``analysis=[sdf]``)."""
 
 
-def expand_shorthand(verb: str, arg: str) -> str:
+_VALUE_FLAGS = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "-i",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+}
+"""Hydra flags whose next argument is their value, not an override."""
+
+
+def expand_shorthand(verb: str, arg: str, previous: str = "") -> str:
+    if (
+        verb == "report"
+        and "=" not in arg
+        and not arg.startswith("-")
+        and previous not in _VALUE_FLAGS
+    ):
+        return f"run_dir={arg}"  # vista report RUN_DIR
     key, sep, value = arg.partition("=")
     if sep and verb in _LIST_KEYS.get(key, ()) and value and not value.startswith("["):
         return f"{key}=[{value}]"
@@ -251,7 +283,8 @@ def run_verb(verb: str, args: list[str]) -> None:
     saved = sys.argv
     # argparse wants flags before the overrides: `vista train -m sae=a,b` and `... sae=a,b -m` both work.
     flags = [a for a in args if a in ("-m", "--multirun")]
-    rest = [expand_shorthand(verb, a) for a in args if a not in ("-m", "--multirun")]
+    kept = [a for a in args if a not in ("-m", "--multirun")]
+    rest = [expand_shorthand(verb, a, kept[i - 1] if i else "") for i, a in enumerate(kept)]
     sys.argv = [saved[0] if saved else "vista", *flags, *defaults, *rest]
     os.environ[_VERB_ENV] = verb
     try:

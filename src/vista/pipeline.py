@@ -9,6 +9,7 @@ out_dir/
   analyses/<name>/          one result per analysis (result.json + arrays.npz), index.json
   evaluation_results.json   the VISTA evaluation schema (and the seeds' other files beside it)
   plots/                    figures drawn from the result files
+  report/index.html         the browsable report (vista report)
   run.json                  the resolved config and a summary
 """
 
@@ -126,4 +127,7 @@ def run(job: Any) -> dict[str, Any]:
     head = f"encoder test accuracy: {acc:.4f}\n" if acc is not None else ""
     print(head + analysis_summary(outcome.results, outcome.skipped))
     print(f"results: {out / 'analyses'} (and {out / 'evaluation_results.json'})")
+    from vista.reports.html import write_report
+
+    print(f"report:  {write_report(out, job.report)} (open it in a browser; no server needed)")
     return summary

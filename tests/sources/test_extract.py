@@ -17,7 +17,7 @@ from vista.sources.encoders import EncoderConfig
 from vista.sources.extract import extract
 from vista.store import ActivationStore, StoreWriter
 from vista.train.classifier import train_encoder
-from vista.train.config import EncoderTrainingConfig
+from vista.train.config import EncoderTrainingConfig, TrainerConfig
 
 
 def vista(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -147,7 +147,7 @@ def test_alexnet_transformer_trains_and_extracts(tmp_path: Path) -> None:
             architecture="alexnet_transformer", options=opts, epochs=6, batch_size=64, lr=3e-3
         ),
         tmp_path / "enc",
-        {"progress_bar": False, "accelerator": "cpu"},
+        TrainerConfig(progress_bar=False, accelerator="cpu"),
     )
     assert meta["val_accuracy"] > 0.7  # 10 classes: chance is 0.1
     out = extract(

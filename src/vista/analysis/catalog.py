@@ -6,6 +6,7 @@ from vista.analysis import (  # noqa: F401
     compare,
     conjunction,
     dynamics,
+    exemplars,
     feature_auc,
     fidelity,
     health,

@@ -38,6 +38,7 @@ ORDER = (
     "fidelity",
     "dynamics",
     "probe",
+    "exemplars",
     "stability",
     "compare",
 )

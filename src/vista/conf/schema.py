@@ -15,6 +15,7 @@ from omegaconf import MISSING
 from vista.analysis.context import AnalysisSettings
 from vista.analysis.probe import ProbeTrainingConfig
 from vista.analysis.registry import ANALYSES, EVALUATE_PRESET
+from vista.reports.html import ReportConfig
 from vista.saes import SAES
 from vista.sources.datasets.base import DatasetConfig
 from vista.sources.encoders.base import EncoderConfig
@@ -88,6 +89,16 @@ class ProbeJob:
     val_split: str = "validation"
     probe: ProbeTrainingConfig = field(default_factory=ProbeTrainingConfig)
     eval: AnalysisSettings = field(default_factory=AnalysisSettings)
+
+
+@dataclass
+class ReportJob:
+    """vista report RUN_DIR: RUN_DIR/report/index.html, from the run's result files (opens from
+    disk, no server)."""
+
+    run_dir: str = MISSING
+    """A directory holding analyses/ (written by vista run or vista analyze)."""
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 @dataclass
@@ -171,6 +182,7 @@ class RunBase:
         )
     )
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     reseeds: int = 2
     """More SAEs of the same config with the next seeds, trained in the same pass and exported
     to reseeds/; the stability analysis matches the SAE against them (0 = no stability)."""
@@ -194,6 +206,7 @@ VERB_CONFIGS: dict[str, type] = {
     "train": TrainJob,
     "analyze": AnalyzeJob,
     "probe": ProbeJob,
+    "report": ReportJob,
     "evaluate": EvaluateJob,
     "extract": ExtractJob,
     "encode": EncodeJob,

@@ -75,3 +75,133 @@ def plots_from_results(out_dir: str | os.PathLike[str]) -> list[Path]:
             )
         )
     return made
+
+
+def probes_figure(r: Any, path: Path) -> Path | None:
+    """Raw vs SAE probe accuracy per label, with the intervals."""
+    labels = sorted({k.split("/")[0] for k in r.scalars if k.endswith("/raw_accuracy")})
+    if not labels:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(labels), 3.4), dpi=110)
+    x = np.arange(len(labels))
+    for off, kind, color in ((-0.18, "raw", "#9aa7b8"), (0.18, "sae", "#3b6ea8")):
+        s = [r.scalars[f"{lab}/{kind}_accuracy"] for lab in labels]
+        err = [
+            [v.value - (v.low if v.low is not None else v.value) for v in s],
+            [(v.high if v.high is not None else v.value) - v.value for v in s],
+        ]
+        ax.bar(
+            x + off,
+            [v.value for v in s],
+            0.36,
+            yerr=err,
+            capsize=3,
+            color=color,
+            label="raw activations" if kind == "raw" else "SAE codes",
+        )
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("probe accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Does a linear probe read the label from the codes?", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def ablation_figure(rows: list[dict[str, Any]], label: str, path: Path) -> Path | None:
+    """Accuracy without / with only the top-k latents, and the random-k control, against k."""
+    if not rows:
+        return None
+    plt = _plt()
+    k = [row["k"] for row in rows]
+    fig, ax = plt.subplots(figsize=(4.8, 3.3), dpi=110)
+    ax.plot(
+        k, [row["acc_without_top_k"] for row in rows], "o-", color="#b5443b", label="without top k"
+    )
+    ax.plot(k, [row["acc_only_top_k"] for row in rows], "o-", color="#3b6ea8", label="only top k")
+    ax.plot(
+        k,
+        [row["random_acc_without_k"] for row in rows],
+        "o--",
+        color="#e2a49e",
+        label="without k random",
+    )
+    ax.plot(
+        k, [row["random_acc_only_k"] for row in rows], "o--", color="#9db7d8", label="only k random"
+    )
+    ax.set_xscale("log")
+    ax.set_xlabel("k latents")
+    ax.set_ylabel("probe accuracy")
+    ax.set_title(f"{label}: necessity and sufficiency", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def fidelity_figure(rows: list[dict[str, Any]], label: str, path: Path) -> Path | None:
+    """NMSE per group with intervals (whom the SAE fails)."""
+    if not rows:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 0.8 + 0.28 * len(rows)), dpi=110)
+    y = np.arange(len(rows))
+    v = np.array([row["nmse"] for row in rows])
+    lo = np.array([row["nmse_ci"][0] for row in rows])
+    hi = np.array([row["nmse_ci"][1] for row in rows])
+    ax.barh(y, v, xerr=[v - lo, hi - v], color="#3b6ea8", capsize=2)
+    ax.set_yticks(y, [str(row["group"]) for row in rows], fontsize=7)
+    ax.set_xlabel("NMSE (error / the split's variance per token)")
+    ax.set_title(f"{label}: reconstruction per group", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def anova_figure(r: Any, path: Path, top: int = 40) -> Path | None:
+    """Partial eta^2 of the interaction terms for the candidates with the largest."""
+    eta = r.arrays.get("anova_partial_eta_sq")
+    feats = r.arrays.get("intersectional_features")
+    if eta is None or feats is None or eta.size == 0:
+        return None
+    plt = _plt()
+    order = np.argsort(-eta.max(axis=0))[:top]
+    fig, ax = plt.subplots(figsize=(7.0, 1.2 + 0.3 * eta.shape[0]), dpi=110)
+    im = ax.imshow(eta[:, order], aspect="auto", cmap="Blues")
+    ax.set_yticks(range(eta.shape[0]), r.metadata.get("anova_terms", []), fontsize=8)
+    ax.set_xticks(range(len(order)), [str(int(f)) for f in feats[order]], fontsize=6, rotation=90)
+    ax.set_xlabel("latent")
+    ax.set_title("Interaction effects (partial eta squared), strongest latents", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def report_figures(results: dict[str, Any], out: Path) -> dict[str, list[dict[str, Any]]]:
+    """The report's figures: ``overview`` and per-``labels`` lists of ``{src, caption[, label]}``."""
+    figs: dict[str, list[dict[str, Any]]] = {"overview": [], "labels": []}
+    health = results.get("health")
+    if health is not None and "firing_counts" in health.arrays:
+        firing_frequency_histogram(
+            health.arrays["firing_counts"],
+            int(health.metadata.get("total_tokens", 0)),
+            out / "firing_frequency.png",
+        )
+        figs["overview"].append(
+            {"src": "plots/firing_frequency.png", "caption": "latent firing frequency"}
+        )
+    if "probes" in results and probes_figure(results["probes"], out / "probes.png"):
+        figs["overview"].append(
+            {"src": "plots/probes.png", "caption": "probes: raw activations vs SAE codes"}
+        )
+    if "intersectional" in results and anova_figure(results["intersectional"], out / "anova.png"):
+        figs["overview"].append(
+            {"src": "plots/anova.png", "caption": "intersectional: interaction effects"}
+        )
+    ex = results.get("exemplars")
+    abl, fid = results.get("ablation"), results.get("fidelity")
+    for i, label in enumerate(ex.metadata.get("labels", []) if ex is not None else []):
+        if abl is not None and ablation_figure(abl.tables.get(label, []), label, out / f"a{i}.png"):
+            figs["labels"].append({"src": f"plots/a{i}.png", "caption": "ablation", "label": label})
+        if fid is not None and fidelity_figure(fid.tables.get(label, []), label, out / f"f{i}.png"):
+            figs["labels"].append({"src": f"plots/f{i}.png", "caption": "fidelity", "label": label})
+    return figs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 from pathlib import Path
@@ -12,6 +14,7 @@ import torch
 from vista.errors import VistaError
 from vista.progress import Progress
 from vista.sources.datasets import DatasetConfig, make_dataset
+from vista.sources.datasets.base import as_dataset_config
 from vista.sources.encoders import EncoderConfig, make_encoder
 from vista.sources.hooks import capture_tokens, find_module
 from vista.store import SplitSpec, StoreWriter
@@ -70,6 +73,8 @@ def extract(
         "d_model": d_model,
         "dataset": ds.name,
         "dataset_root": str(dataset_cfg.root),
+        # The whole dataset config, so a report can draw the images of any row later.
+        "dataset_config": json.dumps(dataclasses.asdict(as_dataset_config(dataset_cfg))),
         "store_splits": {k: list(v) for k, v in ds.store_splits.items()},
         "split": ds.split_info,
     }

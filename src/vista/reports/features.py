@@ -1,0 +1,138 @@
+"""What the report says about each feature, assembled from the result files only."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vista.analysis.result import Result
+
+
+@dataclass
+class FeatureData:
+    """The per-feature arrays of every result, gathered once."""
+
+    results: dict[str, Result]
+
+    def get(self, analysis: str, key: str) -> np.ndarray | None:
+        r = self.results.get(analysis)
+        return None if r is None else r.arrays.get(key)
+
+    @property
+    def labels(self) -> list[str]:
+        ex = self.results.get("exemplars")
+        return list(ex.metadata.get("labels", [])) if ex else []
+
+    def class_names(self, label: str) -> list[str]:
+        ex = self.results.get("exemplars")
+        return list(ex.metadata.get(f"{label}/class_names", [])) if ex else []
+
+    def best_auc(self) -> tuple[np.ndarray | None, list[str]]:
+        """Per latent, its best test AUC over every label and class, and where it is reached."""
+        best, where = None, []
+        for label in self.labels:
+            auc = self.get("feature_auc", f"{label}/auc_test")
+            if auc is None:
+                continue
+            names = self.class_names(label)
+            arg = auc.argmax(axis=1)
+            val = auc[np.arange(len(auc)), arg]
+            text = [f"{label}={names[a] if a < len(names) else a}" for a in arg]
+            if best is None:
+                best, where = val.copy(), text
+            else:
+                better = val > best
+                best = np.where(better, val, best)
+                where = [t if b else w for t, b, w in zip(text, better, where, strict=True)]
+        return best, where
+
+    def sdf_membership(self) -> dict[int, list[str]]:
+        """Latent -> the classes it is an SDF of (``label=class``)."""
+        out: dict[int, list[str]] = {}
+        for label in self.labels:
+            ids, cls = (
+                self.get("sdf", f"{label}/ranking"),
+                self.get("sdf", f"{label}/ranking_class"),
+            )
+            if ids is None or cls is None:
+                continue
+            names = self.class_names(label)
+            for i, c in zip(ids.tolist(), cls.tolist(), strict=True):
+                out.setdefault(i, []).append(f"{label}={names[c] if c < len(names) else c}")
+        return out
+
+
+def feature_order(data: FeatureData, max_features: int) -> np.ndarray:
+    """The latents that get pages: alive ones, by best AUC (then the exemplars' order)."""
+    order = data.get("exemplars", "report_order")
+    if order is None:
+        return np.zeros(0, dtype=np.int64)
+    best, _ = data.best_auc()
+    if best is not None:
+        order = order[np.argsort(-best[order], kind="stable")]
+    return order[:max_features]
+
+
+COLUMNS = [
+    {"key": "id", "title": "feature", "type": "number"},
+    {"key": "freq", "title": "firing frequency", "type": "number"},
+    {"key": "auc", "title": "best AUC", "type": "number"},
+    {"key": "best", "title": "best class", "type": "text"},
+    {"key": "selectivity", "title": "selectivity", "type": "number"},
+    {"key": "specificity", "title": "subgroup specificity", "type": "number"},
+    {"key": "stability", "title": "stability", "type": "number"},
+    {"key": "sdf", "title": "SDF of", "type": "text"},
+]
+
+
+def feature_rows(data: FeatureData, ids: np.ndarray) -> list[dict[str, Any]]:
+    """One table row per feature (strings, formatted)."""
+    freq = data.get("health", "firing_frequency")
+    best, where = data.best_auc()
+    stab, stable = data.get("stability", "stability"), data.get("stability", "stable")
+    sel = [
+        a
+        for a in (data.get("alignment", f"{lab}/selectivity") for lab in data.labels)
+        if a is not None
+    ]
+    sel_best = None
+    if sel:
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # latents below the support floor
+            sel_best = np.nanmax(np.vstack(sel), axis=0)
+    spec = specificity(data)
+    sdf = data.sdf_membership()
+    rows = []
+    for i in ids.tolist():
+        rows.append(
+            {
+                "id": i,
+                "freq": f"{freq[i]:.4g}" if freq is not None else "",
+                "auc": f"{best[i]:.3f}" if best is not None else "",
+                "best": where[i] if where else "",
+                "selectivity": f"{sel_best[i]:.3f}"
+                if sel_best is not None and np.isfinite(sel_best[i])
+                else "",
+                "specificity": f"{spec[i]:.3f}" if spec is not None else "",
+                "stability": f"{stab[i]:.3f}" if stab is not None else "",
+                "stable": ("yes" if stable[i] else "no") if stable is not None else "not measured",
+                "sdf": ", ".join(sdf.get(i, [])),
+            }
+        )
+    return rows
+
+
+def specificity(data: FeatureData) -> np.ndarray | None:
+    """Per latent, the largest share of its summed class means held by one class of one label
+    (1: it fires for one subgroup only)."""
+    out = None
+    for label in data.labels:
+        m = data.get("exemplars", f"{label}/class_mean")
+        if m is None:
+            continue
+        share = np.abs(m).max(axis=1) / np.maximum(np.abs(m).sum(axis=1), 1e-30)
+        out = share if out is None else np.maximum(out, share)
+    return out

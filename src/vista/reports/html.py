@@ -1,0 +1,212 @@
+"""``vista report RUN_DIR``: one self-contained HTML report of a run's result files.
+
+``RUN_DIR/report/index.html`` opens from disk with no server and no network: an overview (the
+run's configuration, the headline numbers with their intervals, the analyses that ran and those
+skipped with why, figures), a sortable, filterable table of features linking to one page per
+feature (its top and quantile images, patch heatmaps for token stores, activation histogram, the
+labels of its top images, its mean activation per class, its nearest features, its stability),
+and a page per label (SDFs, best latents, necessity and sufficiency, reconstruction per class,
+conjunction features). Everything is read from ``RUN_DIR/analyses``; only the thumbnails read the
+dataset the store was extracted from. Templates escape every string (class names are data).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vista.analysis.result import read_results
+from vista.errors import VistaError
+from vista.reports.features import COLUMNS, FeatureData, feature_order, feature_rows
+from vista.reports.images import Thumbnails, heatmap_overlay
+from vista.reports.pages import feature_context, label_context
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReportConfig:
+    """What the report holds."""
+
+    max_features: int = 2000
+    """Feature pages for at most this many alive features, ranked by their best AUC."""
+    thumb_size: int = 64
+    """Longest side of a thumbnail, in pixels."""
+    top_images: int = 12
+    """Top-activating images per feature page."""
+
+
+def _env() -> Any:
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    env = Environment(
+        loader=PackageLoader("vista.reports", "templates"),
+        autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = num
+    return env
+
+
+def num(value: Any, fmt: str = "%.3g") -> str:
+    """``fmt % value``, or ``n/a`` for a missing or non-finite number (JSON has no NaN)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return fmt % v if np.isfinite(v) else "n/a"
+
+
+def write_report(run_dir: str | os.PathLike[str], cfg: ReportConfig | None = None) -> Path:
+    """Write ``run_dir/report/`` and return the path of its ``index.html``."""
+    cfg = cfg or ReportConfig()
+    run = Path(run_dir)
+    results = read_results(run)
+    if not results:
+        raise VistaError(
+            f"{str(run)!r} holds no analysis results (analyses/<name>/result.json); run "
+            "`vista analyze` (or `vista run`) into it first."
+        )
+    t0 = time.perf_counter()
+    out = run / "report"
+    tmp = run / ".report.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "features").mkdir(parents=True)
+    (tmp / "labels").mkdir()
+    env, data = _env(), FeatureData(results)
+    ex = results.get("exemplars")
+    thumbs = Thumbnails(ex.metadata.get("dataset", {}) if ex else {}, tmp, cfg.thumb_size)
+    ids = feature_order(data, cfg.max_features)
+    common = _common(run, data)
+    plots = _plots(run, tmp, results)
+    _write(
+        env,
+        "index.html.j2",
+        tmp / "index.html",
+        root="",
+        **common,
+        **_overview(run, results, plots),
+        features=feature_rows(data, ids),
+        columns=COLUMNS,
+        images_note=thumbs.why,
+        feature_note=f"{len(ids)} of {_n_alive(results)} alive features, ranked by best one-vs-rest AUC.",
+    )
+    pages = set(ids.tolist())
+    for i in ids.tolist():
+        ctx = feature_context(data, i, pages, thumbs, cfg, _maps(data, i, thumbs, tmp))
+        _write(
+            env,
+            "feature.html.j2",
+            tmp / "features" / f"{i}.html",
+            root="../",
+            **common,
+            f=ctx,
+            title=f"feature {i}",
+        )
+    for label in common["labels"]:
+        ctx = label_context(data, label["name"], pages, plots)
+        _write(
+            env,
+            "label.html.j2",
+            tmp / "labels" / label["file"],
+            root="../",
+            **common,
+            **ctx,
+            title=f"label {label['name']}",
+        )
+    shutil.copy(Path(__file__).parent / "templates" / "report.css", tmp / "report.css")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    log.info("Report of %d features written in %.1fs.", len(ids), time.perf_counter() - t0)
+    return out / "index.html"
+
+
+def _write(env: Any, template: str, path: Path, **ctx: Any) -> None:
+    path.write_text(env.get_template(template).render(**ctx), encoding="utf-8")
+
+
+def _common(run: Path, data: FeatureData) -> dict[str, Any]:
+    from vista import __version__
+
+    return {
+        "labels": [{"name": lab, "file": f"{i}.html"} for i, lab in enumerate(data.labels)],
+        "version": __version__,
+        "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "run_dir": str(run.resolve()),
+    }
+
+
+def _overview(run: Path, results: dict[str, Any], plots: dict[str, list]) -> dict[str, Any]:
+    index: dict[str, Any] = {}
+    if (run / "analyses" / "index.json").is_file():
+        index = json.loads((run / "analyses" / "index.json").read_text())
+    config = {}
+    if (run / "run.json").is_file():
+        config = json.loads((run / "run.json").read_text()).get("config", {})
+    meta = next(iter(results.values())).metadata
+    from vista.analysis.runner import ORDER
+
+    rank = {n: i for i, n in enumerate(ORDER)}
+    headline = [
+        {"analysis": n, "name": k, "scalar": r.scalars[k]}
+        for n, r in sorted(results.items(), key=lambda nr: rank.get(nr[0], len(ORDER)))
+        for k in r.headline
+        if k in r.scalars
+    ]
+    return {
+        "title": f"vista report: {meta.get('architecture', '')} SAE, {meta.get('d_sae', '')} latents",
+        "subtitle": f"{meta.get('encoder', '')} {meta.get('layer', '')} · store {meta.get('store', '')} "
+        f"· split {meta.get('split', '')} · {meta.get('n_images', '')} images",
+        "headline": headline,
+        "confidence": f"{float(meta.get('confidence') or 0.95):.0%}",
+        "ran": [(n, v.get("seconds")) for n, v in index.get("ran", {}).items()],
+        "skipped": list(index.get("skipped", {}).items()),
+        "plots": plots["overview"],
+        "config": json.dumps(config or {k: r.config for k, r in results.items()}, indent=2),
+    }
+
+
+def _n_alive(results: dict[str, Any]) -> int:
+    ex = results.get("exemplars")
+    return int(ex.scalars["n_alive"].value) if ex and "n_alive" in ex.scalars else 0
+
+
+def _plots(run: Path, tmp: Path, results: dict[str, Any]) -> dict[str, list]:
+    from vista.reports.plots import report_figures
+
+    return report_figures(results, tmp / "plots")
+
+
+def _maps(data: FeatureData, i: int, thumbs: Thumbnails, tmp: Path) -> list[dict[str, Any]]:
+    """Heatmap overlays of feature ``i`` on its top images (token stores only)."""
+    feats, maps = data.get("exemplars", "map_features"), data.get("exemplars", "token_maps")
+    if feats is None or maps is None or thumbs.dataset is None:
+        return []
+    where = np.flatnonzero(feats == i)
+    if not len(where):
+        return []
+    ex = data.results["exemplars"]
+    rows, oi = ex.arrays["top_rows"][i], ex.arrays["original_indices"]
+    out = []
+    for j in range(maps.shape[1]):
+        if rows[j] < 0:
+            break
+        img = thumbs.array(int(oi[rows[j]]))
+        path = tmp / "maps" / f"{i}_{j}.png"
+        path.parent.mkdir(exist_ok=True)
+        if img is not None and heatmap_overlay(
+            img, maps[where[0], j], int(ex.metadata.get("prefix_tokens", 0)), path
+        ):
+            out.append(
+                {"src": f"../maps/{i}_{j}.png", "index": int(oi[rows[j]]), "size": img.shape[0]}
+            )
+    return out

@@ -1,0 +1,105 @@
+"""The report in a real browser (Debian's Chromium, headless, from file://): no console errors,
+every image loads, the feature table sorts and filters, links open, class names stay text."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reports.runs import XSS, digits_run
+from vista.reports.html import ReportConfig, write_report
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        msg = "Chromium and chromedriver are missing; scripts/install.sh installs Debian's chromium and chromium-driver"
+        if os.environ.get("VISTA_REQUIRE_BROWSER"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    from selenium import webdriver
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path_factory.mktemp('chrome')}",
+        "--window-size=1280,1600",
+    ):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    b = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver))
+    yield b
+    b.quit()
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = digits_run(tmp_path_factory.mktemp("digits") / "run", xss=True)
+    return write_report(run, ReportConfig(max_features=30))
+
+
+def _open(b: Any, path: Path, shots: Path) -> None:
+    b.get(path.resolve().as_uri())
+    b.get_screenshot_as_file(str(shots / f"{path.parent.name}_{path.stem}.png"))
+    errors = [e for e in b.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+    broken = b.execute_script(
+        "return Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
+    )
+    assert not broken, broken
+    assert b.execute_script("return document.images.length") > 0 or path.parent.name == "labels"
+
+
+def test_the_report_works_in_chromium(browser: Any, report: Path, tmp_path: Path) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+
+    _open(browser, report, tmp_path)
+    header = browser.find_element(By.XPATH, "//table[@id='features']//th[text()='best AUC']")
+    col = len(
+        browser.find_elements(
+            By.XPATH, "//table[@id='features']//th[text()='best AUC']/preceding-sibling::th"
+        )
+    )
+
+    def column() -> list[float]:
+        cells = browser.find_elements(
+            By.CSS_SELECTOR, f"#features tbody tr td:nth-child({col + 1})"
+        )
+        return [float(c.text) for c in cells]
+
+    header.click()
+    assert column() == sorted(column())
+    header.click()
+    asc = column()
+    assert asc == sorted(asc, reverse=True) and len(asc) == 30
+    browser.find_element(By.ID, "filter").send_keys("parity=")
+    shown = [
+        r for r in browser.find_elements(By.CSS_SELECTOR, "#features tbody tr") if r.is_displayed()
+    ]
+    assert 0 < len(shown) < 30 or all("parity=" in r.text for r in shown)
+    links = [
+        a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "#features a")
+    ][:2]
+    for href in links:
+        _open(browser, Path(href.removeprefix("file://")), tmp_path)
+        assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Feature ")
+    label_page = report.parent / "labels" / "1.html"
+    _open(browser, label_page, tmp_path)
+    with pytest.raises(NoAlertPresentException):
+        _ = browser.switch_to.alert.text
+    assert XSS in browser.find_element(By.TAG_NAME, "main").text  # shown as text, not run
+    assert len(list(tmp_path.glob("*.png"))) == 4
