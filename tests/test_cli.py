@@ -184,10 +184,14 @@ def test_vista_run_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
         "fidelity",
         "dynamics",
         "probe",
+        "sparse_probing",
+        "scr",
+        "tpp",
+        "absorption",
         "exemplars",
         "stability",
     }
-    assert set(index["skipped"]) == {"compare"}
+    assert set(index["skipped"]) == {"compare", "recovery"}
     assert (out / "reseeds/seed1/cfg.json").is_file() and (
         out / "intersectional_results.json"
     ).is_file()
@@ -305,7 +309,8 @@ def test_analyze_runs_a_subset_all_and_refuses_what_cannot_run(tmp_path: Path) -
     )
     assert r.returncode == 0, r.stderr
     index = json.loads((tmp_path / "c/analyses/index.json").read_text())
-    assert set(index["skipped"]) == {"stability", "compare"} and len(index["ran"]) == 13
+    assert set(index["skipped"]) == {"stability", "compare", "recovery", "scr", "absorption"}
+    assert len(index["ran"]) == 15
     r = vista("analyze", *common, "sdf.nope=1", f"out_dir={tmp_path / 'd'}")
     assert r.returncode != 0 and "nope" in r.stderr
 

@@ -43,6 +43,9 @@ def _configs(planted: tuple[Path, Path, Path]) -> dict:
     cfgs["compare"].other_sae = str(other)
     cfgs["probe"].epochs = 2
     cfgs["ablation"].ks = [1, 3]
+    cfgs["absorption"].hierarchies = [
+        {"label": "a", "name": "p", "groups": {"low": ["a0", "a1"], "high": ["a2"]}}
+    ]
     return cfgs
 
 
@@ -51,6 +54,12 @@ def test_every_analysis_runs_and_writes_a_result_that_reads_back(
     name: str, planted: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
     store, sae_dir, _ = planted
+    if name == "recovery":  # needs a store with a known dictionary
+        from vista.sources.synthetic import SyntheticConfig, write_synthetic_store
+
+        store = write_synthetic_store(
+            tmp_path / "syn.h5", SyntheticConfig(d_model=16, n_train=100, n_validation=300)
+        )
     ctx = Context(identity_sae(16), store, FAST, sae_path=str(sae_dir))
     out = run_analyses(ctx, [name], _configs(planted), tmp_path)
     r = out.results[name]
@@ -80,7 +89,15 @@ def test_all_runs_what_the_labels_allow_and_records_why_the_rest_was_skipped(
     names, explicit = resolve_names(["all"])
     cfgs = {"probe": ANALYSES["probe"].config(epochs=1)}
     out = run_analyses(ctx, names, cfgs, tmp_path / "out", explicit=explicit)
-    assert set(out.skipped) == {"intersectional", "conjunction", "stability", "compare"}
+    assert set(out.skipped) == {
+        "intersectional",
+        "conjunction",
+        "stability",
+        "compare",
+        "scr",
+        "absorption",
+        "recovery",
+    }
     assert "2 label(s)" in out.skipped["intersectional"]
     index = json.loads((tmp_path / "out/analyses/index.json").read_text())
     assert set(index["skipped"]) == set(out.skipped) and "health" in index["ran"]

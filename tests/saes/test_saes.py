@@ -34,6 +34,10 @@ TRAINABLE = [a for a in ARCHS if SAE_REGISTRY[a].trainable]
 
 def _trained_like(arch: str, d_model: int = 8, d_sae: int = 32, seed: int = 0) -> SAE:
     """An SAE of ``arch`` with non-trivial biases and learned state (thresholds) after 3 steps."""
+    if getattr(SAE_REGISTRY[arch], "fitted", False):  # baselines: fitted to data, not trained
+        sae = make_sae(sae_cfg(arch, d_model, d_sae, seed=seed))
+        sae.fit_(torch.randn(256, d_model, generator=torch.Generator().manual_seed(seed)))
+        return sae.eval()
     base_arch = arch if SAE_REGISTRY[arch].trainable else "topk"
     sae = make_sae(sae_cfg(base_arch, d_model, d_sae, seed=seed))
     torch.manual_seed(seed)

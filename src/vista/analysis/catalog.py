@@ -2,6 +2,7 @@
 
 from vista.analysis import (  # noqa: F401
     ablation,
+    absorption,
     alignment,
     compare,
     conjunction,
@@ -14,6 +15,10 @@ from vista.analysis import (  # noqa: F401
     probe,
     probes,
     reconstruction,
+    recovery,
+    scr,
     sdf,
+    sparse_probing,
     stability,
+    tpp,
 )

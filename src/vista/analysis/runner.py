@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 ORDER = (
     "health",
     "reconstruction",
+    "recovery",
     "alignment",
     "probes",
     "ablation",
@@ -38,6 +39,10 @@ ORDER = (
     "fidelity",
     "dynamics",
     "probe",
+    "sparse_probing",
+    "scr",
+    "tpp",
+    "absorption",
     "exemplars",
     "stability",
     "compare",

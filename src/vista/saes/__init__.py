@@ -5,6 +5,7 @@ from vista.saes.config import SAEConfig
 from vista.saes.registry import SAE_REGISTRY, SAES, make_sae, register_sae, sae_class
 
 # Architectures register themselves on import; each config sits next to its class.
+from vista.saes.baselines import BaselineConfig  # isort: skip
 from vista.saes.batchtopk import BatchTopKConfig  # isort: skip
 from vista.saes.gated import GatedConfig  # isort: skip
 from vista.saes.jumprelu import JumpReLUConfig  # isort: skip
@@ -18,6 +19,7 @@ __all__ = [
     "SAE",
     "SAES",
     "SAE_REGISTRY",
+    "BaselineConfig",
     "BatchTopKConfig",
     "GatedConfig",
     "JumpReLUConfig",
