@@ -26,6 +26,8 @@ verbs:
   analyze        any analyses of an SAE on a store (sae=DIR store=FILE.h5 analysis=[a,b]|all out_dir=DIR)
   probe          the multi-task linear probe on a store (store=FILE.h5 [sae=DIR] out_dir=DIR)
   report         RUN_DIR/report/index.html from a run's results (vista report RUN_DIR)
+  bench          a grid of SAEs, baselines, every benchmark metric, merged table, Pareto plots
+                 (store=FILE.h5 out_dir=DIR; `vista bench init DIR` writes a DVC pipeline)
   evaluate       the preset health, reconstruction, alignment, probes, ablation
                  -> evaluation_results.json (sae=DIR/sae store=FILE.h5 out_dir=DIR)
   synthetic      a store with a known dictionary, the ground truth (out=FILE.h5 synthetic.*=...)
@@ -93,6 +95,20 @@ def task_report(job: Any) -> None:
     from vista.reports.html import write_report
 
     print(f"report written to {write_report(job.run_dir, job.report)}")
+
+
+def task_bench(job: Any) -> None:
+    from vista.benchmark.stages import run_bench
+
+    if job.stage == "init":
+        from vista.benchmark.dvc import init
+
+        print(f"DVC pipeline written to {init(job, job.out_dir)} (dvc init; dvc repro)")
+        return
+    run_bench(job)
+    out = Path(job.out_dir)
+    if job.stage in ("all", "merge", "plot") and (out / "bench_results.csv").is_file():
+        print(f"results: {out / 'bench_results.csv'} (and .json); plots: {out / 'plots'}")
 
 
 def task_evaluate(job: Any) -> None:
@@ -172,6 +188,7 @@ TASKS: dict[str, Callable[[Any], None]] = {
     "analyze": task_analyze,
     "probe": task_probe,
     "report": task_report,
+    "bench": task_bench,
     "evaluate": task_evaluate,
     "synthetic": task_synthetic,
 }
@@ -219,7 +236,7 @@ SHORTHANDS: dict[str, dict[str, str]] = {
 }
 
 
-_LIST_KEYS = {"analysis": ("analyze", "evaluate", "run")}
+_LIST_KEYS = {"analysis": ("analyze", "evaluate", "run", "bench")}
 """List settings that also take a bare ``a`` or ``a,b`` (``analysis=sdf`` = ``analysis=[sdf]``)."""
 
 
@@ -241,13 +258,11 @@ _VALUE_FLAGS = {
 
 
 def expand_shorthand(verb: str, arg: str, previous: str = "") -> str:
-    if (
-        verb == "report"
-        and "=" not in arg
-        and not arg.startswith("-")
-        and previous not in _VALUE_FLAGS
-    ):
+    positional = "=" not in arg and not arg.startswith("-") and previous not in _VALUE_FLAGS
+    if verb == "report" and positional:
         return f"run_dir={arg}"  # vista report RUN_DIR
+    if verb == "bench" and positional:
+        return "stage=init" if arg == "init" else f"out_dir={arg}"  # vista bench init DIR
     key, sep, value = arg.partition("=")
     if sep and verb in _LIST_KEYS.get(key, ()) and value and not value.startswith("["):
         return f"{key}=[{value}]"
@@ -264,11 +279,11 @@ def run_verb(verb: str, args: list[str]) -> None:
     task = TASKS[verb]
 
     def entry(cfg: Any) -> None:
-        from vista.conf.typed import to_job
+        from vista.conf.typed import to_job, with_params_file
 
         _setup_logging()
         try:
-            task(to_job(cfg))
+            task(to_job(with_params_file(cfg)))
         except VistaError as e:
             print(f"vista {verb}: error: {e}", file=sys.stderr)
             sys.exit(2)

@@ -22,7 +22,7 @@ def fit_direction(x: np.ndarray, t: np.ndarray, c: float = 1.0) -> tuple[Any, np
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000))
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=300, tol=1e-3))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(x, t)

@@ -198,11 +198,14 @@ def analyze(
     requested: list[str] | tuple[str, ...],
     configs: dict[str, Any],
     settings: Any,
+    explicit: bool | None = None,
 ) -> Outcome:
-    """Load the SAE, build the context, run the requested analyses (``all`` = every applicable)."""
+    """Load the SAE, build the context, run the requested analyses (``all`` = every applicable;
+    ``explicit=False`` skips, with the reason, the named ones that cannot run)."""
     from vista.saes.io import load_sae
 
-    names, explicit = resolve_names(requested)
+    names, named = resolve_names(requested)
+    explicit = named if explicit is None else explicit
     sae = load_sae(sae_path, device=settings.device)
     if settings.pursuit:
         from vista.saes.pursuit import pursuit_encoder

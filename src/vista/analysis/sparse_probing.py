@@ -53,7 +53,7 @@ def _fit_score(x_tr: Any, y_tr: np.ndarray, x_te: Any, y_te: np.ndarray, c: floa
 
     model = make_pipeline(
         StandardScaler(with_mean=not hasattr(x_tr, "toarray")),
-        LogisticRegression(C=c, max_iter=1000),
+        LogisticRegression(C=c, max_iter=300, tol=1e-3),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -15,6 +15,7 @@ from omegaconf import MISSING
 from vista.analysis.context import AnalysisSettings
 from vista.analysis.probe import ProbeTrainingConfig
 from vista.analysis.registry import ANALYSES, EVALUATE_PRESET
+from vista.benchmark.config import BENCH_ANALYSES, GridConfig
 from vista.reports.html import ReportConfig
 from vista.saes import SAES
 from vista.sources.datasets.base import DatasetConfig
@@ -193,6 +194,46 @@ RunJob.__doc__ = "vista run: train-encoder (or reuse a cached one) -> extract ->
 
 
 @dataclass
+class BenchBase:
+    store: str = "activations.h5"
+    """The activation store the grid is trained and evaluated on."""
+    out_dir: str = "bench"
+    """Where the SAEs, results, table and plots go (`vista bench init DIR`: the pipeline's folder)."""
+    stage: str = "all"
+    """all (train -> analyze -> merge -> plot; the store must exist) or one of extract, train,
+    analyze, merge, plot (the stages of the DVC pipeline of `vista bench init`)."""
+    params: str = ""
+    """A YAML file of settings (the DVC pipeline's params.yaml) read over these."""
+    grid: GridConfig = field(default_factory=GridConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    """stage=extract: the images."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """stage=extract: the encoder."""
+    # Half the default run's 2M tokens: the 21-SAE grid then trains in about 15 minutes on 2 cores.
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            max_tokens=1_000_000,
+            batch_size=1024,
+            lr=2e-3,
+            lr_warmup_steps=50,
+            init_tokens=16384,
+            checkpoint_every_steps=500,
+        )
+    )
+    trainer: TrainerConfig = field(
+        default_factory=lambda: TrainerConfig(logger="csv", progress_bar=False)
+    )
+
+
+BenchJob = make_dataclass("BenchJob", analysis_fields(BENCH_ANALYSES), bases=(BenchBase,))
+BenchJob.__doc__ = (
+    "vista bench: a grid of SAEs (architectures x widths x sparsities x seeds) trained on one pass "
+    "over the store, baseline dictionaries, the benchmark metrics on each, one merged table "
+    "(bench_results.csv/json) and Pareto plots. `vista bench init DIR` writes a DVC pipeline."
+)
+
+
+@dataclass
 class SyntheticJob:
     """vista synthetic: write a store with a known dictionary (the ground truth for SAE recovery)."""
 
@@ -207,6 +248,7 @@ VERB_CONFIGS: dict[str, type] = {
     "analyze": AnalyzeJob,
     "probe": ProbeJob,
     "report": ReportJob,
+    "bench": BenchJob,
     "evaluate": EvaluateJob,
     "extract": ExtractJob,
     "encode": EncodeJob,

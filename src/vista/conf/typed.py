@@ -32,6 +32,24 @@ def missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     return out
 
 
+def with_params_file(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with the YAML file named by its ``params`` setting read over it (keys checked)."""
+    path = cfg.get("params") if "params" in cfg else None
+    if not path:
+        return cfg
+    from pathlib import Path
+
+    p = Path(str(path))
+    if not p.is_file():
+        raise VistaError(f"params={path!r}: no such file; give the params.yaml of the pipeline.")
+    try:
+        doc = OmegaConf.load(p)
+        keep = {k: cfg[k] for k in ("stage", "params") if k in cfg}
+        return OmegaConf.merge(cfg, doc, keep)  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        raise VistaError(f"params={path!r}: {_short(e)}.") from None
+
+
 def to_job(cfg: DictConfig) -> Any:
     """The verb's job dataclass, with every nested config typed (SAE configs included)."""
     missing = missing_keys(cfg)

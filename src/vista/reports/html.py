@@ -70,6 +70,8 @@ def write_report(run_dir: str | os.PathLike[str], cfg: ReportConfig | None = Non
     """Write ``run_dir/report/`` and return the path of its ``index.html``."""
     cfg = cfg or ReportConfig()
     run = Path(run_dir)
+    if (run / "bench_results.json").is_file() and not (run / "analyses").is_dir():
+        return write_sweep_report(run)  # a `vista bench` directory
     results = read_results(run)
     if not results:
         raise VistaError(
@@ -210,3 +212,53 @@ def _maps(data: FeatureData, i: int, thumbs: Thumbnails, tmp: Path) -> list[dict
                 {"src": f"../maps/{i}_{j}.png", "index": int(oi[rows[j]]), "size": img.shape[0]}
             )
     return out
+
+
+def write_sweep_report(bench_dir: str | os.PathLike[str]) -> Path:
+    """``bench_dir/report/index.html``: the merged table (sortable), the Pareto plots, the seed noise."""
+    from vista.benchmark.table import HEADLINE
+    from vista.reports.pareto import pareto_figures
+
+    bench = Path(bench_dir)
+    doc = json.loads((bench / "bench_results.json").read_text())
+    rows = doc["rows"]
+    out, tmp = bench / "report", bench / ".report.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    plots = [
+        {"src": f"plots/{p.name}", "caption": p.stem.replace("pareto_", "L0 against ")}
+        for p in pareto_figures(rows, tmp / "plots")
+    ]
+    columns = [
+        {"key": "name", "title": "SAE", "type": "text"},
+        {"key": "architecture", "title": "architecture", "type": "text"},
+        {"key": "d_sae", "title": "latents", "type": "number"},
+    ]
+    for m in HEADLINE:
+        if any(m in r for r in rows):
+            d = next((r.get(f"{m}_direction") for r in rows if m in r), "none")
+            columns.append(
+                {
+                    "key": m,
+                    "title": m + {"higher": " ↑", "lower": " ↓"}.get(d, ""),
+                    "type": "number",
+                }
+            )
+    _write(
+        _env(),
+        "sweep.html.j2",
+        tmp / "index.html",
+        root="",
+        labels=[],
+        rows=rows,
+        columns=columns,
+        plots=plots,
+        variance=doc.get("reseed_variance", {}),
+        store=str(doc.get("store") or bench),
+        title=f"vista benchmark: {len(rows)} SAEs",
+        **{k: v for k, v in _common(bench, FeatureData({})).items() if k != "labels"},
+    )
+    shutil.copy(Path(__file__).parent / "templates" / "report.css", tmp / "report.css")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out / "index.html"

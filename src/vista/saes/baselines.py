@@ -121,8 +121,15 @@ class NMFDictionary(FittedDictionary):
 
         self.b_dec.copy_(x.min(dim=0).values)
         xs = (x - self.b_dec).clamp_min(0).double().numpy()
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
         init = "nndsvda" if self.d_sae <= min(xs.shape) else "random"  # overcomplete: random
-        nmf = NMF(self.d_sae, init=init, max_iter=300, random_state=self.cfg.seed).fit(xs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            nmf = NMF(self.d_sae, init=init, solver="mu", max_iter=100, random_state=self.cfg.seed)
+            nmf.fit(xs)
         h = torch.from_numpy(nmf.components_).float()
         self.W_dec.copy_(h / h.norm(dim=1, keepdim=True).clamp_min(1e-12))
         self.W_enc.copy_(self.W_dec.t())
@@ -136,7 +143,15 @@ class NMFDictionary(FittedDictionary):
         c = num.clamp_min(1e-8)
         for _ in range(self.iterations):
             c = c * num / (c @ gram).clamp_min(1e-12)
-        return self._topk_abs(c)
+        # The dense code is near exact but not sparse: keep its k largest atoms and refit their
+        # coefficients by least squares on that support (clipped at 0, a one-step NNLS).
+        k = min(self.cfg.k, c.shape[-1])
+        idx = c.topk(k, dim=-1).indices  # (n, k)
+        atoms = w[idx]  # (n, k, d)
+        g = atoms @ atoms.transpose(1, 2) + 1e-6 * torch.eye(k, dtype=w.dtype, device=w.device)
+        rhs = (atoms @ xs.unsqueeze(-1)).squeeze(-1)
+        coef = torch.linalg.solve(g, rhs).clamp_min(0)
+        return torch.zeros_like(c).scatter_(-1, idx, coef)
 
 
 @register_sae("random")

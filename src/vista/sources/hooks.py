@@ -16,7 +16,10 @@ TOKEN_SELECTIONS = ("all", "no_registers", "patches", "cls", "registers", "mean"
 
 
 def find_module(model: nn.Module, path: str) -> tuple[str, nn.Module]:
-    """The one submodule whose dotted name is ``path`` or matches it as a glob pattern."""
+    """The one submodule whose dotted name is ``path`` or matches it as a glob pattern; ``.`` is
+    the model itself (its output)."""
+    if path == ".":
+        return ".", model
     modules = dict(model.named_modules())
     if path in modules and path:
         return path, modules[path]

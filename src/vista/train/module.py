@@ -136,11 +136,21 @@ class SAETrainingModule(pl.LightningModule):
             self.data.skip_batches = int(checkpoint.get("global_step", 0))
 
 
+def _defaults(arch: str) -> dict[str, Any]:
+    from vista.saes import SAES
+
+    return asdict(SAES.get_entry(arch).config_class()) if arch in SAES else {}
+
+
 def sae_name(cfg: dict[str, Any]) -> str:
     """A readable, unique-per-config name: ``topk_d4096_k32``."""
     parts = [str(cfg["architecture"]), f"d{cfg['d_sae']}"]
     if "k" in cfg:
         parts.append(f"k{cfg['k']}")
+    defaults = _defaults(str(cfg["architecture"]))
+    for key, tag in (("l1_coeff", "l1-"), ("l0_coeff", "l0-")):
+        if key in cfg and cfg[key] != defaults.get(key):  # a coefficient set away from the default
+            parts.append(f"{tag}{cfg[key]:g}")
     if cfg.get("seed"):
         parts.append(f"s{cfg['seed']}")
     return "_".join(parts)

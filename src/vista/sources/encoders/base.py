@@ -28,8 +28,9 @@ class EncoderConfig:
     kwargs: dict[str, Any] = field(default_factory=dict)
     """module: keyword arguments of the constructor."""
     layer: str = ""
-    """Where to read: a block index (``11``, ``-1``), or a dotted module path (glob patterns allowed);
-    '' = the encoder's default (its last block, or ``fc1`` for the MNIST CNN)."""
+    """Where to read: a block index (``11``, ``-1``), a dotted module path (glob patterns allowed),
+    or ``.`` for the model's output; '' = the encoder's default (its last block, or ``fc1`` for the
+    MNIST CNN)."""
     tokens: str = "all"
     """all | no_registers | patches | cls | registers | mean (mean over the patch tokens)."""
     image_size: int = 0

@@ -102,6 +102,6 @@ def build_module(cfg: EncoderConfig) -> Encoder:
             std=list(cfg.std),
         ),
         blocks=blocks,
-        default_layer=blocks[-1] if blocks else "",
+        default_layer=blocks[-1] if blocks else ".",
         meta={"target": str(cfg.target), "path": str(cfg.path)},
     )
