@@ -8,6 +8,9 @@
   L0 64, FairFace's 9 x 2 x 7 labels), in a fresh process (target < 4 GB).
 - ``default``: ``vista analyze analysis=all`` on the default run's directory (``make run`` first;
   target < 5 minutes).
+- ``intervene``: ``vista intervene`` (every mode, every label as target) on the default run
+  (issue 13's target < 2 minutes); ``intervene-logistic`` adds the same with the logistic fresh
+  reader, for the ratio.
 
 Run: ``.venv/bin/python bench/bench_analysis.py [--only pass,auc,...] [--out FILE.md]``.
 """
@@ -230,6 +233,45 @@ def bench_default() -> list[str]:
     ]
 
 
+def _intervene(reader: str) -> tuple[float, str]:
+    run = ROOT / "runs" / "default"
+    out = Path(tempfile.mkdtemp())
+    t0 = time.perf_counter()
+    p = subprocess.run(
+        [
+            str(ROOT / ".venv/bin/vista"),
+            "intervene",
+            f"sae={run / 'sae'}",
+            f"store={run / 'activations.h5'}",
+            f"out_dir={out}",
+            f"intervene.fresh_reader={reader}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if p.returncode:
+        return float("nan"), p.stderr[-1000:]
+    idx = json.loads((out / "analyses/index.json").read_text())
+    return time.perf_counter() - t0, f"{idx['ran']['intervene']['seconds']:.1f}"
+
+
+def bench_intervene(logistic: bool) -> list[str]:
+    if not (ROOT / "runs/default/sae/cfg.json").is_file():
+        return ["intervene: no runs/default (run `make run` first)."]
+    wall, inner = _intervene("lda")
+    lines = [
+        f"`vista intervene` (all 9 modes, targets digit, thickness and slant, 3 labels read) on "
+        f"runs/default: **{wall:.0f} s** wall including start-up (the analysis {inner} s)."
+    ]
+    if logistic:
+        wall_l, inner_l = _intervene("logistic")
+        lines.append(
+            f"With `intervene.fresh_reader=logistic`: {wall_l:.0f} s wall (the analysis {inner_l} "
+            f"s); ratio logistic / lda = {wall_l / wall:.1f}."
+        )
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", default="pass,auc,anova,memory,default")
@@ -252,6 +294,8 @@ def main() -> None:
                 lines += bench_memory(work)
             elif part == "default":
                 lines += bench_default()
+            elif part in ("intervene", "intervene-logistic"):
+                lines += bench_intervene(part == "intervene-logistic")
             lines.append("")
             print(f"[{part}] {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     text = "\n".join(lines)

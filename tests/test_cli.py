@@ -188,10 +188,18 @@ def test_vista_run_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
         "scr",
         "tpp",
         "absorption",
+        "intervene",
+        "splice",
         "exemplars",
         "stability",
     }
     assert set(index["skipped"]) == {"compare", "recovery"}
+    assert "splice: loss_recovered/zero_ablation" in r.stdout
+    # The decomposition table is printed, and the seeds' intervention files are written.
+    assert "passthrough (reconstruction error)" in r.stdout and "random features" in r.stdout
+    assert "k=" in json.dumps(
+        json.loads((out / "intervention_suppression_results.json").read_text())
+    )
     assert (out / "reseeds/seed1/cfg.json").is_file() and (
         out / "intersectional_results.json"
     ).is_file()
@@ -309,8 +317,15 @@ def test_analyze_runs_a_subset_all_and_refuses_what_cannot_run(tmp_path: Path) -
     )
     assert r.returncode == 0, r.stderr
     index = json.loads((tmp_path / "c/analyses/index.json").read_text())
-    assert set(index["skipped"]) == {"stability", "compare", "recovery", "scr", "absorption"}
-    assert len(index["ran"]) == 15
+    assert set(index["skipped"]) == {
+        "stability",
+        "compare",
+        "recovery",
+        "scr",
+        "absorption",
+        "splice",  # the planted store records no encoder to splice into
+    }
+    assert len(index["ran"]) == 16
     r = vista("analyze", *common, "sdf.nope=1", f"out_dir={tmp_path / 'd'}")
     assert r.returncode != 0 and "nope" in r.stderr
 
@@ -357,3 +372,25 @@ def test_analyze_bad_input_is_one_sentence_with_exit_2(tmp_path: Path) -> None:
         r = vista("analyze", f"store={store}", f"out_dir={tmp_path / 'o'}", *args)
         assert r.returncode == 2, (args, r.stderr)
         assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_intervene_prints_the_decomposition_and_takes_bare_modes_and_targets(
+    tmp_path: Path,
+) -> None:
+    from tests.analysis.planted import identity_sae, planted_store
+    from vista.saes.io import save_sae
+
+    store = planted_store(tmp_path / "s.h5", n=600)
+    save_sae(identity_sae(16), tmp_path / "sae")
+    common = [f"sae={tmp_path / 'sae'}", f"store={store}", "eval.n_boot=50", "eval.n_perm=50"]
+    r = vista("intervene", *common, "modes=suppression,leace", "targets=a", f"out_dir={tmp_path}/o")
+    assert r.returncode == 0, r.stderr
+    assert "suppressing the top" in r.stdout and "targeted, error kept" in r.stdout
+    assert (tmp_path / "o/intervention_leace_results.json").is_file()
+    assert not (tmp_path / "o/intervention_steering_results.json").exists()
+    r = vista("intervene", *common, "modes=erase_all", f"out_dir={tmp_path}/p")
+    assert (
+        r.returncode == 2 and "Traceback" not in r.stderr and "unknown intervene.modes" in r.stderr
+    )
+    r = vista("intervene", *common, "targets=age", f"out_dir={tmp_path}/q")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "'age'" in r.stderr

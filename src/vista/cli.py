@@ -30,6 +30,10 @@ verbs:
                  (store=FILE.h5 out_dir=DIR; `vista bench init DIR` writes a DVC pipeline)
   evaluate       the preset health, reconstruction, alignment, probes, ablation
                  -> evaluation_results.json (sae=DIR/sae store=FILE.h5 out_dir=DIR)
+  intervene      suppress, scale, steer, erase each label's features, with controls and the
+                 decomposition (sae=DIR store=FILE.h5 out_dir=DIR [modes=a,b] [targets=label])
+  splice         the SAE inside the encoder the store came from: accuracy, loss recovered, KL,
+                 per-class suppression (sae=DIR store=FILE.h5 out_dir=DIR)
   synthetic      a store with a known dictionary, the ground truth (out=FILE.h5 synthetic.*=...)
   info           describe a store or an SAE directory (vista info PATH)
 
@@ -73,13 +77,37 @@ def task_train(job: Any) -> None:
 
 def task_analyze(job: Any) -> None:
     from vista.analysis.runner import analyze, configs_of
-    from vista.reports.tables import analysis_summary
+    from vista.reports.tables import analysis_summary, decomposition_summary
 
     outcome = analyze(
         job.sae, job.store, job.out_dir, list(job.analysis), configs_of(job), job.eval
     )
     print(analysis_summary(outcome.results, outcome.skipped))
+    if "intervene" in outcome.results:
+        print(decomposition_summary(outcome.results["intervene"]))
     print(f"results: {Path(job.out_dir) / 'analyses'}")
+
+
+def task_intervene(job: Any) -> None:
+    from vista.analysis.runner import analyze
+    from vista.reports.tables import decomposition_summary
+
+    outcome = analyze(
+        job.sae, job.store, job.out_dir, ["intervene"], {"intervene": job.intervene}, job.eval
+    )
+    print(decomposition_summary(outcome.results["intervene"]))
+    print(
+        f"results: {Path(job.out_dir) / 'analyses' / 'intervene'} and {job.out_dir}/intervention_*_results.json"
+    )
+
+
+def task_splice(job: Any) -> None:
+    from vista.analysis.runner import analyze
+    from vista.reports.tables import analysis_summary
+
+    outcome = analyze(job.sae, job.store, job.out_dir, ["splice"], {"splice": job.splice}, job.eval)
+    print(analysis_summary(outcome.results))
+    print(f"results: {Path(job.out_dir) / 'analyses' / 'splice'}")
 
 
 def task_probe(job: Any) -> None:
@@ -190,6 +218,8 @@ TASKS: dict[str, Callable[[Any], None]] = {
     "report": task_report,
     "bench": task_bench,
     "evaluate": task_evaluate,
+    "intervene": task_intervene,
+    "splice": task_splice,
     "synthetic": task_synthetic,
 }
 
@@ -233,10 +263,15 @@ SHORTHANDS: dict[str, dict[str, str]] = {
     "extract": {"dataset": "dataset.name", "encoder": "encoder.name"},
     "train-encoder": {"dataset": "dataset.name", "encoder": "encoder.architecture"},
     "run": {"dataset": "dataset.name"},
+    "intervene": {"modes": "intervene.modes", "targets": "intervene.targets"},
 }
 
 
-_LIST_KEYS = {"analysis": ("analyze", "evaluate", "run", "bench")}
+_LIST_KEYS = {
+    "analysis": ("analyze", "evaluate", "run", "bench"),
+    "modes": ("intervene",),
+    "targets": ("intervene",),
+}
 """List settings that also take a bare ``a`` or ``a,b`` (``analysis=sdf`` = ``analysis=[sdf]``)."""
 
 
@@ -265,7 +300,8 @@ def expand_shorthand(verb: str, arg: str, previous: str = "") -> str:
         return "stage=init" if arg == "init" else f"out_dir={arg}"  # vista bench init DIR
     key, sep, value = arg.partition("=")
     if sep and verb in _LIST_KEYS.get(key, ()) and value and not value.startswith("["):
-        return f"{key}=[{value}]"
+        value = f"[{value}]"
+        arg = f"{key}={value}"
     target = SHORTHANDS.get(verb, {}).get(key)
     return f"{target}={value}" if sep and target and not value.startswith("{") else arg
 

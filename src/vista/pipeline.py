@@ -79,7 +79,7 @@ def evaluate_into(sae_dir: Any, store: Any, out: Any, job: Any) -> dict[str, Any
 
 
 def run(job: Any) -> dict[str, Any]:
-    from vista.reports.tables import analysis_summary, run_summary
+    from vista.reports.tables import analysis_summary, decomposition_summary, run_summary
     from vista.sources.extract import extract
     from vista.train.fit import train_saes
 
@@ -126,6 +126,8 @@ def run(job: Any) -> dict[str, Any]:
     acc = enc_meta.get("test_accuracy")
     head = f"encoder test accuracy: {acc:.4f}\n" if acc is not None else ""
     print(head + analysis_summary(outcome.results, outcome.skipped))
+    if "intervene" in outcome.results:
+        print(decomposition_summary(outcome.results["intervene"]))
     print(f"results: {out / 'analyses'} (and {out / 'evaluation_results.json'})")
     from vista.reports.html import write_report
 

@@ -12,6 +12,7 @@ from vista.analysis import (  # noqa: F401
     fidelity,
     health,
     intersectional,
+    intervene,
     probe,
     probes,
     reconstruction,
@@ -19,6 +20,7 @@ from vista.analysis import (  # noqa: F401
     scr,
     sdf,
     sparse_probing,
+    splice,
     stability,
     tpp,
 )

@@ -43,6 +43,8 @@ ORDER = (
     "scr",
     "tpp",
     "absorption",
+    "intervene",
+    "splice",
     "exemplars",
     "stability",
     "compare",

@@ -13,8 +13,10 @@ from typing import Any
 from omegaconf import MISSING
 
 from vista.analysis.context import AnalysisSettings
+from vista.analysis.intervene import InterveneConfig
 from vista.analysis.probe import ProbeTrainingConfig
 from vista.analysis.registry import ANALYSES, EVALUATE_PRESET
+from vista.analysis.splice import SpliceConfig
 from vista.benchmark.config import BENCH_ANALYSES, GridConfig
 from vista.reports.html import ReportConfig
 from vista.saes import SAES
@@ -74,6 +76,32 @@ EvaluateJob.__doc__ = (
     "vista evaluate: the analyses " + ", ".join(EVALUATE_PRESET) + " of an SAE on a store split; "
     "writes evaluation_results.json (VISTA schema) and OUT/analyses/."
 )
+
+
+@dataclass
+class InterveneJob:
+    """vista intervene: suppress, scale, steer and erase each label's features in the stored
+    embeddings (modes=[...], targets=[...]), with the passthrough, noise and random-feature
+    controls; writes OUT/analyses/intervene/ and intervention_<mode>_results.json."""
+
+    sae: str = MISSING
+    store: str = MISSING
+    out_dir: str = MISSING
+    intervene: InterveneConfig = field(default_factory=InterveneConfig)
+    eval: AnalysisSettings = field(default_factory=AnalysisSettings)
+
+
+@dataclass
+class SpliceJob:
+    """vista splice: the SAE inside the encoder the store came from (rebuilt from the store),
+    at its layer and tokens: accuracy, loss recovered, KL, and suppression per class, with
+    controls; writes OUT/analyses/splice/."""
+
+    sae: str = MISSING
+    store: str = MISSING
+    out_dir: str = MISSING
+    splice: SpliceConfig = field(default_factory=SpliceConfig)
+    eval: AnalysisSettings = field(default_factory=AnalysisSettings)
 
 
 @dataclass
@@ -250,6 +278,8 @@ VERB_CONFIGS: dict[str, type] = {
     "report": ReportJob,
     "bench": BenchJob,
     "evaluate": EvaluateJob,
+    "intervene": InterveneJob,
+    "splice": SpliceJob,
     "extract": ExtractJob,
     "encode": EncodeJob,
     "train-encoder": TrainEncoderJob,

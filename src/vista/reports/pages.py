@@ -97,8 +97,30 @@ def feature_context(
             for c in (conj.tables.get("conjunction_features", []) if conj else [])
             if c["feature"] == i
         ],
-        "interventions": "No intervention results in this run.",
+        "interventions": _feature_interventions(data, i),
     }
+
+
+def _feature_interventions(data: FeatureData, i: int) -> str:
+    """Which suppressions of ``intervene`` edited latent ``i`` (its rank among a label's features)."""
+    res = data.results.get("intervene")
+    if res is None:
+        return "No intervention results in this run (vista analyze analysis=intervene)."
+    ks = sorted(int(k) for k in res.config.get("ks", []))
+    used = []
+    for key, ranked in res.arrays.items():
+        if not key.endswith("/ranked_features"):
+            continue
+        label = key.rsplit("/", 1)[0]
+        hit = np.flatnonzero(ranked == i)
+        if hit.size:
+            r = int(hit[0]) + 1
+            within = [k for k in ks if r <= k]
+            where = (
+                f"suppressed in its top-{within[0]} and larger sets" if within else "not suppressed"
+            )
+            used.append(f"{label}: rank {r} of {len(ranked)} ({where})")
+    return "; ".join(used) if used else "Not among the features any intervention edited."
 
 
 def _stability(data: FeatureData, i: int) -> str:
@@ -144,6 +166,7 @@ def label_context(
     fid = data.results.get("fidelity")
     conj = data.results.get("conjunction")
     return {
+        **_label_interventions(data, label),
         "name": label,
         "plots": [p for p in plots.get("labels", []) if p.get("label") == label],
         "sdf": sdf_rows,
@@ -156,3 +179,35 @@ def label_context(
             if label in c["labels"].split("x")
         ],
     }
+
+
+_COMPONENTS = ("total", "reconstruction_error", "targeted", "interaction", "noise", "random_total",
+               "random_targeted", "targeted_vs_random")  # fmt: skip
+
+
+def _label_interventions(data: FeatureData, label: str) -> dict[str, Any]:
+    """The decomposition at the largest k, the erasure comparison and the steering summary."""
+    res = data.results.get("intervene")
+    if res is None:
+        return {"decomposition": [], "erasure": [], "steering": []}
+    rows = res.tables.get(f"{label}/decomposition", [])
+    kmax = max((r["k"] for r in rows), default=0)
+    decomp = sorted(
+        (r for r in rows if r["k"] == kmax),
+        key=lambda r: (r["reader"], _COMPONENTS.index(r["component"])),
+    )
+    erasure = [
+        {**r, "lo": _plus(r["acc_before"], r["ci"][0]), "hi": _plus(r["acc_before"], r["ci"][1])}
+        for r in res.tables.get(f"{label}/erasure", [])
+        if r["role"] == "target" and r.get("alpha", 1.0) == 1.0
+    ]
+    return {
+        "decomposition": decomp,
+        "decomposition_k": kmax,
+        "erasure": erasure,
+        "steering": res.tables.get(f"{label}/steering_summary", []),
+    }
+
+
+def _plus(a: float | None, b: float | None) -> float:
+    return float("nan") if a is None or b is None else a + b

@@ -44,6 +44,47 @@ def analysis_summary(results: dict[str, Result], skipped: dict[str, str] | None 
     return format_table(rows, f"vista analyses (intervals: {ci:.0%} percentile bootstrap)")
 
 
+_PARTS = (
+    ("noise", "noise control"),
+    ("reconstruction_error", "passthrough (reconstruction error)"),
+    ("random_targeted", "random features, error kept"),
+    ("targeted", "targeted, error kept"),
+    ("interaction", "interaction"),
+    ("total", "total (targeted, decoded)"),
+)
+
+
+def decomposition_summary(result: Result, reader: str = "fresh") -> str:
+    """``intervene``'s decomposition per target label at its largest k: the change in held-out
+    probe accuracy on the label, with interval and p-value, and the mean change on the others."""
+    blocks = []
+    targets = sorted({k.split("/", 1)[0] for k in result.tables if k.endswith("/decomposition")})
+    for t in targets:
+        rows = [r for r in result.tables[f"{t}/decomposition"] if r["reader"] == reader]
+        kmax = max((r["k"] for r in rows), default=0)
+        by = {r["component"]: r for r in rows if r["k"] == kmax}
+        lines = []
+        for comp, name in _PARTS:
+            if comp in by:
+                r = by[comp]
+                lo, hi = (v if v is not None else float("nan") for v in r["ci"])
+                lines.append(
+                    (
+                        name,
+                        f"{r['target_delta']:+.4f} [{lo:+.4f}, {hi:+.4f}] p={r['p_value']:.3g}"
+                        f" | other labels {r['non_target_delta']:+.4f}",
+                    )
+                )
+        blocks.append(
+            format_table(
+                lines,
+                f"intervene: suppressing the top {kmax} features of {t!r} "
+                f"(change in {reader} probe accuracy on {t!r}, n={rows[0]['n'] if rows else 0})",
+            )
+        )
+    return "\n".join(blocks)
+
+
 def run_summary(results: dict[str, Result], encoder_accuracy: float | None) -> dict[str, Any]:
     """The headline numbers as a flat mapping (``run.json``'s summary)."""
     out: dict[str, Any] = {"encoder_test_accuracy": encoder_accuracy}

@@ -66,6 +66,8 @@ def extract(
         "model": enc.name,
         "encoder": enc.name,
         "encoder_path": str(encoder_cfg.path),
+        # The whole encoder config, so `splice` can rebuild the model the store came from.
+        "encoder_config": json.dumps(dataclasses.asdict(encoder_cfg)),
         "layer": layer_name,
         "token_selection": tokens,
         "prefix_tokens": enc.prefix_tokens,

@@ -1,0 +1,248 @@
+"""Interventions: the ops against hand-computed values, the pooled edit against a per-token edit,
+LEACE against the concept-erasure package's guarantee, and planted stores whose answer is known."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.analysis.planted import identity_sae
+from tests.conftest import write_vista_store
+from vista.analysis.context import AnalysisSettings, Context
+from vista.analysis.registry import ANALYSES
+from vista.analysis.runner import run_analyses
+from vista.analysis.sdf import SDFConfig
+from vista.errors import VistaError
+from vista.interventions import ops
+from vista.saes import make_sae
+
+FAST = AnalysisSettings(n_boot=200, n_perm=200)
+
+
+def _planted(path: Path, n: int = 1500, d: int = 10, seed: int = 0) -> Path:
+    """Label ``a`` (3 classes) lives in latents 0-2 alone (one per class), label ``b`` (2 classes)
+    in latent 3 alone; latents 4.. are label-free noise."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 3, n), rng.integers(0, 2, n)
+    x = np.abs(rng.normal(size=(n, d))) * 0.3
+    x[:, :4] = 0
+    x[np.arange(n), a] = 1 + rng.random(n)
+    x[:, 3] = (b == 1) * (1 + rng.random(n))
+    x = x.astype(np.float32)
+    labels = {"a": a, "b": b}
+    return write_vista_store(
+        path,
+        {"training": x, "validation": x},
+        {"training": labels, "validation": labels},
+        {"a": ["a0", "a1", "a2"], "b": ["b0", "b1"]},
+    )
+
+
+def _run(ctx: Context, out: Path, **cfg: object):  # type: ignore[no-untyped-def]
+    conf = ANALYSES["intervene"].config(**cfg)
+    return run_analyses(ctx, ["intervene"], {"intervene": conf}, out).results["intervene"]
+
+
+# -- ops -----------------------------------------------------------------------------------------
+def test_projection_removes_alpha_of_the_axis_and_keeps_its_complement() -> None:
+    a = np.array([3.0, 4.0, 0.0])
+    v = ops.projection(a, 0.3)
+    np.testing.assert_allclose(a @ v, 0.7 * a)  # 1 - alpha of the axis stays
+    np.testing.assert_allclose(np.array([4.0, -3.0, 2.0]) @ v, [4.0, -3.0, 2.0])
+    np.testing.assert_allclose(ops.projection(np.zeros(3), 1.0), np.eye(3))
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    np.testing.assert_allclose((x @ ops.projection(a, 1.0)) @ a, 0.0, atol=1e-12)
+
+
+def test_sp_axis_is_the_encoder_columns_weighted_by_the_probe() -> None:
+    w_enc = np.arange(12, dtype=float).reshape(3, 4)
+    feats = np.array([1, 3])
+    np.testing.assert_allclose(
+        ops.sp_axis(w_enc, feats, np.array([[2.0, -1.0]])), w_enc[:, 1] * 2 - w_enc[:, 3]
+    )
+    multi = np.array([[1.0, -2.0], [-3.0, 0.0]])  # mean |coef| per feature: 2, 1
+    np.testing.assert_allclose(ops.sp_axis(w_enc, feats, multi), 2 * w_enc[:, 1] + w_enc[:, 3])
+
+
+def test_scaling_features_equals_decoding_the_edited_codes() -> None:
+    rng = np.random.default_rng(1)
+    codes, w_dec, b_dec = rng.random((6, 5)), rng.normal(size=(5, 3)), rng.normal(size=3)
+    x_hat = ops.decode(codes, w_dec, b_dec)
+    for alpha in (0.0, 0.5, 3.0):
+        edited = codes.copy()
+        edited[:, [1, 4]] *= alpha
+        got = ops.scale_features(x_hat, codes, w_dec, np.array([1, 4]), alpha)
+        np.testing.assert_allclose(got, edited @ w_dec + b_dec)
+
+
+def test_the_pooled_edit_is_the_mean_of_the_per_token_edits(tmp_path: Path) -> None:
+    """Editing an image's mean codes and decoding = editing each token's codes, decoding, pooling."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(40, 4, 8)).astype(np.float32)
+    y = {"c": rng.integers(0, 2, 40)}
+    store = write_vista_store(
+        tmp_path / "t.h5", {"validation": x}, {"validation": y}, {"c": ["p", "q"]}
+    )
+    sae = make_sae({"architecture": "topk", "d_model": 8, "d_sae": 16, "k": 3, "seed": 1}).eval()
+    ctx = Context(sae, store, FAST)
+    enc = ctx.encoded
+    w_dec, b_dec = sae.W_dec.detach().double().numpy(), sae.b_dec.detach().double().numpy()
+    feats = np.array([0, 5, 9])
+    pooled = ops.scale_features(ops.decode(enc.codes, w_dec, b_dec), enc.codes, w_dec, feats, 0.0)
+    with torch.no_grad():
+        stored = x.astype(np.float16).astype(np.float32)  # the store keeps float16
+        z = sae.encode(torch.from_numpy(stored.reshape(-1, 8))).double().numpy()
+    z[:, feats] = 0
+    per_token = (z @ w_dec + b_dec).reshape(40, 4, 8).mean(axis=1)
+    np.testing.assert_allclose(pooled, per_token, atol=1e-5)
+
+
+def test_gaussian_noise_has_the_pooled_scale_and_error_scale_is_per_element() -> None:
+    rng = np.random.default_rng(3)
+    noisy = ops.gaussian_noise(np.zeros((20000, 4)), 2.0, 4, rng)
+    assert abs(noisy.std() - 1.0) < 0.02  # 2 / sqrt(4 tokens)
+    assert ops.error_scale(np.array([8.0, 10.0]), 3, 3) == pytest.approx(np.sqrt(18 / 9))
+
+
+# -- planted stores ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _planted(tmp_path_factory.mktemp("iv") / "s.h5")
+
+
+def test_suppressing_the_planted_features_removes_the_concept_and_random_ones_do_not(
+    planted: Path, tmp_path: Path
+) -> None:
+    ctx = Context(identity_sae(10), planted, FAST)
+    r = _run(ctx, tmp_path, targets=["a"], select="variance", ks=[3], modes=["suppression"])
+    assert set(r.arrays["a/ranked_features"][:3]) == {0, 1, 2}
+    base = ctx.labels["a"]
+    chance = np.bincount(base).max() / len(base)
+    total = r.scalars["a/k3/fresh/total"]
+    # Accuracy falls from ~1 to about chance; the interval excludes 0.
+    assert total.value == pytest.approx(chance - 1.0, abs=0.08) and total.high < -0.3
+    assert abs(r.value("a/k3/fresh/random_total")) < 0.03
+    assert r.scalars["a/k3/fresh/targeted_vs_random"].high < -0.3
+    # The identity SAE reconstructs exactly: no reconstruction-error effect, no interaction.
+    assert r.value("a/k3/fresh/reconstruction_error") == 0.0
+    assert r.value("a/k3/fresh/interaction") == 0.0
+    assert r.value("a/k3/fresh/selectivity") > 0.5  # b, read from latent 3, is untouched
+    rows = [
+        x
+        for x in r.tables["a/decomposition"]
+        if x["component"] == "total" and x["reader"] == "fresh"
+    ]
+    assert rows[0]["p_value"] < 0.01 and rows[0]["non_target_delta"] == pytest.approx(0.0, abs=0.02)
+    doc = json.loads((tmp_path / "intervention_suppression_results.json").read_text())
+    sec = doc["a"]["k=3"]
+    assert set(sec["features"]) == {0, 1, 2} and "a" in sec["target"] and "b" in sec["non_target"]
+    assert sec["target"]["a"]["delta"] == pytest.approx(total.value)
+
+
+def test_the_decomposition_adds_up_per_image_with_a_lossy_sae(
+    planted: Path, tmp_path: Path
+) -> None:
+    ctx = Context(identity_sae(10, k=3), planted, FAST)  # drops all but the 3 largest inputs
+    r = _run(ctx, tmp_path, targets=["b"], select="variance", ks=[1], random_seeds=1,
+             modes=["suppression"])  # fmt: skip
+    for reader in ("fresh", "fixed"):
+        v = {
+            c: r.value(f"b/k1/{reader}/{c}")
+            for c in ("total", "reconstruction_error", "targeted", "interaction")
+        }
+        assert v["total"] == pytest.approx(
+            v["reconstruction_error"] + v["targeted"] + v["interaction"], abs=1e-12
+        )
+    assert r.metadata["noise_sigma"] > 0
+
+
+def test_leace_leaves_no_linear_probe_above_chance(planted: Path, tmp_path: Path) -> None:
+    """The concept-erasure package's guarantee, on held-out images: a retrained probe on the
+    erased embeddings does no better than predicting the majority class."""
+    ctx = Context(identity_sae(10), planted, FAST)
+    r = _run(ctx, tmp_path, targets=["a"], modes=["leace"])
+    y = ctx.labels["a"][ctx.train_test("a")[1]]
+    majority = np.bincount(y).max() / len(y)
+    assert r.value("a/leace/fresh/acc_after") <= majority + 0.04
+    row = next(x for x in r.tables["a/erasure"] if x["attribute"] == "b" and x["reader"] == "fresh")
+    assert row["acc_after"] > 0.95  # b lives in another latent: not erased
+    assert 0.5 < row["cosine"] < 1.0
+
+
+def test_sp_topk_projects_out_the_probe_axis_and_the_random_axis_is_a_control(
+    planted: Path, tmp_path: Path
+) -> None:
+    ctx = Context(identity_sae(10), planted, FAST)
+    r = _run(ctx, tmp_path, targets=["b"], modes=["sp_topk"], sp_ks=[1], sp_alphas=[1.0])
+    rows = {(x["condition"], x["attribute"], x["reader"]): x for x in r.tables["b/erasure"]}
+    # b lives on latent 3 alone: projecting out W_enc[:, 3] erases it, a random axis does not.
+    assert rows[("sp_topk", "b", "fresh")]["acc_after"] < 0.6
+    assert rows[("sp_random_axis", "b", "fresh")]["acc_after"] > 0.95
+    assert rows[("sp_topk", "a", "fresh")]["acc_after"] > 0.95
+
+
+def test_steering_moves_images_to_the_target_class_and_random_features_do_not(
+    planted: Path, tmp_path: Path
+) -> None:
+    ctx = Context(identity_sae(10), planted, FAST)
+    r = _run(ctx, tmp_path, targets=["a"], modes=["steering"], steer_alphas=[0.0, 1.0],
+             steer_k=1, sdf=SDFConfig(k1=3, k2=2, k3=1))  # fmt: skip
+    summary = {s["alpha"]: s for s in r.tables["a/steering_summary"]}
+    assert summary[0.0]["delta"] == pytest.approx(0.0, abs=1e-12)
+    assert summary[1.0]["success_rate"] > 0.9 and summary[1.0]["n_pairs"] == 6
+    assert abs(summary[1.0]["random_delta"]) < 0.1
+
+
+def test_amplification_and_attenuation_write_a_dose_response(planted: Path, tmp_path: Path) -> None:
+    ctx = Context(identity_sae(10), planted, FAST)
+    r = _run(ctx, tmp_path, targets=["a"], select="variance", ks=[3],
+             modes=["amplification", "attenuation"], attenuate_alphas=[0.0, 1.0])  # fmt: skip
+    rows = r.tables["a/dose_response"]
+    one = [x for x in rows if x["alpha"] == 1.0 and x["reader"] == "fixed"]
+    assert one and all(x["delta"] == 0.0 for x in one)  # alpha 1 changes nothing
+    zero = next(
+        x for x in rows if x["alpha"] == 0.0 and x["attribute"] == "a" and x["reader"] == "fresh"
+    )
+    assert zero["acc_after"] < 0.5  # alpha 0 is suppression
+    doc = json.loads((tmp_path / "intervention_amplification_results.json").read_text())
+    assert {"alpha=2.0", "alpha=5.0", "alpha=2.0/error_kept"} <= set(doc["a"])
+
+
+def test_bad_intervention_settings_are_refused_naming_the_setting(
+    planted: Path, tmp_path: Path
+) -> None:
+    ctx = Context(identity_sae(10), planted, FAST)
+    with pytest.raises(VistaError, match="unknown intervene.modes"):
+        _run(ctx, tmp_path, modes=["erase_everything"])
+    with pytest.raises(VistaError, match="not in split"):
+        _run(ctx, tmp_path, targets=["age"])
+
+
+def test_the_warm_started_logistic_reader_reaches_the_cold_fit() -> None:
+    """The convex objective has one optimum: refitting from the old probe lands where sklearn's
+    cold fit does."""
+    from vista.analysis.probes import ProbeConfig, fit_probe
+    from vista.interventions.scoring import warm_probe
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 600)
+    x = rng.normal(size=(600, 6)) + np.eye(3, 6)[y] * 1.5
+    cfg = ProbeConfig(max_iter=2000)
+    start = fit_probe(x, y, cfg)
+    edited = x * np.array([1.0, 0.2, 1.0, 3.0, 1.0, 1.0]) + 0.5
+    warm, cold = warm_probe(edited, y, start, cfg), fit_probe(edited, y, cfg)
+    np.testing.assert_allclose(warm[-1].coef_, cold[-1].coef_, atol=2e-3)
+    assert (warm.predict(edited) == cold.predict(edited)).mean() > 0.99
+
+
+def test_the_logistic_fresh_reader_also_falls_to_chance_after_leace(
+    planted: Path, tmp_path: Path
+) -> None:
+    ctx = Context(identity_sae(10), planted, FAST)
+    r = _run(ctx, tmp_path, targets=["b"], modes=["leace"], fresh_reader="logistic")
+    y = ctx.labels["b"][ctx.train_test("b")[1]]
+    assert r.value("b/leace/fresh/acc_after") <= np.bincount(y).max() / len(y) + 0.04

@@ -1,0 +1,145 @@
+"""The SAE spliced into a model: bit-for-bit passthrough with an identity SAE, token positions,
+refusals, and a trained classifier whose class features are known."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tests.analysis.planted import identity_sae
+from vista.analysis.context import AnalysisSettings, Context
+from vista.analysis.registry import ANALYSES
+from vista.analysis.runner import run_analyses
+from vista.analysis.sdf import SDFConfig
+from vista.errors import VistaError
+from vista.interventions import hooks
+from vista.interventions.model import forward, rebuild
+
+FAST = AnalysisSettings(n_boot=100, n_perm=100)
+
+
+class TinyNet(nn.Module):
+    """8x8 digits -> 64 -> 16 ReLU units (``act``) -> 10 logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(64, 16)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.act(self.fc(self.flat(x))))
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TinyNet trained on sklearn's digits, its store at ``act`` (16-d, one token per image)."""
+    from safetensors.torch import save_file
+    from sklearn.datasets import load_digits
+
+    from vista.sources.datasets import DatasetConfig
+    from vista.sources.encoders import EncoderConfig
+    from vista.sources.extract import extract
+
+    tmp = tmp_path_factory.mktemp("splice")
+    torch.manual_seed(0)
+    net = TinyNet()
+    d = load_digits()
+    x = torch.as_tensor(d.images / 16.0, dtype=torch.float32)[:, None]
+    y = torch.as_tensor(d.target)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    save_file(net.state_dict(), str(tmp / "net.safetensors"))
+    enc = EncoderConfig(
+        name="module",
+        target="tests.analysis.test_splice:TinyNet",
+        path=str(tmp / "net.safetensors"),
+        layer="act",
+        channels=1,
+        image_size=8,
+        batch_size=512,
+    )
+    return extract(DatasetConfig(name="digits"), enc, tmp / "store.h5", dtype="float32")
+
+
+def test_an_identity_passthrough_changes_nothing_bit_for_bit(classifier: Path) -> None:
+    ctx = Context(identity_sae(16), classifier, FAST)
+    m = rebuild(ctx)
+    rows = np.arange(64)
+    clean = forward(m, ctx, rows, None, 32)
+    spliced = forward(m, ctx, rows, hooks.passthrough(ctx.sae), 32)
+    assert torch.equal(clean, spliced)
+    zeroed = forward(m, ctx, rows, hooks.constant(torch.zeros(16)), 32)
+    assert not torch.equal(clean, zeroed)
+    # ... and the hook is gone afterwards.
+    assert torch.equal(forward(m, ctx, rows, None, 32), clean)
+
+
+def test_splice_measures_loss_recovered_and_the_targeted_change_of_each_class(
+    classifier: Path, tmp_path: Path
+) -> None:
+    ctx = Context(identity_sae(16), classifier, FAST)
+    cfg = ANALYSES["splice"].config(k=2, sdf=SDFConfig(k1=8, k2=4, k3=2))
+    r = run_analyses(ctx, ["splice"], {"splice": cfg}, tmp_path).results["splice"]
+    assert r.metadata["label"] == "digit" and r.metadata["layer"] == "act"
+    assert r.value("clean/accuracy") > 0.85
+    assert r.value("passthrough/accuracy") == r.value("clean/accuracy")
+    assert r.value("passthrough/kl") == pytest.approx(0.0, abs=1e-9)
+    assert r.value("loss_recovered/zero_ablation") == pytest.approx(1.0)
+    assert r.value("zero_ablation/accuracy") < 0.3
+    # The identity SAE has no reconstruction error: targeted = total, no interaction.
+    assert r.value("decomposition/reconstruction_error") == 0.0
+    assert r.value("decomposition/interaction") == 0.0
+    # Suppressing a class's own units hurts that class more than the others; random units less so.
+    assert r.value("targeted_change/sdf") > r.value("targeted_change/random")
+    assert r.scalars["targeted_change/sdf"].low > 0
+
+
+def test_splice_edits_only_the_selected_token_positions() -> None:
+    out = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
+    layer = nn.Identity()
+    double = hooks.Splice(
+        layer, lambda x: 2 * x, d_model=3, tokens="patches", prefix_tokens=2, registers=1
+    )
+    with double:
+        got = layer(out)
+    assert torch.equal(got[:, :2], out[:, :2]) and torch.equal(got[:, 2:], 2 * out[:, 2:])
+    cls_only = hooks.Splice(
+        layer, lambda x: 0 * x, d_model=3, tokens="cls", prefix_tokens=2, registers=1
+    )
+    with cls_only:
+        got = layer(out)
+    assert torch.equal(got[:, 0], torch.zeros(2, 3)) and torch.equal(got[:, 1:], out[:, 1:])
+    maps = torch.randn(2, 3, 4, 4)  # (B, C, H, W): 16 tokens of width 3
+    with hooks.Splice(layer, lambda x: x + 1, d_model=3):
+        assert torch.allclose(layer(maps), maps + 1)
+
+
+def test_splice_refuses_a_wrong_width_and_pooled_stores() -> None:
+    layer = nn.Identity()
+    with (
+        pytest.raises(VistaError, match="outputs 5-d activations but the SAE reads 3-d"),
+        hooks.Splice(layer, lambda x: x, d_model=3),
+    ):
+        layer(torch.zeros(2, 5))
+    with pytest.raises(VistaError, match="pooled vector per image"):
+        hooks.Splice(layer, lambda x: x, d_model=3, tokens="mean")
+
+
+def test_splice_skips_with_the_reason_when_the_model_cannot_be_rebuilt(tmp_path: Path) -> None:
+    from tests.analysis.planted import planted_store
+
+    store = planted_store(tmp_path / "s.h5", n=300)  # written without encoder attributes
+    ctx = Context(identity_sae(16), store, FAST)
+    out = run_analyses(ctx, ["splice"], {}, tmp_path, explicit=False)  # as in analysis=all
+    assert "cannot be rebuilt" in out.skipped["splice"]
+    with pytest.raises(VistaError, match="Analysis 'splice' could not run: .*cannot be rebuilt"):
+        run_analyses(ctx, ["splice"], {}, tmp_path)  # named explicitly: an error
