@@ -28,7 +28,7 @@ def test_default_run_reaches_the_targets(tmp_path: Path) -> None:
     # Every analysis ran on the digits and their measured thickness and slant, but compare
     # (which needs a second SAE); the headline results carry intervals.
     index = json.loads((tmp_path / "run/analyses/index.json").read_text())
-    assert set(index["skipped"]) == {"compare", "recovery"} and len(index["ran"]) == 18
+    assert set(index["skipped"]) == {"compare", "recovery"} and len(index["ran"]) == 20
     assert set(doc["probe_comparison"]) == {"digit", "thickness", "slant"}
     summary = run["summary"]
     assert summary["probes/digit/sae_accuracy"]["ci"][0] >= 0.94
@@ -39,6 +39,13 @@ def test_default_run_reaches_the_targets(tmp_path: Path) -> None:
     sdf = summary["sdf/digit/mean_alignment_rate"]
     assert sdf["ci"][0] > 2 * summary["sdf/digit/mean_chance_rate"]["value"]
     assert summary["stability/mean_stability"]["value"] > summary["stability/null_mean"]["value"]
+    # Interventions: removing the top SDFs of a label costs more than removing random features;
+    # the SAE spliced into the CNN keeps nearly all of its loss.
+    for label in ("digit", "thickness", "slant"):
+        targeted = summary[f"intervene/{label}/k50/fresh/targeted"]
+        assert targeted["ci"][1] < 0, label
+    assert summary["splice/loss_recovered/zero_ablation"]["value"] > 0.95
+    assert summary["splice/targeted_change/sdf"]["ci"][0] > 0
     assert "vista analyses" in r.stdout and "stability: mean_stability" in r.stdout
     # The report: every alive feature gets a page, and the whole report stays small.
     report = tmp_path / "run/report"

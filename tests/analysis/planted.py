@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from tests.conftest import write_vista_store
 from vista.saes import SAE, make_sae
@@ -46,3 +47,50 @@ def planted_store(path: Path, n: int = 2400, d: int = 16, seed: int = 0) -> Path
     return write_vista_store(
         path, {"training": x, "validation": x}, {"training": labels, "validation": labels}, names
     )
+
+
+class TinyNet(nn.Module):
+    """8x8 digits -> 64 -> 16 ReLU units (``act``) -> 10 logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(64, 16)
+        self.act = nn.ReLU()
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.act(self.fc(self.flat(x))))
+
+
+def classifier_store(tmp: Path) -> Path:
+    """A TinyNet trained on sklearn's digits, its store at ``act`` (16-d, one token per image),
+    written by ``extract`` (so it records the encoder and dataset ``splice`` rebuilds)."""
+    from safetensors.torch import save_file
+    from sklearn.datasets import load_digits
+
+    from vista.sources.datasets import DatasetConfig
+    from vista.sources.encoders import EncoderConfig
+    from vista.sources.extract import extract
+
+    torch.manual_seed(0)
+    net = TinyNet()
+    d = load_digits()
+    x = torch.as_tensor(d.images / 16.0, dtype=torch.float32)[:, None]
+    y = torch.as_tensor(d.target)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    save_file(net.state_dict(), str(tmp / "net.safetensors"))
+    enc = EncoderConfig(
+        name="module",
+        target="tests.analysis.planted:TinyNet",
+        path=str(tmp / "net.safetensors"),
+        layer="act",
+        channels=1,
+        image_size=8,
+        batch_size=512,
+    )
+    return extract(DatasetConfig(name="digits"), enc, tmp / "store.h5", dtype="float32")

@@ -246,3 +246,21 @@ def test_the_logistic_fresh_reader_also_falls_to_chance_after_leace(
     r = _run(ctx, tmp_path, targets=["b"], modes=["leace"], fresh_reader="logistic")
     y = ctx.labels["b"][ctx.train_test("b")[1]]
     assert r.value("b/leace/fresh/acc_after") <= np.bincount(y).max() / len(y) + 0.04
+
+
+def test_the_pooled_lda_reader_is_sklearns_lda_and_shrinks_like_ledoit_wolf() -> None:
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    from vista.interventions.scoring import PooledLDA
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 4, 800)
+    x = rng.normal(size=(800, 6)) @ rng.normal(size=(6, 6)) + np.eye(4, 6)[y] * 2
+    ours = PooledLDA(shrink=False).fit(x, y)
+    ref = LinearDiscriminantAnalysis(solver="lsqr").fit(x, y)
+    np.testing.assert_allclose(ours.coef_, ref.coef_, rtol=1e-8)
+    np.testing.assert_allclose(ours.intercept_, ref.intercept_, rtol=1e-8)
+    assert (ours.predict(x) == ref.predict(x)).all()
+    shrunk = PooledLDA().fit(x, y)  # close to sklearn's per-class Ledoit-Wolf average
+    auto = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(x, y)
+    assert (shrunk.predict(x) == auto.predict(x)).mean() > 0.98

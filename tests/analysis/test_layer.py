@@ -60,7 +60,12 @@ def test_every_analysis_runs_and_writes_a_result_that_reads_back(
         store = write_synthetic_store(
             tmp_path / "syn.h5", SyntheticConfig(d_model=16, n_train=100, n_validation=300)
         )
-    ctx = Context(identity_sae(16), store, FAST, sae_path=str(sae_dir))
+    sae = identity_sae(16)
+    if name == "splice":  # needs a store written by extract from a classifier
+        from tests.analysis.planted import classifier_store
+
+        store, sae = classifier_store(tmp_path), identity_sae(16)
+    ctx = Context(sae, store, FAST, sae_path=str(sae_dir))
     out = run_analyses(ctx, [name], _configs(planted), tmp_path)
     r = out.results[name]
     back = Result.read(tmp_path / "analyses" / name)
@@ -97,6 +102,7 @@ def test_all_runs_what_the_labels_allow_and_records_why_the_rest_was_skipped(
         "scr",
         "absorption",
         "recovery",
+        "splice",  # the store records no encoder
     }
     assert "2 label(s)" in out.skipped["intersectional"]
     index = json.loads((tmp_path / "out/analyses/index.json").read_text())

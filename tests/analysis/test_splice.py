@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.analysis.planted import identity_sae
+from tests.analysis.planted import classifier_store, identity_sae
 from vista.analysis.context import AnalysisSettings, Context
 from vista.analysis.registry import ANALYSES
 from vista.analysis.runner import run_analyses
@@ -22,52 +22,9 @@ from vista.interventions.model import forward, rebuild
 FAST = AnalysisSettings(n_boot=100, n_perm=100)
 
 
-class TinyNet(nn.Module):
-    """8x8 digits -> 64 -> 16 ReLU units (``act``) -> 10 logits."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.flat = nn.Flatten()
-        self.fc = nn.Linear(64, 16)
-        self.act = nn.ReLU()
-        self.head = nn.Linear(16, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.act(self.fc(self.flat(x))))
-
-
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A TinyNet trained on sklearn's digits, its store at ``act`` (16-d, one token per image)."""
-    from safetensors.torch import save_file
-    from sklearn.datasets import load_digits
-
-    from vista.sources.datasets import DatasetConfig
-    from vista.sources.encoders import EncoderConfig
-    from vista.sources.extract import extract
-
-    tmp = tmp_path_factory.mktemp("splice")
-    torch.manual_seed(0)
-    net = TinyNet()
-    d = load_digits()
-    x = torch.as_tensor(d.images / 16.0, dtype=torch.float32)[:, None]
-    y = torch.as_tensor(d.target)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for _ in range(150):
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(x), y).backward()
-        opt.step()
-    save_file(net.state_dict(), str(tmp / "net.safetensors"))
-    enc = EncoderConfig(
-        name="module",
-        target="tests.analysis.test_splice:TinyNet",
-        path=str(tmp / "net.safetensors"),
-        layer="act",
-        channels=1,
-        image_size=8,
-        batch_size=512,
-    )
-    return extract(DatasetConfig(name="digits"), enc, tmp / "store.h5", dtype="float32")
+    return classifier_store(tmp_path_factory.mktemp("splice"))
 
 
 def test_an_identity_passthrough_changes_nothing_bit_for_bit(classifier: Path) -> None:

@@ -4,8 +4,8 @@
   downstream head would see);
 - ``fresh``: a linear classifier retrained on the edited training images (is the attribute still
   linearly readable at all? the reader LEACE's guarantee is about). By default linear discriminant
-  analysis with Ledoit-Wolf shrinkage (one solve, no iterations: dozens of refits per edit cost
-  seconds); ``fresh_reader=logistic`` refits the fixed probe's logistic regression instead.
+  analysis with Ledoit-Wolf shrinkage (``PooledLDA``: one solve, no iterations, so the dozens of
+  refits per target cost seconds); ``fresh_reader=logistic`` refits the fixed probe's logistic regression instead.
 
 Each reader gives a per-image 0/1 correctness on the same held-out images as the original, so
 every effect is a paired per-image contrast: its mean, a bootstrap interval over images and a
@@ -65,10 +65,42 @@ def warm_probe(x_train: np.ndarray, y_train: np.ndarray, start: Any, cfg: ProbeC
     return make_pipeline(scaler, clf)
 
 
-def lda(x_train: np.ndarray, y_train: np.ndarray) -> Any:
-    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+class PooledLDA:
+    """Linear discriminant analysis on the pooled within-class covariance (what sklearn's
+    ``LinearDiscriminantAnalysis(solver="lsqr")`` fits), shrunk by one Ledoit-Wolf estimate on
+    the standardised within-class residuals instead of one per class: the same classifier family
+    at a fraction of the cost, for the dozens of refits an intervention needs."""
 
-    return LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(x_train, y_train)
+    def __init__(self, shrink: bool = True) -> None:
+        self.shrink = shrink
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> PooledLDA:
+        from sklearn.covariance import ledoit_wolf
+
+        self.classes_, inv = np.unique(y, return_inverse=True)
+        x = np.asarray(x, dtype=np.float64)
+        counts = np.bincount(inv)
+        means = np.zeros((len(self.classes_), x.shape[1]))
+        np.add.at(means, inv, x)
+        means /= counts[:, None]
+        resid = x - means[inv]
+        if self.shrink:
+            scale = resid.std(axis=0)
+            scale[scale <= 0] = 1.0
+            cov = ledoit_wolf(resid / scale, assume_centered=True)[0] * np.outer(scale, scale)
+        else:
+            cov = resid.T @ resid / len(x)
+        self.coef_ = np.linalg.lstsq(cov, means.T, rcond=None)[0].T
+        self.intercept_ = -0.5 * np.einsum("ij,ij->i", means, self.coef_) + np.log(counts / len(x))
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        scores = np.asarray(x, dtype=np.float64) @ self.coef_.T + self.intercept_
+        return self.classes_[scores.argmax(axis=1)]
+
+
+def lda(x_train: np.ndarray, y_train: np.ndarray) -> PooledLDA:
+    return PooledLDA().fit(x_train, y_train)
 
 
 class Scorer:
