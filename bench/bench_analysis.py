@@ -204,27 +204,35 @@ def bench_memory(work: Path) -> list[str]:
     ]
 
 
-def bench_default() -> list[str]:
+def _vista(verb: str, *args: str) -> tuple[float, Path, str]:
+    """Run ``vista VERB`` on the default run into a fresh directory: (seconds, out_dir, error)."""
     run = ROOT / "runs" / "default"
-    if not (run / "sae" / "cfg.json").is_file():
-        return ["default run: no runs/default (run `make run` first)."]
     out = Path(tempfile.mkdtemp())
     t0 = time.perf_counter()
     p = subprocess.run(
         [
             str(ROOT / ".venv/bin/vista"),
-            "analyze",
+            verb,
             f"sae={run / 'sae'}",
             f"store={run / 'activations.h5'}",
             f"out_dir={out}",
-            f"stability.saes=[{run / 'reseeds/seed1'},{run / 'reseeds/seed2'}]",
+            *args,
         ],
         capture_output=True,
         text=True,
     )
-    t = time.perf_counter() - t0
-    if p.returncode:
-        return [f"default run analysis failed: {p.stderr[-1000:]}"]
+    return time.perf_counter() - t0, out, p.stderr[-1000:] if p.returncode else ""
+
+
+def bench_default() -> list[str]:
+    run = ROOT / "runs" / "default"
+    if not (run / "sae" / "cfg.json").is_file():
+        return ["default run: no runs/default (run `make run` first)."]
+    t, out, err = _vista(
+        "analyze", f"stability.saes=[{run / 'reseeds/seed1'},{run / 'reseeds/seed2'}]"
+    )
+    if err:
+        return [f"default run analysis failed: {err}"]
     idx = json.loads((out / "analyses/index.json").read_text())
     per = ", ".join(f"{k} {v['seconds']:.1f}" for k, v in idx["ran"].items())
     return [
@@ -234,25 +242,11 @@ def bench_default() -> list[str]:
 
 
 def _intervene(reader: str) -> tuple[float, str]:
-    run = ROOT / "runs" / "default"
-    out = Path(tempfile.mkdtemp())
-    t0 = time.perf_counter()
-    p = subprocess.run(
-        [
-            str(ROOT / ".venv/bin/vista"),
-            "intervene",
-            f"sae={run / 'sae'}",
-            f"store={run / 'activations.h5'}",
-            f"out_dir={out}",
-            f"intervene.fresh_reader={reader}",
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if p.returncode:
-        return float("nan"), p.stderr[-1000:]
+    wall, out, err = _vista("intervene", f"intervene.fresh_reader={reader}")
+    if err:
+        return float("nan"), err
     idx = json.loads((out / "analyses/index.json").read_text())
-    return time.perf_counter() - t0, f"{idx['ran']['intervene']['seconds']:.1f}"
+    return wall, f"{idx['ran']['intervene']['seconds']:.1f}"
 
 
 def bench_intervene(logistic: bool) -> list[str]:

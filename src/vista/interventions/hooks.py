@@ -11,13 +11,13 @@ image) cannot be put back into the model and is refused.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from vista.errors import VistaError
+from vista.sources.hooks import ForwardHook
 
 Edit = Callable[[Tensor], Tensor]
 
@@ -41,7 +41,7 @@ def token_positions(t: int, tokens: str, prefix_tokens: int, registers: int) -> 
     )
 
 
-class Splice:
+class Splice(ForwardHook):
     """``with Splice(module, edit, ...)``: every forward of the model runs ``edit`` at ``module``."""
 
     def __init__(
@@ -90,20 +90,6 @@ class Splice:
                 out["last_hidden_state"] = out.last_hidden_state
             return out
         raise VistaError(f"Cannot splice into a module output of type {type(out).__name__}.")
-
-    def __enter__(self) -> Splice:
-        self._handle = self.module.register_forward_hook(self._hook)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
 
 
 # -- edits ------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import Tensor, nn
@@ -40,7 +40,32 @@ class _StopForward(Exception):  # noqa: N818  (control flow, not an error)
     pass
 
 
-class Capture:
+class ForwardHook:
+    """``with hook:`` registers ``self._hook`` as a forward hook of ``self.module``, and removes it
+    on exit. Subclasses define ``_hook(module, inputs, output)``."""
+
+    module: nn.Module
+    _handle: Any = None
+
+    def _hook(self, _m: nn.Module, _inp: Any, out: Any) -> Any:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._handle = self.module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+class Capture(ForwardHook):
     """Record a module's output during a forward pass; optionally stop the pass right there.
 
     Stopping skips every layer after the hooked one, which is wasted work for extraction.
@@ -71,20 +96,6 @@ class Capture:
                 "The hooked module did not run during the forward pass; pick another layer."
             )
         return self.output
-
-    def __enter__(self) -> Capture:
-        self._handle = self.module.register_forward_hook(self._hook)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
 
 
 def select_tokens(out: Tensor, tokens: str, prefix_tokens: int = 0, registers: int = 0) -> Tensor:
