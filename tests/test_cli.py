@@ -145,6 +145,9 @@ def test_vista_run_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
         "reseeds=1",
         "probe.epochs=2",
         "ablation.ks=[5,10]",
+        "intervene.modes=[suppression,leace]",
+        "intervene.ks=[10]",
+        "splice.max_images=300",
         "trainer.progress_bar=false",
     ]
     r = vista(*args)
