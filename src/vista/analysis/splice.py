@@ -74,13 +74,16 @@ def _head_label(ctx: Context, cfg: SpliceConfig, width: int) -> str:
     raise Skip(f"no label has as many classes as the model's {width} logits; set splice.label")
 
 
-def _conditions(ctx: Context, sae: Any, label: str, cfg: SpliceConfig) -> dict[str, Any]:
+def _conditions(
+    ctx: Context, sae: Any, label: str, cfg: SpliceConfig
+) -> tuple[dict[str, hooks.Edit], dict[int, np.ndarray], int]:
+    """The edits run on every image, each class's top-k SDFs, and the size of their union."""
     per_class = class_features(ctx, label, cfg.sdf)
     union = round_robin([per_class[c][: cfg.k] for c in sorted(per_class)])
     rand = random_features(ctx, union, len(union), ctx.rng("splice", label))
     mean = torch.as_tensor(ctx.encoded.pooled_raw.mean(axis=0), dtype=torch.float32)
     t = torch.as_tensor
-    return {
+    edits = {
         "passthrough": hooks.passthrough(sae),
         "zero_ablation": hooks.constant(torch.zeros_like(mean)),
         "mean_ablation": hooks.constant(mean),
@@ -88,9 +91,8 @@ def _conditions(ctx: Context, sae: Any, label: str, cfg: SpliceConfig) -> dict[s
         "suppressed_kept": hooks.suppress(sae, t(union), keep_error=True),
         "random": hooks.suppress(sae, t(rand), keep_error=False),
         "random_kept": hooks.suppress(sae, t(rand), keep_error=True),
-        "_per_class": {c: f[: cfg.k] for c, f in per_class.items()},
-        "_n": len(union),
     }
+    return edits, {c: f[: cfg.k] for c, f in per_class.items()}, len(union)
 
 
 def _per_class(
@@ -144,11 +146,10 @@ def run(ctx: Context, cfg: SpliceConfig) -> Result:
     clean = forward(m, ctx, rows, None, cfg.batch_size)
     r = Result("splice")
     r.metadata.update({"label": label, "layer": m.layer, "tokens": m.tokens, "n_images": len(rows)})
-    conds = _conditions(ctx, sae, label, cfg)
+    edits, per_class, n_features = _conditions(ctx, sae, label, cfg)
     reads = {"clean": _reads(clean, clean, y)}
-    for name, edit in conds.items():
-        if not name.startswith("_"):
-            reads[name] = _reads(forward(m, ctx, rows, edit, cfg.batch_size), clean, y)
+    for name, edit in edits.items():
+        reads[name] = _reads(forward(m, ctx, rows, edit, cfg.batch_size), clean, y)
     base = reads["clean"]["ok"]
     for name, rd in reads.items():
         n = len(rd["ok"])
@@ -188,9 +189,9 @@ def run(ctx: Context, cfg: SpliceConfig) -> Result:
         e = effect(d, ctx, "splice-decomposition", part)
         r.add(f"decomposition/{part}", e.value, "none", (e.low, e.high), e.n)
         r.tables.setdefault("decomposition", []).append(
-            {"component": part, "k_per_class": cfg.k, "n_features": conds["_n"], **e.row()}
+            {"component": part, "k_per_class": cfg.k, "n_features": n_features, **e.row()}
         )
-    _per_class(ctx, m, sae, label, rows, y, base, conds["_per_class"], cfg, r)
+    _per_class(ctx, m, sae, label, rows, y, base, per_class, cfg, r)
     r.headline = ["clean/accuracy", "passthrough/accuracy", "loss_recovered/zero_ablation",
                   "passthrough/kl", "decomposition/targeted", "targeted_change/sdf"]  # fmt: skip
     return r
