@@ -34,6 +34,11 @@ verbs:
                  decomposition (sae=DIR store=FILE.h5 out_dir=DIR [modes=a,b] [targets=label])
   splice         the SAE inside the encoder the store came from: accuracy, loss recovered, KL,
                  per-class suppression (sae=DIR store=FILE.h5 out_dir=DIR)
+  generate       a vision-language model's captions or VQA answers with the SAE in its vision
+                 tower and a label's features edited: DCR, VQA accuracy, causal effect
+                 (sae=DIR store=FILE.h5 out_dir=DIR [task=caption|vqa] [modes=a,b] [target=label])
+  judge          a local causal LM judges caption files: LLM-DCR, pairwise preference
+                 (model_path=DIR files=a.json,b.json out_dir=DIR [mode=binary|pairwise])
   synthetic      a store with a known dictionary, the ground truth (out=FILE.h5 synthetic.*=...)
   info           describe a store or an SAE directory (vista info PATH)
 
@@ -108,6 +113,26 @@ def task_splice(job: Any) -> None:
     outcome = analyze(job.sae, job.store, job.out_dir, ["splice"], {"splice": job.splice}, job.eval)
     print(analysis_summary(outcome.results))
     print(f"results: {Path(job.out_dir) / 'analyses' / 'splice'}")
+
+
+def task_generate(job: Any) -> None:
+    from vista.analysis.runner import analyze
+    from vista.reports.tables import analysis_summary
+
+    outcome = analyze(
+        job.sae, job.store, job.out_dir, ["generate"], {"generate": job.generate}, job.eval
+    )
+    print(analysis_summary(outcome.results, outcome.skipped))
+    print(f"results: {Path(job.out_dir) / 'analyses' / 'generate'} and {job.out_dir}/causal_*.json")
+
+
+def task_judge(job: Any) -> None:
+    from vista.interventions.judge import run_judge
+    from vista.reports.tables import analysis_summary
+
+    result = run_judge(job, job.out_dir)
+    print(analysis_summary({"judge": result}))
+    print(f"results: {Path(job.out_dir) / 'analyses' / 'judge'}")
 
 
 def task_probe(job: Any) -> None:
@@ -220,6 +245,8 @@ TASKS: dict[str, Callable[[Any], None]] = {
     "evaluate": task_evaluate,
     "intervene": task_intervene,
     "splice": task_splice,
+    "generate": task_generate,
+    "judge": task_judge,
     "synthetic": task_synthetic,
 }
 
@@ -264,12 +291,15 @@ SHORTHANDS: dict[str, dict[str, str]] = {
     "train-encoder": {"dataset": "dataset.name", "encoder": "encoder.architecture"},
     "run": {"dataset": "dataset.name"},
     "intervene": {"modes": "intervene.modes", "targets": "intervene.targets"},
+    "generate": {"modes": "generate.modes", "task": "generate.task", "target": "generate.target"},
 }
 
 
 _LIST_KEYS = {
     "analysis": ("analyze", "evaluate", "run", "bench"),
-    "modes": ("intervene",),
+    "modes": ("intervene", "generate"),
+    "files": ("judge",),
+    "attributes": ("judge",),
     "targets": ("intervene",),
 }
 """List settings that also take a bare ``a`` or ``a,b`` (``analysis=sdf`` = ``analysis=[sdf]``)."""

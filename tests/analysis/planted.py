@@ -94,3 +94,16 @@ def classifier_store(tmp: Path) -> Path:
         batch_size=512,
     )
     return extract(DatasetConfig(name="digits"), enc, tmp / "store.h5", dtype="float32")
+
+
+def signed_identity_sae(d: int) -> SAE:
+    """A TopK SAE whose reconstruction is exactly its input, negative values included: codes
+    ``relu([x, -x])``, decoder ``[I; -I]``."""
+    sae = make_sae({"architecture": "topk", "d_model": d, "d_sae": 2 * d, "k": 2 * d})
+    eye = torch.eye(d)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
+        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    return sae.eval()

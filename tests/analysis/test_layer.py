@@ -43,6 +43,8 @@ def _configs(planted: tuple[Path, Path, Path]) -> dict:
     cfgs["compare"].other_sae = str(other)
     cfgs["probe"].epochs = 2
     cfgs["ablation"].ks = [1, 3]
+    cfgs["generate"].modes = ["passthrough", "suppression"]
+    cfgs["generate"].max_new_tokens = 4
     cfgs["absorption"].hierarchies = [
         {"label": "a", "name": "p", "groups": {"low": ["a0", "a1"], "high": ["a2"]}}
     ]
@@ -65,6 +67,12 @@ def test_every_analysis_runs_and_writes_a_result_that_reads_back(
         from tests.analysis.planted import classifier_store
 
         store, sae = classifier_store(tmp_path), identity_sae(16)
+    if name == "generate":  # needs a store written by extract from a vision-language model
+        pytest.importorskip("transformers")
+        from tests.analysis.planted import signed_identity_sae
+        from tests.analysis.tiny_models import vlm_store
+
+        store, sae = vlm_store(tmp_path), signed_identity_sae(32)
     ctx = Context(sae, store, FAST, sae_path=str(sae_dir))
     out = run_analyses(ctx, [name], _configs(planted), tmp_path)
     r = out.results[name]
@@ -103,6 +111,7 @@ def test_all_runs_what_the_labels_allow_and_records_why_the_rest_was_skipped(
         "absorption",
         "recovery",
         "splice",  # the store records no encoder
+        "generate",
     }
     assert "2 label(s)" in out.skipped["intersectional"]
     index = json.loads((tmp_path / "out/analyses/index.json").read_text())

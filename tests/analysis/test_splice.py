@@ -100,3 +100,30 @@ def test_splice_skips_with_the_reason_when_the_model_cannot_be_rebuilt(tmp_path:
     assert "cannot be rebuilt" in out.skipped["splice"]
     with pytest.raises(VistaError, match="Analysis 'splice' could not run: .*cannot be rebuilt"):
         run_analyses(ctx, ["splice"], {}, tmp_path)  # named explicitly: an error
+
+
+def test_an_hf_classifier_is_spliced_with_its_own_head(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from tests.analysis.planted import signed_identity_sae
+    from tests.analysis.tiny_models import tiny_vit_classifier
+    from tests.sources.fixtures import make_image_folder
+    from vista.sources.datasets import DatasetConfig
+    from vista.sources.encoders import EncoderConfig
+    from vista.sources.extract import extract
+
+    root = make_image_folder(tmp_path / "imgs", per_class=12, split_dirs=True)
+    enc = EncoderConfig(name="hf", path=str(tiny_vit_classifier(tmp_path)), layer="0")
+    store = extract(DatasetConfig(name="imagefolder", root=str(root)), enc, tmp_path / "s.h5")
+    ctx = Context(signed_identity_sae(32), store, AnalysisSettings(n_boot=50, n_perm=50))
+    m = rebuild(ctx)
+    assert type(m.full).__name__ == "ViTForImageClassification"
+    rows = np.arange(8)
+    clean = forward(m, ctx, rows, None, 4)
+    assert clean.shape == (8, 3)  # the checkpoint's own 3-class head
+    assert torch.equal(forward(m, ctx, rows, hooks.passthrough(ctx.sae), 4), clean)
+    assert not torch.equal(forward(m, ctx, rows, hooks.constant(torch.zeros(32)), 4), clean)
+    cfg = ANALYSES["splice"].config(k=1, sdf=SDFConfig(k1=8, k2=4, k3=2))
+    r = run_analyses(ctx, ["splice"], {"splice": cfg}, tmp_path / "o").results["splice"]
+    assert r.metadata["label"] == "class" and r.metadata["layer"] == m.layer.endswith(".0") * m.layer
+    assert r.value("passthrough/accuracy") == r.value("clean/accuracy")
+    assert r.value("passthrough/kl") == pytest.approx(0.0, abs=1e-12)

@@ -10,6 +10,7 @@ from vista.analysis import (  # noqa: F401
     exemplars,
     feature_auc,
     fidelity,
+    generate,
     health,
     intersectional,
     intervene,

@@ -13,11 +13,13 @@ from typing import Any
 from omegaconf import MISSING
 
 from vista.analysis.context import AnalysisSettings
+from vista.analysis.generate import GenerateConfig
 from vista.analysis.intervene import InterveneConfig
 from vista.analysis.probe import ProbeTrainingConfig
 from vista.analysis.registry import ANALYSES, EVALUATE_PRESET
 from vista.analysis.splice import SpliceConfig
 from vista.benchmark.config import BENCH_ANALYSES, GridConfig
+from vista.interventions.judge import JudgeConfig
 from vista.reports.html import ReportConfig
 from vista.saes import SAES
 from vista.sources.datasets.base import DatasetConfig
@@ -102,6 +104,29 @@ class SpliceJob:
     out_dir: str = MISSING
     splice: SpliceConfig = field(default_factory=SpliceConfig)
     eval: AnalysisSettings = field(default_factory=AnalysisSettings)
+
+
+@dataclass
+class GenerateJob:
+    """vista generate: a vision-language model's captions (task=caption) or answers (task=vqa),
+    clean and with the SAE spliced into its vision tower and the target label's features edited
+    (modes=[...]); keyword DCR, VQA accuracy and the causal effect with intervals; writes
+    OUT/analyses/generate/, causal_<task>_<target>_<mode>.json and their eval_ files."""
+
+    sae: str = MISSING
+    store: str = MISSING
+    out_dir: str = MISSING
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    eval: AnalysisSettings = field(default_factory=AnalysisSettings)
+
+
+@dataclass
+class JudgeJob(JudgeConfig):
+    """vista judge: a local causal LM judges caption files (model_path=DIR files=[a.json,b.json]
+    mode=binary|pairwise): LLM-DCR per attribute next to keyword DCR, or which caption of each
+    pair describes the attribute more explicitly; writes OUT/analyses/judge/."""
+
+    out_dir: str = MISSING
 
 
 @dataclass
@@ -280,6 +305,8 @@ VERB_CONFIGS: dict[str, type] = {
     "evaluate": EvaluateJob,
     "intervene": InterveneJob,
     "splice": SpliceJob,
+    "generate": GenerateJob,
+    "judge": JudgeJob,
     "extract": ExtractJob,
     "encode": EncodeJob,
     "train-encoder": TrainEncoderJob,

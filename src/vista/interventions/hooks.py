@@ -79,13 +79,30 @@ class Splice(ForwardHook):
         new[:, pos] = self.edit(flat).to(out.dtype).reshape(sel.shape)
         return new
 
-    def _hook(self, _m: nn.Module, _inp: Any, out: Any) -> Any:
+    def _write(self, out: Tensor, inputs: tuple[Any, ...]) -> Tensor:
+        """The edited output, written into ``out`` itself when no gradient flows through it and
+        it is not one of the module's inputs (an identity, an in-place op): whatever else holds
+        the output (a model recording its hidden states with its own hooks, as LLaVA's vision
+        tower does for ``vision_feature_layer``) then reads the edit too."""
+        new = self._apply(out)
+        ptr = out.untyped_storage().data_ptr()
+        shared = any(
+            isinstance(t, Tensor) and t.untyped_storage().data_ptr() == ptr for t in inputs
+        )
+        if shared or (out.requires_grad and torch.is_grad_enabled()):
+            return new
+        with torch.no_grad():
+            out.copy_(new)
+        return out
+
+    def _hook(self, _m: nn.Module, inp: Any, out: Any) -> Any:
+        inputs = tuple(inp) if isinstance(inp, tuple) else (inp,)
         if isinstance(out, Tensor):
-            return self._apply(out)
+            return self._write(out, inputs)
         if isinstance(out, tuple):
-            return (self._apply(out[0]), *out[1:])
+            return (self._write(out[0], inputs), *out[1:])
         if hasattr(out, "last_hidden_state"):
-            out.last_hidden_state = self._apply(out.last_hidden_state)
+            out.last_hidden_state = self._write(out.last_hidden_state, inputs)
             if isinstance(out, dict) and "last_hidden_state" in out:
                 out["last_hidden_state"] = out.last_hidden_state
             return out
@@ -102,17 +119,52 @@ def passthrough(sae: Any) -> Edit:
     return edit
 
 
-def suppress(sae: Any, features: Tensor, keep_error: bool) -> Edit:
-    """Zero ``features`` in the codes and decode; with ``keep_error`` the SAE's reconstruction
-    error is added back, so only the features' contribution is removed."""
+def scale(sae: Any, features: Tensor, alpha: float, keep_error: bool) -> Edit:
+    """Multiply ``features`` in the codes by ``alpha`` (0 suppresses, < 1 attenuates, > 1
+    amplifies) and decode; with ``keep_error`` the SAE's reconstruction error is added back, so
+    only the features' change is applied: ``x + (alpha - 1) z_S W_dec[S]``."""
     w = sae.W_dec[features]
 
     def edit(x: Tensor) -> Tensor:
         z = sae.encode(x)
-        removed = z[:, features] @ w
+        change = (alpha - 1.0) * (z[:, features] @ w)
         if keep_error:
-            return x - removed
-        return sae.decode(z) - removed
+            return x + change
+        return sae.decode(z) + change
+
+    return edit
+
+
+def suppress(sae: Any, features: Tensor, keep_error: bool) -> Edit:
+    """Zero ``features`` in the codes and decode (``scale`` with alpha 0)."""
+    return scale(sae, features, 0.0, keep_error)
+
+
+def noise(sigma: float, seed: int) -> Edit:
+    """Independent ``N(0, sigma^2)`` noise on every token and dimension (the noise control at the
+    SAE's reconstruction-error scale); the generator is seeded once, so a run is reproducible."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def edit(x: Tensor) -> Tensor:
+        return x + sigma * torch.randn(x.shape, generator=gen).to(x.device, x.dtype)
+
+    return edit
+
+
+def linear(matrix: Tensor) -> Edit:
+    """``x V`` per token (S&P Top-K's projection ``V = I - alpha a a^T / ||a||^2``)."""
+
+    def edit(x: Tensor) -> Tensor:
+        return x @ matrix.to(x.device, x.dtype)
+
+    return edit
+
+
+def erase(eraser: Any) -> Edit:
+    """A ``concept-erasure`` eraser applied to every token (fitted in float64)."""
+
+    def edit(x: Tensor) -> Tensor:
+        return eraser(x.detach().double().cpu()).to(x.device, x.dtype)
 
     return edit
 

@@ -163,12 +163,18 @@ class Effect:
 def effect(diff: np.ndarray, ctx: Context, *key: str | int) -> Effect:
     """Mean of ``diff`` with its bootstrap interval and the permutation p-value of mean 0."""
     s = ctx.settings
+    return paired_effect(diff, s.n_boot, s.n_perm, s.confidence, ctx.rng("intervene", *key))
+
+
+def paired_effect(
+    diff: np.ndarray, n_boot: int, n_perm: int, confidence: float, rng: np.random.Generator
+) -> Effect:
+    """``effect`` without an analysis context: the seeds and replicate counts given."""
     d = np.asarray(diff, dtype=np.float64)
     if d.size == 0:
         return Effect(float("nan"), float("nan"), float("nan"), float("nan"), 0)
-    rng = ctx.rng("intervene", *key)
-    lo, hi = mean_ci(d, s.n_boot, rng, s.confidence)
-    p = paired_permutation_pvalue(d, np.zeros_like(d), s.n_perm, rng)
+    lo, hi = mean_ci(d, n_boot, rng, confidence)
+    p = paired_permutation_pvalue(d, np.zeros_like(d), n_perm, rng)
     return Effect(float(d.mean()), lo, hi, p, int(d.size))
 
 

@@ -77,7 +77,8 @@ class ProcessorPreprocess:
 def _processor(path: str) -> Any | None:
     tf = _transformers()
     local = Path(path)
-    if local.is_dir() and not (local / "preprocessor_config.json").is_file():
+    configs = ("preprocessor_config.json", "processor_config.json")
+    if local.is_dir() and not any((local / c).is_file() for c in configs):
         return None
     try:
         return tf.AutoImageProcessor.from_pretrained(path, use_fast=False)
