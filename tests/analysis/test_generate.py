@@ -21,8 +21,18 @@ from vista.interventions import judge, text
 
 pytest.importorskip("transformers")
 S = AnalysisSettings(n_boot=100, n_perm=100, split="training", test_size=0.25)
-ALL_MODES = ["passthrough", "noise", "suppression", "suppression_kept", "random", "random_kept",
-             "amplification", "attenuation", "leace", "sp_topk"]  # fmt: skip
+ALL_MODES = [
+    "passthrough",
+    "noise",
+    "suppression",
+    "suppression_kept",
+    "random",
+    "random_kept",
+    "amplification",
+    "attenuation",
+    "leace",
+    "sp_topk",
+]
 
 
 @pytest.fixture(scope="module")
@@ -91,20 +101,29 @@ def test_captions_exact_passthrough_is_bit_identical_and_edits_reach_the_text(
 def test_vqa_scores_answers_by_class_synonyms_and_the_causal_effect(
     store: Path, tmp_path: Path
 ) -> None:
-    out = _generate(store, tmp_path, task="vqa", modes=["passthrough", "suppression"],
-                    control_questions=["what is the photo of"])  # fmt: skip
+    out = _generate(
+        store,
+        tmp_path,
+        task="vqa",
+        modes=["passthrough", "suppression"],
+        control_questions=["what is the photo of"],
+    )
     r = out.results["generate"]  # type: ignore[attr-defined]
     doc = json.loads((tmp_path / "causal_vqa_class_suppression.json").read_text())
     q = "What class is shown in this image?"
     assert set(doc["samples"][0]["questions"]) == {q, "what is the photo of"}
     ev = json.loads((tmp_path / "eval_causal_vqa_class_suppression.json").read_text())["evaluation"]
     per = ev["vqa_metrics"]
-    ok = [[s["labels_readable"]["class"] in s["questions"][q][k].split() for s in doc["samples"]]
-          for k in ("original", "modified")]  # fmt: skip
+    ok = [
+        [s["labels_readable"]["class"] in s["questions"][q][k].split() for s in doc["samples"]]
+        for k in ("original", "modified")
+    ]
     assert per[q]["acc_original"] == pytest.approx(np.mean(ok[0]))
     assert per[q]["acc_modified"] == pytest.approx(np.mean(ok[1]))
-    ctl = [[len(s["questions"]["what is the photo of"][k].strip()) > 5 for s in doc["samples"]]
-           for k in ("original", "modified")]  # fmt: skip
+    ctl = [
+        [len(s["questions"]["what is the photo of"][k].strip()) > 5 for s in doc["samples"]]
+        for k in ("original", "modified")
+    ]
     dq, dc = np.mean(ok[1]) - np.mean(ok[0]), np.mean(ctl[1]) - np.mean(ctl[0])
     assert ev["aggregate"]["causal_effect"] == pytest.approx(dq - dc)
     assert r.value("suppression/causal_effect") == pytest.approx(dq - dc)
@@ -122,8 +141,11 @@ def test_generate_skips_an_encoder_without_a_language_model(tmp_path: Path) -> N
 def test_keywords_match_whole_words_and_vqa_synonyms_name_the_class() -> None:
     gender = text.keywords("gender", ["Male", "Female"])
     assert list(text.hits(["A woman smiles", "a human", "HE is here", "shelf"], gender)) == [
-        True, False, True, False,
-    ]  # fmt: skip
+        True,
+        False,
+        True,
+        False,
+    ]
     male, female = text.synonyms("gender", ["Male", "Female"])
     y = np.array([0, 0, 1, 1])
     answers = ["a man", "female", "a woman", "the person"]
@@ -175,3 +197,47 @@ def test_judge_runs_a_local_causal_lm_over_caption_files(store: Path, tmp_path: 
     cfg.files, cfg.model_path = files, str(tmp_path / "nowhere")
     with pytest.raises(VistaError, match="is not a directory"):
         judge.run_judge(cfg, str(tmp_path / "x"))
+
+
+def test_generate_and_judge_from_the_command_line(store: Path, tmp_path: Path) -> None:
+    from tests.test_cli import vista
+    from vista.saes.io import save_sae
+
+    save_sae(signed_identity_sae(32), tmp_path / "sae")
+    out = tmp_path / "g"
+    r = vista(
+        "generate",
+        f"sae={tmp_path / 'sae'}",
+        f"store={store}",
+        f"out_dir={out}",
+        "modes=passthrough,suppression",
+        "target=class",
+        "generate.max_new_tokens=6",
+        "generate.k=2",
+        "eval.split=training",
+        "eval.n_boot=50",
+        "eval.n_perm=50",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "generate: suppression/class/dcr_delta" in r.stdout
+    caption = out / "causal_caption_class_suppression.json"
+    assert caption.is_file() and (out / "analyses/generate/result.json").is_file()
+    lm = tiny_causal_lm(tmp_path)
+    r = vista(
+        "judge",
+        f"model_path={lm}",
+        f"files={caption}",
+        f"out_dir={tmp_path / 'j'}",
+        "mode=pairwise",
+        "n_boot=50",
+        "n_perm=50",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "pairwise_modified" in r.stdout
+    r = vista("judge", f"model_path={lm}", f"files={tmp_path / 'none.json'}", f"out_dir={tmp_path}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "none.json' does not exist; give the causal_caption_*.json files." in r.stderr
+    r = vista(
+        "generate", f"sae={tmp_path / 'sae'}", f"store={store}", f"out_dir={out}", "modes=erase"
+    )
+    assert r.returncode == 2 and "unknown generate.modes ['erase']" in r.stderr
