@@ -241,3 +241,18 @@ def test_generate_and_judge_from_the_command_line(store: Path, tmp_path: Path) -
         "generate", f"sae={tmp_path / 'sae'}", f"store={store}", f"out_dir={out}", "modes=erase"
     )
     assert r.returncode == 2 and "unknown generate.modes ['erase']" in r.stderr
+
+
+def test_the_report_shows_what_the_vlm_says_on_the_label_page(store: Path, tmp_path: Path) -> None:
+    from vista.reports.html import write_report
+    from vista.saes.io import save_sae
+
+    save_sae(signed_identity_sae(32), tmp_path / "sae")
+    ctx = Context(signed_identity_sae(32), store, S, sae_path=str(tmp_path / "sae"))
+    cfg = ANALYSES["generate"].config(
+        modes=["passthrough", "suppression"], k=2, max_new_tokens=6, sdf=SDFConfig(k1=8, k2=4, k3=2)
+    )
+    run_analyses(ctx, ["exemplars", "generate"], {"generate": cfg}, tmp_path)
+    page = (write_report(tmp_path).parent / "labels" / "0.html").read_text()
+    assert "What the vision-language model says about it" in page
+    assert "Generated text, clean and edited" in page and "<td>suppression</td>" in page

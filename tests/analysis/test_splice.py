@@ -124,6 +124,19 @@ def test_an_hf_classifier_is_spliced_with_its_own_head(tmp_path: Path) -> None:
     assert not torch.equal(forward(m, ctx, rows, hooks.constant(torch.zeros(32)), 4), clean)
     cfg = ANALYSES["splice"].config(k=1, sdf=SDFConfig(k1=8, k2=4, k3=2))
     r = run_analyses(ctx, ["splice"], {"splice": cfg}, tmp_path / "o").results["splice"]
-    assert r.metadata["label"] == "class" and r.metadata["layer"] == m.layer.endswith(".0") * m.layer
+    assert (
+        r.metadata["label"] == "class" and r.metadata["layer"] == m.layer.endswith(".0") * m.layer
+    )
     assert r.value("passthrough/accuracy") == r.value("clean/accuracy")
     assert r.value("passthrough/kl") == pytest.approx(0.0, abs=1e-12)
+
+
+def test_an_sae_trained_at_another_layer_is_refused(classifier: Path, tmp_path: Path) -> None:
+    from vista.saes.io import save_sae
+
+    save_sae(identity_sae(16), tmp_path / "sae", {"layer": "conv2", "token_selection": "all"})
+    ctx = Context(identity_sae(16), classifier, FAST, sae_path=str(tmp_path / "sae"))
+    with pytest.raises(
+        VistaError, match="trained on the layer 'conv2' but the store was read at 'act'"
+    ):
+        rebuild(ctx)

@@ -81,6 +81,27 @@ def _hf_with_head(path: str, head: str, dtype: str = "float32") -> tuple[Any, An
     return full, full.base_model, processor
 
 
+def _same_site(ctx: Context) -> None:
+    """Refuse an SAE trained at another layer or token selection than the store was read at."""
+    from pathlib import Path
+
+    from vista.saes.io import CFG_FILE, read_metadata
+
+    cfg = Path(ctx.sae_path or "") / CFG_FILE
+    try:
+        meta = read_metadata(cfg.parent) if ctx.sae_path and cfg.is_file() else {}
+    except (OSError, ValueError):
+        meta = {}
+    a = ctx.store_attrs
+    for key, what in (("layer", "layer"), ("token_selection", "token selection")):
+        trained, stored = str(meta.get(key) or ""), str(a.get(key) or "")
+        if trained and stored and trained != stored:
+            raise VistaError(
+                f"The SAE was trained on the {what} {trained!r} but the store was read at "
+                f"{stored!r}; splice it with a store extracted at {what} {trained!r}."
+            )
+
+
 def rebuild(
     ctx: Context,
     encoder_path: str = "",
@@ -103,6 +124,7 @@ def rebuild(
             "the store does not record its encoder, layer and dataset (it was not written by "
             "vista extract), so the model cannot be rebuilt"
         )
+    _same_site(ctx)
     dcfg = as_dataset_config(json.loads(str(a["dataset_config"])))
     if dataset_root:
         dcfg.root = dataset_root

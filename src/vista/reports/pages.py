@@ -167,6 +167,7 @@ def label_context(
     conj = data.results.get("conjunction")
     return {
         **_label_interventions(data, label),
+        **_label_generation(data, label),
         "name": label,
         "plots": [p for p in plots.get("labels", []) if p.get("label") == label],
         "sdf": sdf_rows,
@@ -206,6 +207,26 @@ def _label_interventions(data: FeatureData, label: str) -> dict[str, Any]:
         "decomposition_k": kmax,
         "erasure": erasure,
         "steering": res.tables.get(f"{label}/steering_summary", []),
+    }
+
+
+def _label_generation(data: FeatureData, label: str) -> dict[str, Any]:
+    """What the VLM's captions say about the label under each mode (``generate``), and samples
+    when the label was the edited target."""
+    res = data.results.get("generate")
+    if res is None:
+        return {"vlm_dcr": [], "vlm_samples": [], "vlm_modes": []}
+    target = res.metadata.get("target") == label
+    samples = res.tables.get("samples", [])[:8] if target else []
+    modes = [k for k in (samples[0] if samples else {}) if k not in ("index", "prompt", "original")]
+    return {
+        "vlm_dcr": [r for r in res.tables.get("dcr", []) if r["attribute"] == label],
+        "vlm_vqa": [r for r in res.tables.get("vqa", []) if r["attribute"] == label]
+        if target
+        else [],
+        "vlm_target": res.metadata.get("target", ""),
+        "vlm_samples": samples,
+        "vlm_modes": modes,
     }
 
 
