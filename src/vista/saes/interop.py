@@ -188,8 +188,12 @@ def from_sparsify(path: Path) -> tuple[dict, dict]:
 def from_vista_checkpoint(path: Path) -> tuple[dict, dict]:
     """Lightning ``.ckpt`` (``hyper_parameters`` + ``state_dict`` with a ``model.`` prefix) or a
     legacy ``{config, model_state_dict}`` file of the original VISTA code (SPEC 1.1-1.6, 3.4)."""
+    from vista.safeload import load_torch
+
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        ck = load_torch(path)
+    except VistaError:
+        raise
     except Exception as e:
         raise _fail(path, f"it is not a readable PyTorch checkpoint ({e}).") from None
     if not isinstance(ck, dict):

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vista.errors import VistaError
+from vista.jsonio import umask_mode
 from vista.saes.base import SAE
 from vista.saes.interop import (
     SAELENS_KEYS,
@@ -137,6 +138,7 @@ def _atomic(path: Path, write: Any) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, umask_mode())  # mkstemp makes 0600 files; outputs get the user's umask
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

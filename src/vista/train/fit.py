@@ -16,6 +16,7 @@ import torch
 
 from vista import __version__
 from vista.errors import VistaError
+from vista.jsonio import umask_mode
 from vista.saes.config import SAEConfig
 from vista.saes.io import save_sae
 from vista.saes.registry import config_from_dict
@@ -97,7 +98,8 @@ def train_saes(
 
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0)
     t0 = time.perf_counter()
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path)
+    # A resumed checkpoint is read with torch's restricted unpickler (tensors and plain data only).
+    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
     elapsed = time.perf_counter() - t0
     if not trainer.is_global_zero:
         return []
@@ -226,6 +228,7 @@ class AtomicCheckpointIO:
                 os.close(fd)
                 try:
                     torch.save(checkpoint, tmp)
+                    os.chmod(tmp, umask_mode())
                     os.replace(tmp, path)
                 except BaseException:
                     Path(tmp).unlink(missing_ok=True)

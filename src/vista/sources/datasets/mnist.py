@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import pickle
 from pathlib import Path
 
 import numpy as np
 
 from vista.errors import VistaError
+from vista.safeload import numpy_pickle
 from vista.sources.datasets.base import (
     DatasetConfig,
     LabelledImages,
@@ -75,7 +75,7 @@ def mnist_pickle_path(root: str = "") -> Path:
 def load_mnist(cfg: DatasetConfig) -> LabelledImages:
     # Read the pickle directly: importing mnist.lib pulls in dependencies vista does not need.
     with gzip.open(mnist_pickle_path(cfg.root), "rb") as f:
-        (xtr, ytr), (xva, yva), (xte, yte) = pickle.load(f, encoding="latin1")
+        (xtr, ytr), (xva, yva), (xte, yte) = numpy_pickle(f, mnist_pickle_path(cfg.root))
     images = np.concatenate([xtr, xva, xte]).reshape(-1, 28, 28).astype(np.float32)
     digits = np.concatenate([ytr, yva, yte]).astype(np.int64)
     n_tr, n_va = len(xtr), len(xva)
@@ -163,9 +163,9 @@ def load_animal_mnist(cfg: DatasetConfig) -> LabelledImages:
         )
     )
     with gzip.open(d / "animal_data_version_3.gz", "rb") as f:
-        images = np.asarray(pickle.load(f, encoding="latin1"))
+        images = np.asarray(numpy_pickle(f, d / "animal_data_version_3.gz"))
     with gzip.open(d / "animal_label_version_3.gz", "rb") as f:
-        labels = np.asarray(pickle.load(f, encoding="latin1")).astype(np.int64)
+        labels = np.asarray(numpy_pickle(f, d / "animal_label_version_3.gz")).astype(np.int64)
     ds = LabelledImages(
         name="animal_mnist",
         images=images,

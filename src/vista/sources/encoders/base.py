@@ -39,6 +39,9 @@ class EncoderConfig:
     """module: input channels (1 = grey, 3 = RGB)."""
     mean: list[float] = field(default_factory=list)
     """module: per-channel normalisation mean (empty = none)."""
+    trust_pickled_code: bool = False
+    """module: allow ``encoder.path`` to be a whole module saved with ``torch.save(model)``.
+    Unpickling it runs code stored in the file; only for files you trust."""
     std: list[float] = field(default_factory=list)
     batch_size: int = 512
     """Images per forward pass."""

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from vista.errors import VistaError
+from vista.safeload import load_torch
 from vista.sources.encoders.base import Encoder, EncoderConfig, find_blocks, register_encoder
 from vista.sources.encoders.preprocess import ImagePreprocess
 
@@ -49,7 +50,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = load_torch(path)
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -80,6 +81,12 @@ def build_module(cfg: EncoderConfig) -> Encoder:
                     f"The state dict {str(path)!r} does not fit {cfg.target} ({str(e).splitlines()[0]})."
                 ) from None
     elif path is not None:
+        if not cfg.trust_pickled_code:
+            raise VistaError(
+                f"encoder.path {str(path)!r} without encoder.target is a whole pickled module, and "
+                "loading one runs code stored in the file; give encoder.target=package.module:Class "
+                "with a state dict, or set encoder.trust_pickled_code=true if you trust the file."
+            )
         model = torch.load(path, map_location="cpu", weights_only=False)
         if not isinstance(model, nn.Module):
             raise VistaError(

@@ -1,0 +1,95 @@
+"""The CLI's one boundary: every failure is one sentence and an exit code (2: the user's input,
+130: an interrupt, 3: a bug, whose trace goes to a log file the sentence names)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import write_vista_store
+from tests.test_cli import vista
+from tests.test_security import Payload
+from vista import cli
+
+
+@pytest.fixture
+def raising(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Run ``vista synthetic`` in process with its task replaced by one raising ``exc``."""
+    monkeypatch.setenv("VISTA_VERB", "")
+
+    def run(exc: BaseException, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+        def boom(job: object) -> None:
+            raise exc
+
+        monkeypatch.setitem(cli.TASKS, "synthetic", boom)
+        with pytest.raises(SystemExit) as e:
+            cli.main(["synthetic", f"out={tmp_path / 's.h5'}"])
+        return int(e.value.code), capsys.readouterr().err
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "sentence"),
+    [
+        (
+            FileNotFoundError(errno.ENOENT, "No such file", "/data/x.h5"),
+            2,
+            "'/data/x.h5' does not exist",
+        ),
+        (PermissionError(errno.EACCES, "Permission denied", "/data/y"), 2, "permission denied"),
+        (OSError(errno.ENOSPC, "No space left on device", "/data/z"), 2, "the disk is full"),
+        (KeyboardInterrupt(), 130, "interrupted; run the same command again to resume"),
+    ],
+)
+def test_expected_failures_are_one_sentence(raising, capsys, exc, code, sentence) -> None:
+    got, err = raising(exc, capsys)
+    assert got == code and sentence in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_an_unexpected_failure_says_it_is_a_bug_and_where_the_trace_is(
+    raising, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    got, err = raising(KeyError("W_enc"), capsys)
+    assert got == 3 and "internal error: KeyError" in err and "this is a bug in vista" in err
+    log = Path(err.split("the trace is in ")[1].split(" (")[0])
+    assert log.is_file() and "Traceback" in log.read_text() and "KeyError" in log.read_text()
+
+
+def test_settings_that_do_not_parse_or_do_not_exist(tmp_path: Path) -> None:
+    r = vista("train", "store=/tmp/a[1.h5", "out_dir=/tmp/o")
+    assert r.returncode == 2 and "does not parse; quote a value" in r.stderr
+    r = vista("train", "store=/tmp/a", "b.h5", "out_dir=/tmp/o")
+    assert r.returncode == 2 and "'b.h5' is not a setting (key=value)" in r.stderr
+    r = vista("train", "store=/x.h5", "out_dir=/tmp/o", "sae.k=abc")
+    assert r.returncode == 2 and "'abc' of type 'str' could not be converted to Integer" in r.stderr
+    r = vista("train", "store=/x.h5", "out_dir=/tmp/o", "train.nope=1")
+    assert r.returncode == 2 and "There is no setting 'train.nope'" in r.stderr
+
+
+def test_a_resume_checkpoint_with_a_payload_is_refused(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    store = write_vista_store(tmp_path / "s.h5", {"training": rng.normal(size=(256, 8))})
+    (tmp_path / "run/checkpoints").mkdir(parents=True)
+    marker = tmp_path / "PWNED"
+    torch.save({"state_dict": Payload(marker)}, tmp_path / "run/checkpoints/last.ckpt")
+    r = vista(
+        "train",
+        f"store={store}",
+        f"out_dir={tmp_path / 'run'}",
+        "train.resume=true",
+        "train.max_tokens=512",
+        "sae.d_sae=16",
+        "sae.k=2",
+        "trainer.progress_bar=false",
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "will not unpickle" in r.stderr or "does not unpickle" in r.stderr
+    assert not marker.exists() and not os.path.exists(tmp_path / "run/sae")
