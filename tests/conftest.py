@@ -56,6 +56,7 @@ def write_vista_store(
     labels: dict[str, dict[str, np.ndarray]] | None = None,
     class_names: dict[str, list[str]] | None = None,
     compression: str | None = "zstd",
+    dtype: str = "float16",
 ) -> Path:
     """Write a store with vista's writer in one append per split."""
     class_names = class_names or {}
@@ -77,6 +78,7 @@ def write_vista_store(
         specs,
         {"encoder": "test", "layer": "x", "token_selection": "all"},
         compression=compression,
+        dtype=dtype,
     ) as w:
         for s, a in acts.items():
             w.append(s, a, labels[s], np.arange(len(a)))

@@ -219,6 +219,8 @@ def task_train_encoder(job: Any) -> None:
 def task_synthetic(job: Any) -> None:
     from vista.sources.synthetic import write_synthetic_store
 
+    if Path(job.out).exists() and not job.overwrite:
+        raise VistaError(f"{job.out!r} already exists; delete it or pass overwrite=true.")
     path = write_synthetic_store(job.out, job.synthetic)
     print(
         f"synthetic store written to {path} ({job.synthetic.n_features} true directions in "

@@ -292,6 +292,8 @@ class SyntheticJob:
 
     out: str = MISSING
     """Output store file (.h5); the true directions are kept at /extras/true_directions."""
+    overwrite: bool = False
+    """Replace an existing file at ``out`` (as extract and encode, refused by default)."""
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 

@@ -24,3 +24,29 @@ class SAEConfig:
     on the shape-A toy data after 246k samples, 0.637 at 1.0, 0.621 at 0.577, 0.619 at 0.3."""
     seed: int = 0
     """Seed of the weight initialisation."""
+
+    def problems(self) -> list[str]:
+        """Settings that cannot train or run, each as a phrase naming it (empty: none).
+
+        The rules are by field name and type, so every architecture's config is covered: widths
+        and ``k`` must be positive, ``k`` at most ``d_sae``, other counts and every coefficient
+        non-negative and finite."""
+        import math
+        from dataclasses import fields
+
+        out = []
+        if self.d_sae <= 0:
+            out.append(f"sae.d_sae={self.d_sae} must be positive")
+        if self.d_model < 0:
+            out.append(f"sae.d_model={self.d_model} must be positive (0: the store's width)")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if isinstance(v, float) and not math.isfinite(v):
+                out.append(f"sae.{f.name}={v} must be finite")
+            elif f.name == "k" and (v <= 0 or (self.d_sae > 0 and v > self.d_sae)):
+                out.append(f"sae.k={v} must be between 1 and sae.d_sae={self.d_sae}")
+            elif f.name not in ("d_sae", "d_model", "k") and v < 0:
+                out.append(f"sae.{f.name}={v} must not be negative")
+        return out

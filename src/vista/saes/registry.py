@@ -51,4 +51,7 @@ def make_sae(cfg: SAEConfig | dict[str, Any]) -> SAE:
         cfg = config_from_dict(dict(cfg))
     elif type(cfg) is not sae_class(cfg.architecture).config_class:
         cfg = config_from_dict(asdict(cfg))
+    bad = cfg.problems()
+    if bad:
+        raise VistaError(f"Invalid SAE settings: {'; '.join(bad)}.")
     return sae_class(cfg.architecture)(cfg)

@@ -44,6 +44,49 @@ class TrainConfig:
     resume: bool = False
     """Continue from out_dir/checkpoints/last.ckpt; the run ends where an uninterrupted one would."""
 
+    def problems(self) -> list[str]:
+        """Settings that cannot train, each naming the setting (empty: none)."""
+        import math
+
+        out = []
+        for name in (
+            "max_tokens",
+            "batch_size",
+            "init_tokens",
+            "buffer_tokens",
+            "log_every_steps",
+            "checkpoint_every_steps",
+        ):
+            if getattr(self, name) <= 0:
+                out.append(f"train.{name}={getattr(self, name)} must be positive")
+        for name in ("lr", "lr_warmup_steps", "grad_clip", "sparsity_warmup_steps"):
+            v = getattr(self, name)
+            if v < 0 or not math.isfinite(v):
+                out.append(f"train.{name}={v} must be zero or positive")
+        if not 0.0 <= self.lr_decay_fraction <= 1.0:
+            out.append(f"train.lr_decay_fraction={self.lr_decay_fraction} must be in [0, 1]")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                out.append(f"train.{name}={getattr(self, name)} must be in [0, 1)")
+        if self.b_dec_init not in ("mean", "geometric_median", "zeros"):
+            out.append(
+                f"train.b_dec_init={self.b_dec_init!r} is not mean, geometric_median or zeros"
+            )
+        return out
+
+    # What a resumed run must share with the run that wrote the checkpoint.
+    RESUME_KEYS = (
+        "max_tokens",
+        "batch_size",
+        "lr",
+        "lr_warmup_steps",
+        "lr_decay_fraction",
+        "seed",
+        "split",
+        "normalize_inputs",
+        "b_dec_init",
+    )
+
 
 @dataclass
 class TrainerConfig:

@@ -29,6 +29,35 @@ from vista.train.module import SAETrainingModule, sae_name
 log = logging.getLogger(__name__)
 
 
+def _same_run(last: Path, cfgs: list[dict[str, Any]], tc: TrainConfig) -> None:
+    """Refuse to resume a checkpoint written for other SAEs or another schedule: the result
+    would be neither run."""
+    from vista.safeload import load_torch
+
+    hp = dict(load_torch(last).get("hyper_parameters") or {})
+    then = [dict(c) for c in hp.get("sae_cfgs") or []]
+    if then and then != cfgs:
+        for i, (a, b) in enumerate(zip(then, cfgs, strict=False)):
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            if diff:
+                k = diff[0]
+                raise VistaError(
+                    f"{last} was written for SAE {i} with {k}={a.get(k)!r}, not {b.get(k)!r}; "
+                    "resume with the same settings or start in another out_dir."
+                )
+        raise VistaError(
+            f"{last} was written for {len(then)} SAE(s), not {len(cfgs)}; resume with the same "
+            "sweep or start in another out_dir."
+        )
+    old = dict(hp.get("train_cfg") or {})
+    for k in TrainConfig.RESUME_KEYS:
+        if k in old and old[k] != getattr(tc, k):
+            raise VistaError(
+                f"{last} was written with train.{k}={old[k]!r}, not {getattr(tc, k)!r}; resume "
+                "with the same settings or start in another out_dir."
+            )
+
+
 def train_saes(
     store: str | os.PathLike[str],
     sae_cfgs: list[SAEConfig] | list[dict[str, Any]],
@@ -43,6 +72,9 @@ def train_saes(
     (one per config) overrides both.
     """
     tc = train_cfg
+    bad = tc.problems()
+    if bad:
+        raise VistaError(f"Invalid training settings: {'; '.join(bad)}.")
     keep_freed_memory()
     out = Path(out_dir)
     with ActivationStore(store) as st:
@@ -58,7 +90,10 @@ def train_saes(
                 f"sae.d_model={d['d_model']} but the store's activations have width {info.d_model}; "
                 "set sae.d_model=0 to take the store's."
             )
-        cfgs.append(asdict(config_from_dict(d)))
+        cfg = config_from_dict(d)
+        if cfg.problems():
+            raise VistaError(f"Invalid SAE settings: {'; '.join(cfg.problems())}.")
+        cfgs.append(asdict(cfg))
     names = [sae_name(c) for c in cfgs]
     if len(set(names)) != len(names):
         raise VistaError(f"Two SAEs of the sweep have the same configuration: {names}.")
@@ -85,6 +120,7 @@ def train_saes(
                 f"train.resume=true but there is no checkpoint at {last}; start without resume."
             )
         ckpt_path = str(last)
+        _same_run(last, cfgs, tc)
     else:
         if last.is_file():
             raise VistaError(
@@ -121,6 +157,13 @@ def train_saes(
     paths = []
     if export_dirs is not None and len(export_dirs) != len(names):
         raise ValueError("export_dirs needs one directory per SAE config")
+    for name, sae in zip(names, module.saes, strict=True):
+        broken = [n for n, p in sae.named_parameters() if not torch.isfinite(p).all()]
+        if broken:
+            raise VistaError(
+                f"Training of SAE {name} ended with non-finite {', '.join(broken)}; nothing was "
+                "exported. Lower train.lr, or check the store for extreme or non-finite values."
+            )
     for i, (name, sae, tracker) in enumerate(zip(names, module.saes, module.trackers, strict=True)):
         exported = copy.deepcopy(sae).cpu().float()
         exported.canonicalize_()  # unit decoder rows (vanilla trains them free)

@@ -11,6 +11,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
+from vista.errors import VistaError
 from vista.saes import make_sae
 from vista.saes.registry import config_from_dict
 from vista.train.config import TrainConfig
@@ -103,6 +104,12 @@ class SAETrainingModule(pl.LightningModule):
             logs[f"{prefix}aux_loss"] = float(out.aux_loss)
             logs[f"{prefix}sparsity_loss"] = float(out.sparsity_loss)
             logs[f"{prefix}loss"] = float(out.loss.detach())
+            if not math.isfinite(logs[f"{prefix}loss"]):
+                raise VistaError(
+                    f"Training diverged at step {self.global_step}: the loss of SAE {name} became "
+                    f"{logs[f'{prefix}loss']}; nothing was exported. Lower train.lr, or check the "
+                    "store for extreme or non-finite values (vista info STORE)."
+                )
         bar = {"tokens_per_s", "fvu", "l0", "dead"}
         for k, v in logs.items():
             self.log(k, v, prog_bar=k in bar, on_step=True, on_epoch=False, rank_zero_only=True)
