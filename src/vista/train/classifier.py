@@ -136,6 +136,9 @@ def train_encoder(
     if "val" in ds.splits:
         val_loader = torch.utils.data.DataLoader(batches("val"), batch_size=None)
     tc = trainer_cfg or TrainerConfig()
+    from vista.progress import lightning_progress
+
+    bar, lines = lightning_progress("train-encoder", tc.progress_bar)
     trainer = pl.Trainer(
         max_epochs=cfg.epochs,
         accelerator=tc.accelerator,
@@ -144,7 +147,8 @@ def train_encoder(
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        enable_progress_bar=tc.progress_bar,
+        enable_progress_bar=bar,
+        callbacks=lines,
         num_sanity_val_steps=0,
         default_root_dir=str(out_dir),
     )

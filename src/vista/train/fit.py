@@ -213,6 +213,9 @@ def _make_trainer(t: TrainerConfig, out: Path, tc: TrainConfig) -> Any:
         every_n_train_steps=max(1, tc.checkpoint_every_steps),
         save_on_train_epoch_end=False,
     )
+    from vista.progress import lightning_progress
+
+    bar, lines = lightning_progress("train", t.progress_bar)
     return pl.Trainer(
         max_steps=1,  # set from the world size by the caller
         max_epochs=-1,
@@ -222,11 +225,11 @@ def _make_trainer(t: TrainerConfig, out: Path, tc: TrainConfig) -> Any:
         strategy=t.strategy,
         precision=t.precision,  # type: ignore[arg-type]
         logger=_make_logger(t.logger, out),
-        callbacks=[ckpt],
+        callbacks=[ckpt, *lines],
         plugins=[AtomicCheckpointIO()],
         gradient_clip_val=tc.grad_clip or None,
         log_every_n_steps=max(1, tc.log_every_steps),
-        enable_progress_bar=t.progress_bar,
+        enable_progress_bar=bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,

@@ -168,6 +168,9 @@ def fit_multitask_probe(
     ]
     from lightning.pytorch import loggers
 
+    from vista.progress import lightning_progress
+
+    bar, lines = lightning_progress("probe", trainer_cfg.progress_bar)
     trainer = pl.Trainer(
         max_epochs=cfg.epochs,
         accelerator=trainer_cfg.accelerator,
@@ -176,7 +179,8 @@ def fit_multitask_probe(
         logger=loggers.CSVLogger(str(log_dir), name="probe_logs") if log_dir else False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        enable_progress_bar=trainer_cfg.progress_bar,
+        enable_progress_bar=bar,
+        callbacks=lines,
         num_sanity_val_steps=0,
         log_every_n_steps=10,
     )
