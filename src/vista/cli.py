@@ -470,7 +470,7 @@ def failure(verb: str, e: BaseException, out_dir: str = "") -> int:
         )
         return 3
     print(f"vista {verb}: error: {msg}", file=sys.stderr)
-    return 2
+    return int(getattr(e, "exit_code", 2))
 
 
 def main(argv: list[str] | None = None) -> None:

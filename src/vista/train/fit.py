@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from vista import __version__
-from vista.errors import VistaError
+from vista.errors import Stopped, VistaError
 from vista.jsonio import umask_mode
 from vista.saes.config import SAEConfig
 from vista.saes.io import save_sae
@@ -27,6 +27,25 @@ from vista.train.data import TokenBatches
 from vista.train.module import SAETrainingModule, sae_name
 
 log = logging.getLogger(__name__)
+
+
+def _save_on_stop(last: Path) -> Any:
+    """A callback saving ``last`` when the run is stopped (SIGTERM from a scheduler, Ctrl-C),
+    after the step in progress, so the run resumes exactly where it stopped."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    class SaveOnStop(pl.Callback):
+        step = 0
+
+        def on_exception(self, trainer: Any, module: Any, exc: BaseException) -> None:
+            if isinstance(exc, (SIGTERMException, KeyboardInterrupt)):
+                self.step = int(trainer.global_step)
+                trainer.save_checkpoint(str(last), weights_only=False)  # the full state
+                if trainer.is_global_zero:
+                    log.info("stopped after step %d; checkpoint saved to %s", self.step, last)
+
+    return SaveOnStop()
 
 
 def _same_run(last: Path, cfgs: list[dict[str, Any]], tc: TrainConfig) -> None:
@@ -134,8 +153,18 @@ def train_saes(
 
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=0)
     t0 = time.perf_counter()
-    # A resumed checkpoint is read with torch's restricted unpickler (tensors and plain data only).
-    trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    saver = _save_on_stop(last)
+    trainer.callbacks.append(saver)
+    try:
+        # A resumed checkpoint is read with torch's restricted unpickler (tensors, plain data).
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException:  # a SystemExit with code 0: it must not look like success
+        raise Stopped(
+            f"Stopped by SIGTERM after step {saver.step} of {n_steps}; nothing was exported and "
+            f"a checkpoint is at {last}: run the same command with train.resume=true to continue."
+        ) from None
     elapsed = time.perf_counter() - t0
     if not trainer.is_global_zero:
         return []
