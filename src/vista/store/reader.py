@@ -98,6 +98,11 @@ class ActivationStore:
         g = self._file[name]
         enc = g[layout.ENCODED]
         where = f"{self.path}:/{name}/{layout.ENCODED}"
+        if not isinstance(enc, h5py.Dataset):
+            raise VistaError(
+                f"{where} is a group, not an array of activations; point at a store written by "
+                "`vista extract` or VISTA."
+            )
         if enc.ndim not in (2, 3):
             raise VistaError(
                 f"{where} has shape {enc.shape}; expected (N, D) or (N, T, D). Re-extract with a "
@@ -109,6 +114,11 @@ class ActivationStore:
                 "float32). Re-extract or convert the dataset."
             )
         n = enc.shape[0]
+        if n == 0 or 0 in enc.shape[1:]:
+            what = "no images" if n == 0 else f"shape {enc.shape} (no tokens or no dimensions)"
+            raise VistaError(
+                f"{where} has {what}; re-extract the split (or leave it out of the store)."
+            )
         label_names: list[str] = []
         if layout.LABELS in g:
             for lname, ds in g[layout.LABELS].items():
@@ -178,14 +188,42 @@ class ActivationStore:
                 f"available labels: {list(info.label_names) or 'none'}."
             )
         g = self._file[split][layout.LABELS]
-        return {n: np.asarray(g[n][...], dtype=np.int64) for n in wanted}
+        out = {}
+        for n in wanted:
+            y = np.asarray(g[n][...], dtype=np.int64)
+            if y.size and y.min() < 0:
+                row = int(np.argmin(y))
+                raise VistaError(
+                    f"Label {n!r} of split {split!r} in {str(self.path)!r} has the negative value "
+                    f"{int(y[row])} (row {row}); labels are class indices 0..C-1: re-extract, or "
+                    "leave rows without a class out of the store."
+                )
+            named = self.class_names(split, n)
+            if y.size and y.max() >= len(named):
+                row = int(np.argmax(y))
+                raise VistaError(
+                    f"Label {n!r} of split {split!r} in {str(self.path)!r} has the value "
+                    f"{int(y[row])} (row {row}) but only {len(named)} class names; the store is "
+                    "inconsistent: re-extract it."
+                )
+            out[n] = y
+        return out
 
     def class_names(self, split: str, label: str) -> list[str]:
         """Names of the classes of ``label``; stored by vista, FairFace's for VISTA files, else digits."""
         ds = self._file[split][layout.LABELS][label]
         raw = ds.attrs.get(layout.CLASS_NAMES_ATTR)
         if raw is not None:
-            return list(json.loads(raw))
+            try:
+                names = json.loads(raw)
+            except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
+                names = None
+            if not isinstance(names, list) or not all(isinstance(x, str) for x in names):
+                raise VistaError(
+                    f"The class names of label {label!r} in split {split!r} of "
+                    f"{str(self.path)!r} are not a JSON list of strings; re-extract the store."
+                )
+            return names
         n_classes = int(np.max(ds[...], initial=-1)) + 1
         known = layout.FAIRFACE_CLASS_NAMES.get(label)
         if known is not None and n_classes <= len(known):
@@ -211,7 +249,13 @@ class ActivationStore:
 
     def read_rows(self, split: str, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)`` of ``encoded`` as stored: ``(n, T, D)`` or ``(n, D)``."""
-        return self._file[split][layout.ENCODED][start:stop]
+        try:
+            return self._file[split][layout.ENCODED][start:stop]
+        except OSError as e:
+            raise VistaError(
+                f"Rows {start}-{stop} of {str(self.path)!r}:/{split}/encoded cannot be read "
+                f"({str(e).splitlines()[0][:120]}); the file is corrupt: re-extract it."
+            ) from None
 
     def close(self) -> None:
         self._file.close()

@@ -1,0 +1,91 @@
+"""Hostile and broken stores: each defect is one sentence naming the file, the place and the fix
+(never a KeyError, a JSON error or an HDF5 trace)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import write_vista_store
+from vista.errors import VistaError
+from vista.store import ActivationStore
+
+
+def _raw(
+    path: Path, encoded: object = None, labels: dict | None = None, names: object = None
+) -> Path:
+    with h5py.File(path, "w") as f:
+        g = f.create_group("training")
+        if isinstance(encoded, np.ndarray):
+            g["encoded"] = encoded
+        elif encoded == "group":
+            g.create_group("encoded")
+        for k, v in (labels or {}).items():
+            g[f"labels/{k}"] = v
+            if names is not None:
+                g[f"labels/{k}"].attrs["class_names"] = names
+    return path
+
+
+@pytest.mark.parametrize(
+    ("encoded", "message"),
+    [
+        ("group", "is a group, not an array of activations"),
+        (np.zeros((0, 8), np.float32), "has no images"),
+        (np.zeros((4, 0, 8), np.float32), "(no tokens or no dimensions)"),
+        (np.zeros((4, 3, 0), np.float32), "(no tokens or no dimensions)"),
+    ],
+)
+def test_broken_activation_arrays(tmp_path: Path, encoded: object, message: str) -> None:
+    p = _raw(tmp_path / "s.h5", encoded)
+    with pytest.raises(VistaError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ActivationStore(p)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    values=st.lists(st.integers(-5, 12), min_size=1, max_size=30),
+    n_names=st.integers(1, 8),
+)
+def test_label_values_must_be_class_indices_of_the_names(
+    tmp_path_factory: pytest.TempPathFactory, values: list[int], n_names: int
+) -> None:
+    y = np.asarray(values, dtype=np.int64)
+    names = json.dumps([f"c{i}" for i in range(n_names)])
+    p = _raw(
+        tmp_path_factory.mktemp("h") / "s.h5", np.zeros((len(y), 4), np.float32), {"y": y}, names
+    )
+    with ActivationStore(p) as s:
+        if y.min() < 0:
+            with pytest.raises(VistaError, match=r"has the negative value -\d+ \(row \d+\)"):
+                s.labels("training")
+        elif y.max() >= n_names:
+            with pytest.raises(VistaError, match=rf"but only {n_names} class names"):
+                s.labels("training")
+        else:
+            np.testing.assert_array_equal(s.labels("training")["y"], y)
+
+
+@pytest.mark.parametrize("names", ["not json [", json.dumps({"a": 1}), json.dumps([1, 2])])
+def test_class_names_that_are_not_a_json_list_of_strings(tmp_path: Path, names: str) -> None:
+    p = _raw(tmp_path / "s.h5", np.zeros((3, 4), np.float32), {"y": np.zeros(3, np.int64)}, names)
+    with ActivationStore(p) as s, pytest.raises(VistaError, match="not a JSON list of strings"):
+        s.class_names("training", "y")
+
+
+def test_a_corrupt_compressed_chunk_is_named_with_its_rows(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(4096, 16)).astype(np.float32)
+    p = write_vista_store(tmp_path / "s.h5", {"training": x}, dtype="float32")
+    with h5py.File(p, "r") as f:
+        info = f["training/encoded"].id.get_chunk_info(0)
+    with open(p, "r+b") as fh:
+        fh.seek(info.byte_offset)  # the compressed frame's header
+        fh.write(b"\xff" * min(64, info.size))
+    with ActivationStore(p) as s, pytest.raises(VistaError, match=r"cannot be read .*corrupt"):
+        s.read_rows("training", 0, 100)
