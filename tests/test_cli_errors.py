@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 from pathlib import Path
 
@@ -93,3 +94,27 @@ def test_a_resume_checkpoint_with_a_payload_is_refused(tmp_path: Path) -> None:
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "will not unpickle" in r.stderr or "does not unpickle" in r.stderr
     assert not marker.exists() and not os.path.exists(tmp_path / "run/sae")
+
+
+def test_evaluate_on_a_store_without_labels_computes_the_rest_and_says_what_it_skipped(
+    tmp_path: Path,
+) -> None:
+    from tests.analysis.planted import identity_sae
+    from vista.saes.io import save_sae
+
+    x = np.abs(np.random.default_rng(0).normal(size=(300, 8))).astype(np.float32)
+    store = write_vista_store(tmp_path / "s.h5", {"training": x, "validation": x})
+    save_sae(identity_sae(8), tmp_path / "sae")
+    r = vista(
+        "evaluate",
+        f"sae={tmp_path / 'sae'}",
+        f"store={store}",
+        f"out_dir={tmp_path / 'ev'}",
+        "eval.n_boot=20",
+        "eval.n_perm=20",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "FVU" in r.stdout and "probes             | skipped: it needs 1 label(s)" in r.stdout
+    doc = json.loads((tmp_path / "ev/evaluation_results.json").read_text())
+    assert doc["reconstruction_quality"]["fvu"] == pytest.approx(0.0, abs=1e-6)
+    assert "probe_comparison" not in doc

@@ -62,20 +62,25 @@ def ensure_encoder(job: Any, out_dir: Path) -> Path:
     return target
 
 
-def analyze_into(sae_dir: Any, store: Any, out: Any, job: Any) -> Any:
+def analyze_into(sae_dir: Any, store: Any, out: Any, job: Any, explicit: bool | None = None) -> Any:
     """Run the job's analyses and draw the plots that read their results."""
     from vista.analysis.runner import analyze, configs_of
     from vista.reports.plots import plots_from_results
 
-    outcome = analyze(sae_dir, store, out, list(job.analysis), configs_of(job), job.eval)
+    outcome = analyze(
+        sae_dir, store, out, list(job.analysis), configs_of(job), job.eval, explicit=explicit
+    )
     plots_from_results(out)
     return outcome
 
 
 def evaluate_into(sae_dir: Any, store: Any, out: Any, job: Any) -> dict[str, Any]:
-    """The ``evaluate`` preset; returns the ``evaluation_results.json`` document."""
-    analyze_into(sae_dir, store, out, job)
-    return json.loads((Path(out) / "evaluation_results.json").read_text())
+    """The ``evaluate`` preset; returns the ``evaluation_results.json`` document. What cannot run
+    on the store (the label sections of a store without labels) is skipped, and the document's
+    ``skipped`` section says which and why."""
+    outcome = analyze_into(sae_dir, store, out, job, explicit=False)
+    doc = json.loads((Path(out) / "evaluation_results.json").read_text())
+    return {**doc, "skipped": dict(outcome.skipped)} if outcome.skipped else doc
 
 
 def run(job: Any) -> dict[str, Any]:

@@ -113,6 +113,8 @@ def evaluation_summary(doc: dict[str, Any]) -> str:
     for label, a in doc.get("feature_demographic_alignment", {}).items():
         sel = a.get("selectivity_mean")
         rows.append((f"selectivity {label} (mean)", "n/a" if sel is None else f"{sel:.3f}"))
+    for name, why in doc.get("skipped", {}).items():
+        rows.append((name, f"skipped: {why}"))
     for label, a in doc.get("ablation_study", {}).items():
         for k, v in a.get("ablations", {}).items():
             rows.append(
