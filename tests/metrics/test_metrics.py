@@ -105,3 +105,29 @@ def test_selectivity_is_bounded_where_vistas_ratio_explodes() -> None:
     assert s[3] == pytest.approx(0.5 / 3.5)
     vista_ratio = means.max(0)[0] / max(means.min(0)[0], 1e-12)
     assert vista_ratio > 1e11 and np.nanmax(s) <= 1.0
+
+
+def test_saebench_explained_variance_and_mse_follow_its_per_token_per_batch_definitions() -> None:
+    """SAEBench (evals/core): per token 1 - ||x - x_hat||^2 / ||x - mean of its batch||^2 and
+    ||x - x_hat||^2 / (tokens in the batch), each averaged over all tokens; recomputed in numpy."""
+    from vista.metrics.reconstruction import ReconstructionAccumulator
+
+    rng = np.random.default_rng(3)
+    batches = [rng.normal(size=(n, 6)) + 2.0 for n in (50, 17)]
+    acc = ReconstructionAccumulator()
+    ev, mse = [], []
+    for x in batches:
+        xh = x + rng.normal(scale=0.3, size=x.shape)
+        acc.update(torch.as_tensor(x), torch.as_tensor(xh))
+        rss = ((x - xh) ** 2).sum(1)
+        ev.append(1 - rss / ((x - x.mean(0)) ** 2).sum(1))
+        mse.append(rss / len(x))
+    got = acc.result()
+    assert got["saebench_explained_variance"] == pytest.approx(np.concatenate(ev).mean(), rel=1e-12)
+    assert got["saebench_mse"] == pytest.approx(np.concatenate(mse).mean(), rel=1e-12)
+    # vista's own FVU is against the split's per-dimension mean, over all tokens at once.
+    x_all = np.concatenate(batches)
+    assert got["explained_variance"] != pytest.approx(got["saebench_explained_variance"], rel=1e-3)
+    assert got["total_variance_per_token"] == pytest.approx(
+        ((x_all - x_all.mean(0)) ** 2).sum(1).mean()
+    )

@@ -50,6 +50,10 @@ def run(ctx: Context, cfg: ReconstructionConfig) -> Result:
     r.add("mse", rec["mse"], "lower", n=n)
     r.add("l2_ratio", rec["l2_ratio"], "none", n=n)
     r.add("relative_reconstruction_bias", rec["relative_reconstruction_bias"], "none", n=n)
+    # SAEBench's definitions (per token, against the batch's mean; MSE over the batch's tokens),
+    # for comparison with its tables: they depend on the batch (eval.batch_tokens here).
+    r.add("saebench_explained_variance", rec["saebench_explained_variance"], "higher", n=n)
+    r.add("saebench_mse", rec["saebench_mse"], "lower", n=n)
     r.arrays["image_fvu"] = (enc.image_sq_error / np.maximum(tv, 1e-30)).astype(np.float32)
     r.arrays["image_cosine"] = enc.image_cosine.astype(np.float32)
     r.headline = ["fvu", "cosine_similarity"]

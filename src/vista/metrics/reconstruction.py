@@ -56,6 +56,12 @@ class ReconstructionAccumulator:
     norm_ratio_sum: float = 0.0
     sq_norm_hat: float = 0.0
     dot: float = 0.0
+    sb_ev_sum: float = 0.0
+    """SAEBench's explained variance, summed over tokens: ``1 - ||x - x_hat||^2 / ||x - mean_batch||^2``
+    per token, the mean taken over the token's own batch."""
+    sb_ev_n: int = 0
+    sb_mse_sum: float = 0.0
+    """SAEBench's MSE, summed over tokens: ``||x - x_hat||^2 / (tokens in the batch)`` per token."""
     _eps: float = field(default=1e-12, repr=False)
 
     @torch.no_grad()
@@ -82,6 +88,11 @@ class ReconstructionAccumulator:
             self.mean = self.mean + delta * (nb / n)
             self.m2 = self.m2 + m2_b_np + delta**2 * (self.n * nb / n)
         self.n += nb
+        tss = (x64 - mean_b).pow(2).sum(dim=-1)
+        ok = tss > 0  # SAEBench divides regardless; a token equal to its batch's mean is left out
+        self.sb_ev_sum += float((1.0 - sq_err[ok] / tss[ok]).sum())
+        self.sb_ev_n += int(ok.sum())
+        self.sb_mse_sum += float(sq_err.sum()) / nb
         self.ss_res += float(sq_err.sum())
         self.cos_sum += float((dot / (xn * xhn).clamp_min(self._eps)).sum())
         self.norm_ratio_sum += float((xhn / xn.clamp_min(self._eps)).sum())
@@ -104,4 +115,8 @@ class ReconstructionAccumulator:
             if self.dot
             else float("nan"),
             "total_variance_per_token": ss_tot / self.n,
+            "saebench_explained_variance": self.sb_ev_sum / self.sb_ev_n
+            if self.sb_ev_n
+            else float("nan"),
+            "saebench_mse": self.sb_mse_sum / self.n,
         }
