@@ -182,7 +182,9 @@ def test_matryoshka_rejects_groups_that_do_not_cover_the_latents() -> None:
     from vista.errors import VistaError
 
     with pytest.raises(VistaError, match="sum to d_sae"):
-        make_sae({"architecture": "matryoshka", "d_model": 2, "d_sae": 8, "group_sizes": [2, 2]})
+        make_sae(
+            {"architecture": "matryoshka", "d_model": 2, "d_sae": 8, "group_sizes": [2, 2], "k": 2}
+        )
 
 
 # -- Matching pursuit -----------------------------------------------------------------------------

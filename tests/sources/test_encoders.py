@@ -221,7 +221,9 @@ def test_module_encoder_from_import_path_state_dict_and_saved_module(tmp_path: P
             **kw,
         )
     )
-    b = make_encoder(EncoderConfig(name="module", path=str(tmp_path / "whole.pt"), **kw))
+    b = make_encoder(
+        EncoderConfig(name="module", path=str(tmp_path / "whole.pt"), trust_pickled_code=True, **kw)
+    )
     ref = model.fc1(
         model.flatten(
             model.pool2(

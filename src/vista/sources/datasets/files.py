@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -126,12 +128,44 @@ def read_table(path: Path) -> dict[str, np.ndarray]:
     return {c: np.asarray([r[c] for r in rows], dtype=object) for c in rows[0]}
 
 
-def _as_ints_if_numeric(values: np.ndarray) -> np.ndarray:
-    try:
-        as_int = np.asarray([int(v) for v in values], dtype=np.int64)
-    except (TypeError, ValueError):
-        return values
-    return as_int
+_CLEAN_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
+def column_labels(values: np.ndarray, column: str, where: str) -> tuple[np.ndarray, list[str]]:
+    """A table's label column -> class indices and class names.
+
+    Values stay strings (classes: the sorted distinct values) unless every one is a clean integer
+    (an integer cell, or text without leading zeros or signs: "01", "1" and "001" are three
+    classes). Clean integers that are dense, 0 <= v < 2 x (distinct values), are class indices
+    (a digit column keeps 0..9); sparse ones (ZIP codes, years, ids) are classes named by their
+    values, in numeric order, not thousands of empty classes. An empty cell is an error."""
+    empty = [
+        i
+        for i, v in enumerate(values)
+        if v is None
+        or (isinstance(v, str) and not v.strip())
+        or (isinstance(v, float) and math.isnan(v))
+    ]
+    if empty:
+        raise VistaError(
+            f"Label column {column!r} of {where} is empty in data row {empty[0] + 1} "
+            f"({len(empty)} empty cell(s)); fill the label or leave the row out of the table."
+        )
+
+    def clean(v: Any) -> bool:
+        if isinstance(v, (bool, np.bool_)):
+            return False
+        if isinstance(v, (int, np.integer)):
+            return True
+        return isinstance(v, str) and _CLEAN_INT.fullmatch(v) is not None
+
+    if len(values) and all(clean(v) for v in values):
+        ints = np.asarray([int(v) for v in values], dtype=np.int64)
+        uniq = np.unique(ints)
+        if ints.min() >= 0 and ints.max() < 2 * len(uniq):
+            return encode_labels(ints, column)
+        return np.searchsorted(uniq, ints).astype(np.int64), [str(u) for u in uniq]
+    return encode_labels(np.asarray([str(v) for v in values], dtype=object), column)
 
 
 @register_dataset("table")
@@ -153,7 +187,7 @@ def load_table(cfg: DatasetConfig) -> LabelledImages:
         raise VistaError(f"{str(path)!r} has no label column(s) {missing}; it has {sorted(cols)}.")
     labels, names = {}, {}
     for c in cfg.labels:
-        labels[c], names[c] = encode_labels(_as_ints_if_numeric(cols[c]), c)
+        labels[c], names[c] = column_labels(cols[c], c, repr(str(path)))
     base = path.parent
     paths = np.asarray(
         [str(p if Path(p).is_absolute() else base / p) for p in cols[cfg.path_column]], dtype=object
