@@ -100,6 +100,7 @@ def test_saelens_saes_load_in_vista_with_identical_encodings(tmp_path: Path) -> 
                 sl.TopKSAEConfig(d_in=8, d_sae=32, k=4, rescale_acts_by_decoder_norm=True)
             ),
             "jumprelu": sl.JumpReLUSAE(sl.JumpReLUSAEConfig(d_in=8, d_sae=32)),
+            "jumprelu_negative": sl.JumpReLUSAE(sl.JumpReLUSAEConfig(d_in=8, d_sae=32)),
             "gated": sl.GatedSAE(sl.GatedSAEConfig(d_in=8, d_sae=32)),
             "no_b_dec_in": sl.StandardSAE(
                 sl.StandardSAEConfig(d_in=8, d_sae=32, apply_b_dec_to_input=False)
@@ -112,6 +113,8 @@ def test_saelens_saes_load_in_vista_with_identical_encodings(tmp_path: Path) -> 
                     p.copy_(torch.randn_like(p) * 0.5)  # non-unit decoder rows too
                 if name == "jumprelu":
                     sae.threshold.copy_(torch.rand(32) * 0.5)
+                if name == "jumprelu_negative":  # edge case: thresholds below zero
+                    sae.threshold.copy_(torch.rand(32) - 0.5)
             sae.save_model(tmp / name)
             out[name] = sae.encode(x).detach().numpy()
             out[name + "_recon"] = sae.decode(sae.encode(x)).detach().numpy()
@@ -119,7 +122,9 @@ def test_saelens_saes_load_in_vista_with_identical_encodings(tmp_path: Path) -> 
         """,
         tmp_path,
     )
-    for name in ("standard", "topk", "topk_rescale", "jumprelu", "gated", "no_b_dec_in"):
+    names = ("standard", "topk", "topk_rescale", "jumprelu", "jumprelu_negative", "gated",
+             "no_b_dec_in")  # fmt: skip
+    for name in names:
         sae = load_sae(tmp_path / name)
         codes = sae.encode(X)
         recon = sae.decode(codes).detach().numpy()
@@ -153,6 +158,10 @@ def test_dictionary_learning_saes_load_in_vista_with_identical_encodings(tmp_pat
             "JumpReluAutoEncoder": JumpReluAutoEncoder(8, 32),
             "GatedAutoEncoder": GatedAutoEncoder(8, 32),
             "MatryoshkaBatchTopKSAE": MatryoshkaBatchTopKSAE(8, 32, 4, [8, 8, 16]),
+            # edge cases: thresholds below zero, and inference thresholds not yet set (-1)
+            "JumpReluAutoEncoder_negative": JumpReluAutoEncoder(8, 32),
+            "BatchTopKSAE_unset": BatchTopKSAE(8, 32, 4),
+            "MatryoshkaBatchTopKSAE_unset": MatryoshkaBatchTopKSAE(8, 32, 4, [8, 8, 16]),
         }
         out = {}
         for name, ae in saes.items():
@@ -160,14 +169,19 @@ def test_dictionary_learning_saes_load_in_vista_with_identical_encodings(tmp_pat
                 for p in ae.parameters():
                     p.copy_(torch.randn_like(p) * 0.5)
                 if hasattr(ae, "threshold"):
-                    if ae.threshold.ndim == 0:
+                    if name.endswith("_unset"):
+                        ae.threshold.fill_(-1.0)
+                    elif ae.threshold.ndim == 0:
                         ae.threshold.fill_(0.3)
+                    elif name.endswith("_negative"):
+                        ae.threshold.copy_(torch.rand(32) - 0.5)
                     else:
                         ae.threshold.copy_(torch.rand(32) * 0.5)
             d = tmp / name
             d.mkdir()
             torch.save(ae.state_dict(), d / "ae.pt")
-            (d / "config.json").write_text(json.dumps({"trainer": {"dict_class": name, "k": 4}}))
+            cls = name.split("_")[0]
+            (d / "config.json").write_text(json.dumps({"trainer": {"dict_class": cls, "k": 4}}))
             out[name] = ae.encode(x).detach().numpy()
             out[name + "_recon"] = ae(x).detach().numpy()
         np.savez(sys.argv[1], **out)
@@ -181,6 +195,9 @@ def test_dictionary_learning_saes_load_in_vista_with_identical_encodings(tmp_pat
         "JumpReluAutoEncoder",
         "GatedAutoEncoder",
         "MatryoshkaBatchTopKSAE",
+        "JumpReluAutoEncoder_negative",
+        "BatchTopKSAE_unset",
+        "MatryoshkaBatchTopKSAE_unset",
     ):
         sae = load_sae(tmp_path / name)
         codes = sae.encode(X)

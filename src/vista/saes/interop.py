@@ -123,10 +123,10 @@ def from_dictionary_learning(path: Path) -> tuple[dict, dict]:
         cfg = {"architecture": "topk" if cls == "AutoEncoderTopK" else "batchtopk"}
         cfg["k"] = int(sd["k"]) if "k" in sd else int(trainer["k"])
         if cls == "BatchTopKSAE":
-            state["threshold"] = torch.full((state["b_enc"].shape[0],), float(sd["threshold"]))
+            state["threshold"] = _dl_threshold(sd, state)
     elif cls == "MatryoshkaBatchTopKSAE":
         state = {k: sd[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")}
-        state["threshold"] = torch.full((state["b_enc"].shape[0],), float(sd["threshold"]))
+        state["threshold"] = _dl_threshold(sd, state)
         cfg = {
             "architecture": "matryoshka",
             "k": int(sd["k"]),
@@ -182,6 +182,15 @@ def from_sparsify(path: Path) -> tuple[dict, dict]:
         "d_sae": state["W_dec"].shape[0],
     }
     return cfg, state
+
+
+def _dl_threshold(sd: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> torch.Tensor:
+    """dictionary_learning's BatchTopK/Matryoshka inference threshold, one per latent. Unset (-1,
+    before training has estimated it) it keeps every positive pre-activation, ``relu(pre) *
+    (relu(pre) > -1)``: a threshold of 0 encodes the same (vista would fall back to per-token
+    TopK at -1)."""
+    t = max(float(sd["threshold"]), 0.0)
+    return torch.full((state["b_enc"].shape[0],), t)
 
 
 # -- original VISTA checkpoints ----------------------------------------------------------------------

@@ -107,7 +107,9 @@ class JumpReLUSAE(SAE):
 
     def encode(self, x: Tensor) -> Tensor:
         z = self.pre_acts(x).float()
-        return (z * (z > self.threshold)).to(x.dtype)
+        # The ReLU matters only for thresholds below zero (imported SAEs: SAELens and
+        # dictionary_learning apply it; vista's own thresholds stay >= 0).
+        return (z.relu() * (z > self.threshold)).to(x.dtype)
 
     def training_forward(
         self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
