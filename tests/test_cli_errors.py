@@ -118,3 +118,14 @@ def test_evaluate_on_a_store_without_labels_computes_the_rest_and_says_what_it_s
     doc = json.loads((tmp_path / "ev/evaluation_results.json").read_text())
     assert doc["reconstruction_quality"]["fvu"] == pytest.approx(0.0, abs=1e-6)
     assert "probe_comparison" not in doc
+
+
+def test_a_second_writer_of_the_same_output_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    from vista.lock import output_lock
+
+    store = write_vista_store(tmp_path / "s.h5", {"training": np.ones((64, 8), np.float32)})
+    with output_lock(tmp_path / "run", "train"):
+        r = vista("train", f"store={store}", f"out_dir={tmp_path / 'run'}", "train.max_tokens=64")
+        assert r.returncode == 2 and "is being written by another vista process" in r.stderr
+        assert f"vista train, pid {os.getpid()}" in r.stderr
+    assert not (tmp_path / "run/.vista.lock").exists()  # released and removed on exit

@@ -348,10 +348,17 @@ def run_verb(verb: str, args: list[str]) -> None:
 
     def entry(cfg: Any) -> None:
         from vista.conf.typed import to_job, with_params_file
+        from vista.lock import output_lock, output_of
 
         _setup_logging()
         try:
-            task(to_job(with_params_file(cfg)))
+            job = to_job(with_params_file(cfg))
+            out = output_of(job)
+            if out:
+                with output_lock(out, verb):
+                    task(job)
+            else:
+                task(job)
         except BaseException as e:  # the one boundary: a sentence and an exit code, never a trace
             sys.exit(failure(verb, e, str(cfg.get("out_dir", "") or "")))
 

@@ -1,0 +1,76 @@
+"""One writer per output: a second ``vista`` process writing the same output is refused.
+
+The lock is an ``flock`` on ``OUT/.vista.lock`` (an output directory) or ``FILE.lock`` (an output
+file), holding who took it. The kernel releases it when the holder exits, however it exits, so a
+killed run never leaves a stale lock behind. DDP worker processes (rank > 0) share their launcher's
+lock. Platforms without ``fcntl`` (Windows) run unlocked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from vista.errors import VistaError
+
+
+def lock_path(target: Path) -> Path:
+    """Where the lock of ``target`` lives: inside a directory, beside a file."""
+    if target.is_dir() or not target.suffix:
+        return target / ".vista.lock"
+    return target.with_name(target.name + ".lock")
+
+
+def _worker() -> bool:
+    return any(os.environ.get(k, "0") not in ("", "0") for k in ("LOCAL_RANK", "RANK", "NODE_RANK"))
+
+
+@contextlib.contextmanager
+def output_lock(target: str | os.PathLike[str], verb: str) -> Iterator[None]:
+    """Hold the lock of ``target`` for the duration of the block, or refuse."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    if _worker():
+        yield
+        return
+    path = lock_path(Path(target))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 4096).decode(errors="replace").strip()
+        os.close(fd)
+        raise VistaError(
+            f"{str(target)!r} is being written by another vista process ({holder or 'unknown'}); "
+            "wait for it to finish or choose another output."
+        ) from None
+    os.ftruncate(fd, 0)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+    os.write(
+        fd, f"vista {verb}, pid {os.getpid()} on {socket.gethostname()}, since {stamp}".encode()
+    )
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def output_of(job: Any) -> str:
+    """The output a verb's job writes ('' = none): its out_dir, its output file, or its run."""
+    for attr in ("out_dir", "out", "run_dir"):
+        value = getattr(job, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return ""
