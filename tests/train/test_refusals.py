@@ -59,6 +59,9 @@ def test_resume_refuses_other_sae_settings_or_another_schedule(tmp_path: Path) -
         train_saes(store, [s], replace(resume, max_tokens=3072), trc, tmp_path / "run")
     with pytest.raises(VistaError, match="written for 1 SAE"):
         train_saes(store, [s, replace(s, seed=1)], resume, trc, tmp_path / "run")
+    other = _sparse_store(tmp_path / "other.h5", n=1000, seed=5)
+    with pytest.raises(VistaError, match="while training on other data"):
+        train_saes(other, [s], resume, trc, tmp_path / "run")
 
 
 def test_a_diverging_run_exports_nothing(tmp_path: Path) -> None:

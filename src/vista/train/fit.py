@@ -48,7 +48,29 @@ def _save_on_stop(last: Path) -> Any:
     return SaveOnStop()
 
 
-def _same_run(last: Path, cfgs: list[dict[str, Any]], tc: TrainConfig) -> None:
+def store_fingerprint(store: str | os.PathLike[str], split: str, samples: int = 8) -> str:
+    """A digest of what training reads from ``store``: its attributes, the split's shape and
+    dtype, its labels' names, and ``samples`` rows spread over the split (cheap on any size)."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    with ActivationStore(store) as st:
+        info = st.split(split)
+        attrs = {k: str(v) for k, v in sorted(st.attrs.items())}
+        h.update(json.dumps([attrs, info.n_rows, info.n_tokens, info.d_model]).encode())
+        h.update(json.dumps(list(info.label_names)).encode())
+        for r in sorted({int(i) for i in np.linspace(0, info.n_rows - 1, samples)}):
+            rows = np.ascontiguousarray(st.read_rows(split, r, r + 1))
+            h.update(str(rows.dtype).encode() + rows.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _same_run(
+    last: Path, cfgs: list[dict[str, Any]], tc: TrainConfig, fingerprint: str = ""
+) -> None:
     """Refuse to resume a checkpoint written for other SAEs or another schedule: the result
     would be neither run."""
     from vista.safeload import load_torch
@@ -67,6 +89,13 @@ def _same_run(last: Path, cfgs: list[dict[str, Any]], tc: TrainConfig) -> None:
         raise VistaError(
             f"{last} was written for {len(then)} SAE(s), not {len(cfgs)}; resume with the same "
             "sweep or start in another out_dir."
+        )
+    then_store = str(hp.get("store_fingerprint") or "")
+    if then_store and fingerprint and then_store != fingerprint:
+        raise VistaError(
+            f"{last} was written while training on other data (store fingerprint {then_store}, "
+            f"this store's is {fingerprint}); resume with the store it started on, or start in "
+            "another out_dir."
         )
     old = dict(hp.get("train_cfg") or {})
     for k in TrainConfig.RESUME_KEYS:
@@ -129,7 +158,8 @@ def train_saes(
     # train.batch_size is per device: with DDP a step consumes world_size batches.
     n_steps = math.ceil(tc.max_tokens / (tc.batch_size * trainer.world_size))
     trainer.fit_loop.epoch_loop.max_steps = n_steps
-    module = SAETrainingModule(cfgs, asdict(tc), n_steps)
+    fingerprint = store_fingerprint(store, tc.split)
+    module = SAETrainingModule(cfgs, asdict(tc), n_steps, fingerprint)
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     ckpt_path: str | None = None
@@ -139,7 +169,7 @@ def train_saes(
                 f"train.resume=true but there is no checkpoint at {last}; start without resume."
             )
         ckpt_path = str(last)
-        _same_run(last, cfgs, tc)
+        _same_run(last, cfgs, tc, fingerprint)
     else:
         if last.is_file():
             raise VistaError(

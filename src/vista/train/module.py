@@ -40,10 +40,14 @@ class SAETrainingModule(pl.LightningModule):
     tokens_seen: Tensor
 
     def __init__(
-        self, sae_cfgs: list[dict[str, Any]], train_cfg: dict[str, Any], n_steps: int
+        self,
+        sae_cfgs: list[dict[str, Any]],
+        train_cfg: dict[str, Any],
+        n_steps: int,
+        store_fingerprint: str = "",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters()  # the fingerprint lets a resume check it reads the same data
         self.train_cfg = TrainConfig(**train_cfg)
         self.n_steps = n_steps
         self.saes = nn.ModuleList([make_sae(config_from_dict(c)) for c in sae_cfgs])
