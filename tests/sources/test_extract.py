@@ -12,6 +12,7 @@ import pytest
 
 from tests.sources.fixtures import make_image_folder
 from tests.sources.test_encoders import tiny_hf
+from vista.errors import VistaError
 from vista.sources.datasets import DatasetConfig
 from vista.sources.encoders import EncoderConfig
 from vista.sources.extract import extract
@@ -158,3 +159,35 @@ def test_alexnet_transformer_trains_and_extracts(tmp_path: Path) -> None:
     with ActivationStore(out) as st:
         assert st.split("training").n_tokens == 36 and st.d_model == 64
         assert st.attrs["layer"] == "transformer.blocks.0"
+
+
+def test_resuming_with_another_encoder_is_refused_and_loses_nothing(
+    tmp_path: Path, monkeypatch
+) -> None:
+    pytest.importorskip("transformers")
+    root = make_image_folder(tmp_path / "imgs", per_class=8)
+    ds = DatasetConfig(name="imagefolder", root=str(root))
+    model = tiny_hf("vit", tmp_path)
+    enc = EncoderConfig(name="hf", path=str(model), batch_size=4)
+    real_append, calls = StoreWriter.append, {"n": 0}
+
+    def dying_append(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_append(self, *a, **k)
+
+    monkeypatch.setattr(StoreWriter, "append", dying_append)
+    with pytest.raises(KeyboardInterrupt):
+        extract(ds, enc, tmp_path / "s.h5")
+    monkeypatch.setattr(StoreWriter, "append", real_append)
+    import torch
+    import transformers
+
+    torch.manual_seed(1)  # other weights at the same path
+    transformers.ViTModel(transformers.ViTModel.from_pretrained(model).config).save_pretrained(
+        model
+    )
+    with pytest.raises(VistaError, match="was started with another encoder"):
+        extract(ds, enc, tmp_path / "s.h5")
+    assert (tmp_path / "s.h5.partial").exists()

@@ -116,13 +116,22 @@ def test_writer_refuses_values_beyond_float16(tmp_path: Path) -> None:
     w.close()
 
 
-def test_writer_restarts_when_the_partial_file_is_for_another_spec(tmp_path: Path) -> None:
+def test_a_partial_file_for_another_spec_is_refused_not_overwritten(tmp_path: Path) -> None:
     path = tmp_path / "s.h5"
     w = StoreWriter(path, {"training": SplitSpec(n_rows=4, d_model=2)}, {"encoder": "a"})
     w.append("training", np.ones((2, 2), np.float32), {}, np.arange(2))
     w.close()
-    w = StoreWriter(path, {"training": SplitSpec(n_rows=4, d_model=3)}, {"encoder": "a"})
-    assert w.rows_written("training") == 0
+    with pytest.raises(VistaError, match="was started with other splits"):
+        StoreWriter(path, {"training": SplitSpec(n_rows=4, d_model=3)}, {"encoder": "a"})
+    with pytest.raises(VistaError, match="was started with another encoder \\('a', not 'b'\\)"):
+        StoreWriter(path, {"training": SplitSpec(n_rows=4, d_model=2)}, {"encoder": "b"})
+    w = StoreWriter(path, {"training": SplitSpec(n_rows=4, d_model=2)}, {"encoder": "a"})
+    assert w.rows_written("training") == 2  # nothing was lost
+    w.close()
+    w = StoreWriter(
+        path, {"training": SplitSpec(n_rows=4, d_model=3)}, {"encoder": "a"}, resume=False
+    )
+    assert w.rows_written("training") == 0  # resume=false starts over
     w.close()
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +21,36 @@ from vista.sources.hooks import capture_tokens, find_module
 from vista.store import SplitSpec, StoreWriter
 
 log = logging.getLogger(__name__)
+
+
+def encoder_fingerprint(enc: Any) -> str:
+    """A digest of the encoder's weights (names, shapes, dtypes and values; the first 2**20
+    values of each tensor beyond that size) and of its preprocessing."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, t in sorted(enc.model.state_dict().items()):
+            flat = t.detach().reshape(-1)[: 1 << 20].cpu()
+            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+            h.update(
+                flat.float().numpy().tobytes()
+                if flat.is_floating_point()
+                else flat.numpy().tobytes()
+            )
+    pre = enc.preprocess
+    proc = getattr(pre, "processor", None)
+    if hasattr(proc, "to_json_string"):
+        desc = proc.to_json_string()
+    else:  # plain values only: an object's repr may hold its address, which changes every run
+        fields = getattr(pre, "__dict__", {})
+        desc = json.dumps(
+            fields,
+            sort_keys=True,
+            default=lambda o: o.tolist() if hasattr(o, "tolist") else type(o).__name__,
+        )
+    h.update(desc.encode())
+    return h.hexdigest()[:16]
 
 
 def extract(
@@ -68,6 +99,8 @@ def extract(
         "encoder_path": str(encoder_cfg.path),
         # The whole encoder config, so `splice` can rebuild the model the store came from.
         "encoder_config": json.dumps(dataclasses.asdict(encoder_cfg)),
+        # Weights and preprocessing: a resumed extraction must read through the same encoder.
+        "encoder_fingerprint": encoder_fingerprint(enc),
         "layer": layer_name,
         "token_selection": tokens,
         "prefix_tokens": enc.prefix_tokens,

@@ -52,6 +52,28 @@ def partial_path(path: str | os.PathLike[str]) -> Path:
     return p.with_name(p.name + ".partial")
 
 
+def _difference(then: str, now: str) -> str:
+    """What differs between two resume fingerprints, as a phrase."""
+    try:
+        a, b = json.loads(then), json.loads(now)
+    except json.JSONDecodeError:
+        return "other settings"
+    for key in ("dtype", "compression", "splits"):
+        if a.get(key) != b.get(key):
+            return (
+                f"another {key} ({a.get(key)!r}, not {b.get(key)!r})"
+                if key != "splits"
+                else ("other splits (row counts, widths or labels)")
+            )
+    ta, tb = a.get("attrs", {}), b.get("attrs", {})
+    for key in sorted(set(ta) | set(tb)):
+        if ta.get(key) != tb.get(key):
+            if key == "encoder_fingerprint":
+                return "another encoder (its weights or preprocessing differ)"
+            return f"another {key} ({str(ta.get(key))[:80]!r}, not {str(tb.get(key))[:80]!r})"
+    return "other settings"
+
+
 class StoreWriter:
     """Write splits of activations, labels and indices; ``finish()`` publishes the file.
 
@@ -101,18 +123,26 @@ class StoreWriter:
         if resume and self.tmp.exists():
             try:
                 f = h5py.File(self.tmp, "r+")
-                if f.attrs.get(_FINGERPRINT_ATTR) == fingerprint:
+            except OSError:
+                f = None  # unreadable partial file (killed mid-flush): start over
+            if f is not None:
+                then = str(f.attrs.get(_FINGERPRINT_ATTR, ""))
+                if then == fingerprint:
                     self._file = f
                 else:
                     f.close()
-            except OSError:
-                self._file = None  # unreadable partial file (killed mid-flush): start over
+                    raise VistaError(
+                        f"{str(self.tmp)!r} was started with {_difference(then, fingerprint)}; "
+                        "run the command it was started with to resume it, or delete it (or "
+                        "pass resume=false) to start over."
+                    )
         if self._file is None:
             self.tmp.unlink(missing_ok=True)
             self._file = h5py.File(self.tmp, "w")
             self._create(attrs, dtype, compression, fingerprint)
 
     def _create(self, attrs: dict[str, Any], dtype: str, compression: str | None, fp: str) -> None:
+        """A new partial file with the root attributes and the resume fingerprint."""
         f = self._file
         assert f is not None
         for k, v in attrs.items():
