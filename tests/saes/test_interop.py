@@ -102,6 +102,9 @@ def test_saelens_saes_load_in_vista_with_identical_encodings(tmp_path: Path) -> 
             "jumprelu": sl.JumpReLUSAE(sl.JumpReLUSAEConfig(d_in=8, d_sae=32)),
             "jumprelu_negative": sl.JumpReLUSAE(sl.JumpReLUSAEConfig(d_in=8, d_sae=32)),
             "gated": sl.GatedSAE(sl.GatedSAEConfig(d_in=8, d_sae=32)),
+            "matching_pursuit": sl.MatchingPursuitSAE(sl.MatchingPursuitSAEConfig(
+                d_in=8, d_sae=32, max_iterations=4, residual_threshold=0.0,
+                stop_on_duplicate_support=False)),
             "no_b_dec_in": sl.StandardSAE(
                 sl.StandardSAEConfig(d_in=8, d_sae=32, apply_b_dec_to_input=False)
             ),
@@ -115,6 +118,8 @@ def test_saelens_saes_load_in_vista_with_identical_encodings(tmp_path: Path) -> 
                     sae.threshold.copy_(torch.rand(32) * 0.5)
                 if name == "jumprelu_negative":  # edge case: thresholds below zero
                     sae.threshold.copy_(torch.rand(32) - 0.5)
+                if name == "matching_pursuit":  # pursuit atoms are unit rows
+                    sae.W_dec.copy_(sae.W_dec / sae.W_dec.norm(dim=1, keepdim=True))
             sae.save_model(tmp / name)
             out[name] = sae.encode(x).detach().numpy()
             out[name + "_recon"] = sae.decode(sae.encode(x)).detach().numpy()
@@ -123,7 +128,7 @@ def test_saelens_saes_load_in_vista_with_identical_encodings(tmp_path: Path) -> 
         tmp_path,
     )
     names = ("standard", "topk", "topk_rescale", "jumprelu", "jumprelu_negative", "gated",
-             "no_b_dec_in")  # fmt: skip
+             "matching_pursuit", "no_b_dec_in")  # fmt: skip
     for name in names:
         sae = load_sae(tmp_path / name)
         codes = sae.encode(X)

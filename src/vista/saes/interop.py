@@ -31,11 +31,14 @@ SAELENS_EXPORT = {
     # BatchTopK-family inference is a per-latent threshold: exactly SAELens's JumpReLU.
     "batchtopk": "jumprelu",
     "matryoshka": "jumprelu",
+    # k pursuit steps with SAELens's stopping rules off (no residual threshold, no support check).
+    "mp": "matching_pursuit",
 }
 SAELENS_KEYS = {
     "standard": {"W_enc", "b_enc", "W_dec", "b_dec"},
     "topk": {"W_enc", "b_enc", "W_dec", "b_dec"},
     "jumprelu": {"W_enc", "b_enc", "W_dec", "b_dec", "threshold"},
+    "matching_pursuit": {"W_dec", "b_dec"},
     "gated": {"W_enc", "b_gate", "r_mag", "b_mag", "W_dec", "b_dec"},
 }
 
@@ -85,10 +88,23 @@ def from_saelens(path: Path, doc: dict[str, Any], state: dict[str, Tensor]) -> t
         state.setdefault("preact_scale", torch.tensor(1.0))
     elif arch == "gated":
         cfg["architecture"] = "gated"
+    elif arch == "matching_pursuit":
+        if float(doc.get("residual_threshold") or 0.0) > 0 or doc.get(
+            "stop_on_duplicate_support", True
+        ):
+            raise _fail(
+                path,
+                "its matching pursuit stops early (residual_threshold > 0 or "
+                "stop_on_duplicate_support), which vista's fixed-step pursuit does not; save it "
+                "with residual_threshold=0 and stop_on_duplicate_support=false.",
+            )
+        cfg.update(architecture="mp", k=int(doc.get("max_iterations") or d_in))
+        state = {k: state[k] for k in ("W_dec", "b_dec")}
     else:
         raise _fail(
             path,
-            f"SAELens architecture {arch!r} is not one vista reads (standard, topk, jumprelu, gated).",
+            f"SAELens architecture {arch!r} is not one vista reads (standard, topk, jumprelu, "
+            "gated, matching_pursuit).",
         )
     return cfg, state
 

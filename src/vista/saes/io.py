@@ -53,6 +53,15 @@ def save_sae(
         "apply_b_dec_to_input": True,
         "normalize_activations": "none",
         **({"k": cfg["k"], "rescale_acts_by_decoder_norm": False} if export == "topk" else {}),
+        **(
+            {
+                "max_iterations": cfg["k"],
+                "residual_threshold": 0.0,
+                "stop_on_duplicate_support": False,
+            }
+            if export == "matching_pursuit"
+            else {}
+        ),
         # vista's own: the full architecture config and the provenance.
         "vista": {"config": cfg, "metadata": metadata or {}},
     }
