@@ -223,3 +223,26 @@ def test_sigkill_mid_training_then_resume_ends_where_an_uninterrupted_run_ends(
     )
     for name, tensor in a.state_dict().items():
         torch.testing.assert_close(b.state_dict()[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_batchtopk_inference_l0_is_k_after_a_short_run_and_dead_is_counted_as_evaluation_does(
+    tmp_path: Path,
+) -> None:
+    from vista.saes import BatchTopKConfig
+    from vista.store import ActivationStore
+
+    store = _sparse_store(tmp_path / "s.h5", n=4000)
+    _, tc, trc = _cfgs(128 * 300)
+    cfg = BatchTopKConfig(d_sae=64, k=4, dead_tokens=10_000_000, k_aux=16)  # window > the run
+    (path,) = train_saes(store, [cfg], tc, trc, tmp_path / "run")
+    sae, meta = load_sae(path), read_metadata(path)
+    with ActivationStore(store) as st:
+        x = torch.from_numpy(st.read_rows("validation", 0, 500).astype(np.float32))
+    codes = sae.encode(x)
+    assert float((codes > 0).sum(1).float().mean()) == pytest.approx(4.0, rel=0.1)
+    assert meta["l0_on_sample"] == pytest.approx(4.0, rel=0.02)
+    never = float(((codes > 0).sum(0) == 0).float().mean())
+    # dead_at_end counts latents that never fire on a training sample, as evaluation does on its
+    # split; the AuxK tracker's window (10M tokens) never closed in this 38k-token run.
+    assert meta["dead_in_window"] == 0.0
+    assert meta["dead_at_end"] == pytest.approx(never, abs=0.1)

@@ -74,6 +74,20 @@ class BatchTopKSAE(TopKSAE):
             self.threshold.mul_(m).add_((1 - m) * batch_min)
 
     @torch.no_grad()
+    def calibrate_threshold_(self, x: Tensor) -> float:
+        """Set the inference threshold so that the mean L0 over the tokens ``x`` is exactly
+        ``k`` (the cut BatchTopK makes on ``x`` as one batch); returns the threshold.
+
+        The running estimate of training lags the encoder while it still moves (short runs end
+        with a mean L0 well off k); this pins the exported SAE to its training sparsity."""
+        pre = self.pre_acts(x).float().relu().flatten()
+        m = int(self.cfg.k) * x.shape[0]
+        positive = int((pre > 0).sum())
+        t = 0.0 if m >= positive else float(torch.topk(pre, m + 1).values[-1])
+        self.threshold.fill_(t)
+        return t
+
+    @torch.no_grad()
     def fold_input_scale_(self, scale: float) -> None:
         super().fold_input_scale_(scale)
         if self.has_threshold:

@@ -29,6 +29,38 @@ from vista.train.module import SAETrainingModule, sae_name
 log = logging.getLogger(__name__)
 
 
+def training_sample(store: str | os.PathLike[str], split: str, tokens: int = 16384) -> torch.Tensor:
+    """About ``tokens`` tokens of the split, in 16 blocks spread over it, as float32 rows."""
+    import numpy as np
+
+    with ActivationStore(store) as st:
+        info = st.split(split)
+        rows = max(1, tokens // info.n_tokens)
+        block = max(1, rows // 16)
+        starts = np.unique(np.linspace(0, max(0, info.n_rows - block), 16).astype(int))
+        parts = [st.read_rows(split, int(s), int(s) + block) for s in starts]
+    x = np.concatenate(parts).reshape(-1, info.d_model).astype(np.float32)
+    return torch.from_numpy(x)
+
+
+@torch.no_grad()
+def _after_training(sae: Any, sample: torch.Tensor) -> dict[str, Any]:
+    """Calibrate a BatchTopK-family inference threshold on the sample (mean L0 = k there), and
+    measure on it what evaluation measures: the latents that never fire, the mean L0."""
+    out: dict[str, Any] = {"calibration_tokens": int(sample.shape[0])}
+    if hasattr(sae, "calibrate_threshold_"):
+        out["inference_threshold"] = sae.calibrate_threshold_(sample)
+    fires = torch.zeros(sae.d_sae, dtype=torch.bool)
+    l0 = 0.0
+    for s in range(0, sample.shape[0], 4096):
+        codes = sae.encode(sample[s : s + 4096])
+        fires |= (codes > 0).any(dim=0).cpu()
+        l0 += float((codes > 0).sum())
+    out["dead_on_sample"] = float((~fires).float().mean())
+    out["l0_on_sample"] = l0 / max(1, sample.shape[0])
+    return out
+
+
 def _save_on_stop(last: Path) -> Any:
     """A callback saving ``last`` when the run is stopped (SIGTERM from a scheduler, Ctrl-C),
     after the step in progress, so the run resumes exactly where it stopped."""
@@ -216,6 +248,7 @@ def train_saes(
     paths = []
     if export_dirs is not None and len(export_dirs) != len(names):
         raise ValueError("export_dirs needs one directory per SAE config")
+    sample = training_sample(store, tc.split)
     for name, sae in zip(names, module.saes, strict=True):
         broken = [n for n, p in sae.named_parameters() if not torch.isfinite(p).all()]
         if broken:
@@ -227,6 +260,7 @@ def train_saes(
         exported = copy.deepcopy(sae).cpu().float()
         exported.canonicalize_()  # unit decoder rows (vanilla trains them free)
         exported.fold_input_scale_(float(module.input_scale))
+        calibration = _after_training(exported, sample)
         if export_dirs is not None:
             target = Path(export_dirs[i])
         else:
@@ -234,7 +268,11 @@ def train_saes(
         meta = {
             **meta_common,
             "name": name,
-            "dead_at_end": float(tracker.dead_mask().float().mean()),
+            # Dead as evaluation counts it (never fires on the sample of training tokens), and
+            # as the AuxK tracker saw it (no firing within its window of the run).
+            "dead_at_end": calibration.pop("dead_on_sample"),
+            "dead_in_window": float(tracker.dead_mask().float().mean()),
+            **calibration,
         }
         paths.append(save_sae(exported, target, meta))
         log.info("Exported %s to %s", name, target)
