@@ -25,7 +25,7 @@ from vista.train.fit import train_saes
         ({"k": 65}, {}, "sae.k=65 must be between 1 and sae.d_sae=64"),
         ({"d_sae": 0}, {}, "sae.d_sae=0 must be positive"),
         ({"k_aux": -1}, {}, "sae.k_aux=-1 must not be negative"),
-        ({}, {"batch_size": 0}, "train.batch_size=0 must be positive"),
+        ({}, {"batch_size": -1}, "train.batch_size=-1 must be positive (0: from the budget)"),
         ({}, {"max_tokens": -5}, "train.max_tokens=-5 must be positive"),
         ({}, {"lr": -1e-3}, "train.lr=-0.001 must be zero or positive"),
         ({}, {"beta1": 1.0}, "train.beta1=1.0 must be in [0, 1)"),

@@ -32,8 +32,9 @@ class TopKConfig(SAEConfig):
     """Dead latents the auxiliary loss may use per token (AuxK)."""
     aux_coeff: float = 1 / 32
     """Weight of the AuxK loss (Gao et al. 2024, appendix A.2)."""
-    dead_tokens: int = 10_000_000
-    """A latent is dead after this many training tokens without firing."""
+    dead_tokens: int = 0
+    """A latent is dead (for AuxK) after this many training tokens without firing; 0 = a tenth
+    of train.max_tokens, within [10 batches, 10M tokens]."""
 
 
 def auxk_loss(

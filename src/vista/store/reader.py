@@ -191,12 +191,12 @@ class ActivationStore:
         out = {}
         for n in wanted:
             y = np.asarray(g[n][...], dtype=np.int64)
-            if y.size and y.min() < 0:
+            if y.size and y.min() < -1:
                 row = int(np.argmin(y))
                 raise VistaError(
                     f"Label {n!r} of split {split!r} in {str(self.path)!r} has the negative value "
-                    f"{int(y[row])} (row {row}); labels are class indices 0..C-1: re-extract, or "
-                    "leave rows without a class out of the store."
+                    f"{int(y[row])} (row {row}); labels are class indices 0..C-1, or -1 for an "
+                    "image without one: re-extract the store."
                 )
             named = self.class_names(split, n)
             if y.size and y.max() >= len(named):

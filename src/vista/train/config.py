@@ -12,12 +12,14 @@ class TrainConfig:
 
     max_tokens: int = 20_000_000
     """Training tokens (the run length); steps = ceil(max_tokens / (batch_size * devices))."""
-    batch_size: int = 4096
-    """Tokens per optimisation step and device (the global batch is this times the devices)."""
+    batch_size: int = 0
+    """Tokens per optimisation step and device (the global batch is this times the devices);
+    0 = from the budget: the power of two nearest ``max_tokens / 1500``, within [256, 4096] (a
+    few thousand steps on any budget; docs/training.md)."""
     lr: float = 0.0
     """Adam learning rate; 0 = 2e-4 / sqrt(d_sae / 2**14), sparsify's width scaling."""
-    lr_warmup_steps: int = 100
-    """Linear learning-rate warm-up."""
+    lr_warmup_steps: int = -1
+    """Linear learning-rate warm-up; -1 = 5% of the steps, at most 100."""
     lr_decay_fraction: float = 0.2
     """Linear decay to zero over this final fraction of the steps."""
     beta1: float = 0.9
@@ -49,9 +51,12 @@ class TrainConfig:
         import math
 
         out = []
+        if self.batch_size < 0:
+            out.append(f"train.batch_size={self.batch_size} must be positive (0: from the budget)")
+        if self.lr_warmup_steps < -1:
+            out.append(f"train.lr_warmup_steps={self.lr_warmup_steps} must be >= 0 (-1: auto)")
         for name in (
             "max_tokens",
-            "batch_size",
             "init_tokens",
             "buffer_tokens",
             "log_every_steps",
@@ -59,7 +64,7 @@ class TrainConfig:
         ):
             if getattr(self, name) <= 0:
                 out.append(f"train.{name}={getattr(self, name)} must be positive")
-        for name in ("lr", "lr_warmup_steps", "grad_clip", "sparsity_warmup_steps"):
+        for name in ("lr", "grad_clip", "sparsity_warmup_steps"):
             v = getattr(self, name)
             if v < 0 or not math.isfinite(v):
                 out.append(f"train.{name}={v} must be zero or positive")
@@ -73,6 +78,20 @@ class TrainConfig:
                 f"train.b_dec_init={self.b_dec_init!r} is not mean, geometric_median or zeros"
             )
         return out
+
+    def resolved(self, world_size: int = 1) -> TrainConfig:
+        """The config with the budget-derived defaults (``batch_size=0``, ``lr_warmup_steps=-1``)
+        made concrete."""
+        import math
+        from dataclasses import replace
+
+        batch = self.batch_size
+        if batch == 0:
+            batch = 2 ** round(math.log2(max(1.0, self.max_tokens / 1500)))
+            batch = min(4096, max(256, batch))
+        steps = math.ceil(self.max_tokens / (batch * world_size))
+        warm = self.lr_warmup_steps if self.lr_warmup_steps >= 0 else min(100, steps // 20)
+        return replace(self, batch_size=batch, lr_warmup_steps=warm)
 
     # What a resumed run must share with the run that wrote the checkpoint.
     RESUME_KEYS = (

@@ -29,6 +29,14 @@ from vista.train.module import SAETrainingModule, sae_name
 log = logging.getLogger(__name__)
 
 
+def _fields_of(d: dict[str, Any]) -> set[str]:
+    from dataclasses import fields
+
+    from vista.saes.registry import check_keys
+
+    return {f.name for f in fields(check_keys(d))}
+
+
 def training_sample(store: str | os.PathLike[str], split: str, tokens: int = 16384) -> torch.Tensor:
     """About ``tokens`` tokens of the split, in 16 blocks spread over it, as float32 rows."""
     import numpy as np
@@ -155,6 +163,15 @@ def train_saes(
     bad = tc.problems()
     if bad:
         raise VistaError(f"Invalid training settings: {'; '.join(bad)}.")
+    auto = tc
+    tc = tc.resolved()
+    if (auto.batch_size, auto.lr_warmup_steps) != (tc.batch_size, tc.lr_warmup_steps):
+        log.info(
+            "From the budget of %d tokens: batch_size=%d, lr_warmup_steps=%d.",
+            tc.max_tokens,
+            tc.batch_size,
+            tc.lr_warmup_steps,
+        )
     keep_freed_memory()
     out = Path(out_dir)
     with ActivationStore(store) as st:
@@ -170,6 +187,10 @@ def train_saes(
                 f"sae.d_model={d['d_model']} but the store's activations have width {info.d_model}; "
                 "set sae.d_model=0 to take the store's."
             )
+        if d.get("dead_tokens", None) == 0 or (
+            "dead_tokens" not in d and "dead_tokens" in _fields_of(d)
+        ):
+            d["dead_tokens"] = min(10_000_000, max(10 * tc.batch_size, tc.max_tokens // 10))
         cfg = config_from_dict(d)
         if cfg.problems():
             raise VistaError(f"Invalid SAE settings: {'; '.join(cfg.problems())}.")

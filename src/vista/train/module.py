@@ -53,7 +53,7 @@ class SAETrainingModule(pl.LightningModule):
         self.saes = nn.ModuleList([make_sae(config_from_dict(c)) for c in sae_cfgs])
         self.trackers = nn.ModuleList(
             [
-                DeadLatentTracker(s.d_sae, int(getattr(s.cfg, "dead_tokens", 10_000_000)))
+                DeadLatentTracker(s.d_sae, int(getattr(s.cfg, "dead_tokens", 0) or 10_000_000))
                 for s in self.saes
             ]
         )
