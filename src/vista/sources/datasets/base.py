@@ -207,11 +207,11 @@ def encode_labels(
                 "fix the labels or their class names."
             )
         return out, list(names)
-    strs = np.asarray([str(v) for v in arr])
+    strs = [str(v) for v in arr]  # a list: numpy's fixed-width strings drop trailing NULs
     if names is None:
-        names = sorted(set(strs.tolist()))
+        names = sorted(set(strs))
     lookup = {n: i for i, n in enumerate(names)}
-    unknown = sorted(set(strs.tolist()) - set(lookup))
+    unknown = sorted(set(strs) - set(lookup))
     if unknown:
         raise VistaError(
             f"Label column {column!r} has values {unknown[:5]} that are not among its classes "

@@ -1,0 +1,121 @@
+"""Do the budget-derived training defaults fit stores of every size? (issue 12)
+
+On synthetic stores of 10^4 to 10^7 training tokens (vista's SyntheticConfig: 64 dims, 128 true
+directions), each architecture is trained with the defaults (``train.batch_size=0``,
+``train.lr_warmup_steps=-1``, ``sae.dead_tokens=0``) and with a small sweep of batch sizes
+(256, 1024, 4096); the table gives each one's held-out FVU and the ratio of the default's FVU to
+the best found. The SAEs of one batch size train together on one pass (the sweep path of
+``vista train``), so every configuration sees the same data.
+
+Run: ``.venv/bin/python bench/bench_defaults.py [--sizes 1e4,1e5,1e6,1e7] [--out DIR]``
+(about 15 minutes on 2 CPU cores); results go to DIR/defaults.json and the table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+ARCHS = {
+    "topk": {"architecture": "topk", "k": 8},
+    "batchtopk": {"architecture": "batchtopk", "k": 8},
+    "vanilla": {"architecture": "vanilla"},
+    "jumprelu": {"architecture": "jumprelu"},
+}
+SWEEP = (256, 1024, 4096)
+
+
+def budget(n_tokens: int) -> int:
+    """40 epochs of a small store, at most 3M tokens (a CPU-sized budget)."""
+    return int(min(40 * n_tokens, 3_000_000))
+
+
+def fvu_on(sae_dir: Path, x: torch.Tensor) -> float:
+    from vista.saes.io import load_sae
+
+    sae = load_sae(sae_dir)
+    with torch.no_grad():
+        xh = sae.decode(sae.encode(x)).double()
+    x64 = x.double()
+    return float(((x64 - xh) ** 2).sum() / ((x64 - x64.mean(0)) ** 2).sum())
+
+
+def main() -> None:
+    from vista.saes.registry import config_from_dict
+    from vista.sources.synthetic import SyntheticConfig, write_synthetic_store
+    from vista.store import ActivationStore
+    from vista.train.config import TrainConfig, TrainerConfig
+    from vista.train.fit import train_saes
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1e4,1e5,1e6,1e7")
+    ap.add_argument("--out", default="/tmp/vista_bench_defaults")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for size in [int(float(s)) for s in args.sizes.split(",")]:
+        store = out / f"syn_{size}.h5"
+        if not store.exists():
+            write_synthetic_store(store, SyntheticConfig(n_train=size, n_validation=20_000))
+        with ActivationStore(store) as st:
+            x = torch.from_numpy(st.read_rows("validation", 0, 20_000).astype(np.float32))
+        tc = TrainConfig(max_tokens=budget(size), init_tokens=min(65536, size))
+        auto = tc.resolved()
+        cfgs = [config_from_dict({**a, "d_sae": 512}) for a in ARCHS.values()]
+        result: dict[str, dict[str, float]] = {a: {} for a in ARCHS}
+        for batch in sorted({*SWEEP, auto.batch_size}):
+            run = out / f"run_{size}_{batch}"
+            t0 = time.perf_counter()
+            if not (run / "done").exists():
+                train_saes(
+                    store,
+                    cfgs,
+                    replace(tc, batch_size=batch),
+                    TrainerConfig(progress_bar=False, logger="none"),
+                    run,
+                    export_dirs=[run / a for a in ARCHS],
+                )
+                (run / "done").write_text("")
+            for a in ARCHS:
+                result[a][str(batch)] = fvu_on(run / a, x)
+            print(f"size {size}, batch {batch}: {time.perf_counter() - t0:.0f} s", flush=True)
+        for a, fv in result.items():
+            best = min(fv.values())
+            rows.append(
+                {
+                    "tokens": size,
+                    "budget": tc.max_tokens,
+                    "arch": a,
+                    "default_batch": auto.batch_size,
+                    "fvu": fv,
+                    "default_fvu": fv[str(auto.batch_size)],
+                    "ratio": fv[str(auto.batch_size)] / best,
+                }
+            )
+    (out / "defaults.json").write_text(json.dumps(rows, indent=2))
+    print(
+        "| store tokens | budget | arch | default batch | FVU by batch (256 / 1024 / 4096 / default) | default / best |"
+    )
+    print("|---:|---:|---|---:|---|---:|")
+    for r in rows:
+        fv = r["fvu"]
+        cells = " / ".join(f"{fv[str(b)]:.4f}" for b in SWEEP)
+        print(
+            f"| {r['tokens']:,} | {r['budget']:,} | {r['arch']} | {r['default_batch']} | "
+            f"{cells} / {r['default_fvu']:.4f} | {r['ratio']:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
