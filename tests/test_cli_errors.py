@@ -64,15 +64,31 @@ def test_an_unexpected_failure_says_it_is_a_bug_and_where_the_trace_is(
     assert log.is_file() and "Traceback" in log.read_text() and "KeyError" in log.read_text()
 
 
-def test_settings_that_do_not_parse_or_do_not_exist(tmp_path: Path) -> None:
-    r = vista("train", "store=/tmp/a[1.h5", "out_dir=/tmp/o")
-    assert r.returncode == 2 and "does not parse; quote a value" in r.stderr
-    r = vista("train", "store=/tmp/a", "b.h5", "out_dir=/tmp/o")
-    assert r.returncode == 2 and "'b.h5' is not a setting (key=value)" in r.stderr
-    r = vista("train", "store=/x.h5", "out_dir=/tmp/o", "sae.k=abc")
-    assert r.returncode == 2 and "'abc' of type 'str' could not be converted to Integer" in r.stderr
-    r = vista("train", "store=/x.h5", "out_dir=/tmp/o", "train.nope=1")
-    assert r.returncode == 2 and "There is no setting 'train.nope'" in r.stderr
+def in_process(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str
+) -> tuple[int, str, str]:
+    """``vista ARGS`` in this process (the same code path as the command, without its start-up)."""
+    monkeypatch.setenv("VISTA_VERB", "")
+    try:
+        cli.main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_settings_that_do_not_parse_or_do_not_exist(capsys, monkeypatch, tmp_path: Path) -> None:
+    o = f"out_dir={tmp_path / 'o'}"
+    code, _, err = in_process(capsys, monkeypatch, "train", "store=/tmp/a[1.h5", o)
+    assert code == 2 and "does not parse; quote a value" in err
+    code, _, err = in_process(capsys, monkeypatch, "train", "store=/tmp/a", "b.h5", o)
+    assert code == 2 and "'b.h5' is not a setting (key=value)" in err
+    code, _, err = in_process(capsys, monkeypatch, "train", "store=/x.h5", o, "sae.k=abc")
+    assert code == 2 and "'abc' of type 'str' could not be converted to Integer" in err
+    code, _, err = in_process(capsys, monkeypatch, "train", "store=/x.h5", o, "train.nope=1")
+    assert code == 2 and "There is no setting 'train.nope'" in err
+    assert "Traceback" not in err
 
 
 def test_a_resume_checkpoint_with_a_payload_is_refused(tmp_path: Path) -> None:
@@ -97,7 +113,7 @@ def test_a_resume_checkpoint_with_a_payload_is_refused(tmp_path: Path) -> None:
 
 
 def test_evaluate_on_a_store_without_labels_computes_the_rest_and_says_what_it_skipped(
-    tmp_path: Path,
+    capsys, monkeypatch, tmp_path: Path
 ) -> None:
     from tests.analysis.planted import identity_sae
     from vista.saes.io import save_sae
@@ -105,7 +121,9 @@ def test_evaluate_on_a_store_without_labels_computes_the_rest_and_says_what_it_s
     x = np.abs(np.random.default_rng(0).normal(size=(300, 8))).astype(np.float32)
     store = write_vista_store(tmp_path / "s.h5", {"training": x, "validation": x})
     save_sae(identity_sae(8), tmp_path / "sae")
-    r = vista(
+    code, out, err = in_process(
+        capsys,
+        monkeypatch,
         "evaluate",
         f"sae={tmp_path / 'sae'}",
         f"store={store}",
@@ -113,19 +131,29 @@ def test_evaluate_on_a_store_without_labels_computes_the_rest_and_says_what_it_s
         "eval.n_boot=20",
         "eval.n_perm=20",
     )
-    assert r.returncode == 0, r.stderr
-    assert "FVU" in r.stdout and "probes             | skipped: it needs 1 label(s)" in r.stdout
+    assert code == 0, err
+    assert "FVU" in out and "probes             | skipped: it needs 1 label(s)" in out
     doc = json.loads((tmp_path / "ev/evaluation_results.json").read_text())
     assert doc["reconstruction_quality"]["fvu"] == pytest.approx(0.0, abs=1e-6)
     assert "probe_comparison" not in doc
 
 
-def test_a_second_writer_of_the_same_output_is_refused_naming_the_holder(tmp_path: Path) -> None:
+def test_a_second_writer_of_the_same_output_is_refused_naming_the_holder(
+    capsys, monkeypatch, tmp_path: Path
+) -> None:
     from vista.lock import output_lock
 
     store = write_vista_store(tmp_path / "s.h5", {"training": np.ones((64, 8), np.float32)})
     with output_lock(tmp_path / "run", "train"):
-        r = vista("train", f"store={store}", f"out_dir={tmp_path / 'run'}", "train.max_tokens=64")
-        assert r.returncode == 2 and "is being written by another vista process" in r.stderr
-        assert f"vista train, pid {os.getpid()}" in r.stderr
+        # another open file description of the lock: what a second process would hold
+        code, _, err = in_process(
+            capsys,
+            monkeypatch,
+            "train",
+            f"store={store}",
+            f"out_dir={tmp_path / 'run'}",
+            "train.max_tokens=64",
+        )
+        assert code == 2 and "is being written by another vista process" in err
+        assert f"vista train, pid {os.getpid()}" in err
     assert not (tmp_path / "run/.vista.lock").exists()  # released and removed on exit

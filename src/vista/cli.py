@@ -49,6 +49,18 @@ verbs:
 _VERB_ENV = "VISTA_VERB"
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (it may be replaced after setup)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def _setup_logging() -> None:
     import warnings
 
@@ -58,7 +70,7 @@ def _setup_logging() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
     root = logging.getLogger()
     if not any(getattr(h, "_vista", False) for h in root.handlers):
-        h = logging.StreamHandler(sys.stderr)
+        h = _StderrHandler()
         h.setFormatter(logging.Formatter("%(message)s"))
         h._vista = True  # type: ignore[attr-defined]
         root.addHandler(h)

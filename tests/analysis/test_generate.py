@@ -199,8 +199,11 @@ def test_judge_runs_a_local_causal_lm_over_caption_files(store: Path, tmp_path: 
         judge.run_judge(cfg, str(tmp_path / "x"))
 
 
-def test_generate_and_judge_from_the_command_line(store: Path, tmp_path: Path) -> None:
+def test_generate_and_judge_from_the_command_line(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.test_cli import vista
+    from tests.test_cli_errors import in_process
     from vista.saes.io import save_sae
 
     save_sae(signed_identity_sae(32), tmp_path / "sae")
@@ -222,8 +225,11 @@ def test_generate_and_judge_from_the_command_line(store: Path, tmp_path: Path) -
     assert "generate: suppression/class/dcr_delta" in r.stdout
     caption = out / "causal_caption_class_suppression.json"
     assert caption.is_file() and (out / "analyses/generate/result.json").is_file()
+    # The other verbs in process (the same code path without the start-up of a new process).
     lm = tiny_causal_lm(tmp_path)
-    r = vista(
+    code, stdout, err = in_process(
+        capsys,
+        monkeypatch,
         "judge",
         f"model_path={lm}",
         f"files={caption}",
@@ -232,15 +238,28 @@ def test_generate_and_judge_from_the_command_line(store: Path, tmp_path: Path) -
         "n_boot=50",
         "n_perm=50",
     )
-    assert r.returncode == 0, r.stderr
-    assert "pairwise_modified" in r.stdout
-    r = vista("judge", f"model_path={lm}", f"files={tmp_path / 'none.json'}", f"out_dir={tmp_path}")
-    assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "none.json' does not exist; give the causal_caption_*.json files." in r.stderr
-    r = vista(
-        "generate", f"sae={tmp_path / 'sae'}", f"store={store}", f"out_dir={out}", "modes=erase"
+    assert code == 0, err
+    assert "pairwise_modified" in stdout
+    code, _, err = in_process(
+        capsys,
+        monkeypatch,
+        "judge",
+        f"model_path={lm}",
+        f"files={tmp_path / 'none.json'}",
+        f"out_dir={tmp_path}",
     )
-    assert r.returncode == 2 and "unknown generate.modes ['erase']" in r.stderr
+    assert code == 2 and "Traceback" not in err
+    assert "none.json' does not exist; give the causal_caption_*.json files." in err
+    code, _, err = in_process(
+        capsys,
+        monkeypatch,
+        "generate",
+        f"sae={tmp_path / 'sae'}",
+        f"store={store}",
+        f"out_dir={out}",
+        "modes=erase",
+    )
+    assert code == 2 and "unknown generate.modes ['erase']" in err
 
 
 def test_the_report_shows_what_the_vlm_says_on_the_label_page(store: Path, tmp_path: Path) -> None:
