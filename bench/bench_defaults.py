@@ -7,7 +7,7 @@ directions), each architecture is trained with the defaults (``train.batch_size=
 the best found. The SAEs of one batch size train together on one pass (the sweep path of
 ``vista train``), so every configuration sees the same data.
 
-Run: ``.venv/bin/python bench/bench_defaults.py [--sizes 1e4,1e5,1e6,1e7] [--out DIR]``
+Run: ``.venv/bin/python bench/bench_defaults.py [--sizes 1e4,1e5,1e6,1e7] [--budget-cap N] [--out DIR]``
 (about 25 minutes on 2 CPU cores); results go to DIR/defaults.json and the table is printed.
 """
 
@@ -34,9 +34,9 @@ ARCHS = {
 SWEEP = (256, 1024, 4096)
 
 
-def budget(n_tokens: int) -> int:
-    """20 epochs of a small store, at most 1M tokens (a CPU-sized budget)."""
-    return int(min(20 * n_tokens, 1_000_000))
+def budget(n_tokens: int, cap: int = 1_000_000) -> int:
+    """20 epochs of a small store, at most ``cap`` tokens (a CPU-sized budget)."""
+    return int(min(20 * n_tokens, cap))
 
 
 def fvu_on(sae_dir: Path, x: torch.Tensor) -> float:
@@ -59,6 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1e4,1e5,1e6,1e7")
     ap.add_argument("--out", default="/tmp/vista_bench_defaults")
+    ap.add_argument("--budget-cap", type=int, default=1_000_000)
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -69,12 +70,12 @@ def main() -> None:
             write_synthetic_store(store, SyntheticConfig(n_train=size, n_validation=20_000))
         with ActivationStore(store) as st:
             x = torch.from_numpy(st.read_rows("validation", 0, 20_000).astype(np.float32))
-        tc = TrainConfig(max_tokens=budget(size), init_tokens=min(65536, size))
+        tc = TrainConfig(max_tokens=budget(size, args.budget_cap), init_tokens=min(65536, size))
         auto = tc.resolved()
         cfgs = [config_from_dict({**a, "d_sae": 512}) for a in ARCHS.values()]
         result: dict[str, dict[str, float]] = {a: {} for a in ARCHS}
         for batch in sorted({*SWEEP, auto.batch_size}):
-            run = out / f"run_{size}_{batch}"
+            run = out / f"run_{size}_{tc.max_tokens}_{batch}"
             t0 = time.perf_counter()
             if not (run / "done").exists():
                 train_saes(
