@@ -89,3 +89,53 @@ def test_a_corrupt_compressed_chunk_is_named_with_its_rows(tmp_path: Path) -> No
         fh.write(b"\xff" * min(64, info.size))
     with ActivationStore(p) as s, pytest.raises(VistaError, match=r"cannot be read .*corrupt"):
         s.read_rows("training", 0, 100)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 3 MiB tmpfs (where root may mount one), made larger by ``grow``."""
+    import subprocess
+
+    d = tmp_path / "disk"
+    d.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(d)], capture_output=True
+    )
+    if r.returncode != 0:
+        pytest.skip("mounting a tmpfs is not allowed here (needs root)")
+
+    def grow() -> None:
+        subprocess.run(["mount", "-o", "remount,size=32m", str(d)], check=True)
+
+    yield d, grow
+    subprocess.run(["umount", str(d)], check=False)
+
+
+def test_a_full_disk_stops_with_a_sentence_and_resumes_once_space_is_freed(small_disk) -> None:
+    from vista.store import StoreWriter
+    from vista.store.layout import ROWS_WRITTEN_ATTR
+    from vista.store.writer import SplitSpec, partial_path
+
+    disk, grow = small_disk
+    x = np.random.default_rng(0).normal(size=(6000, 128)).astype(np.float32)  # 3 MiB raw
+    spec = {"training": SplitSpec(n_rows=len(x), d_model=128)}
+
+    def write(w: StoreWriter) -> None:
+        for s in range(w.rows_written("training"), len(x), 500):
+            w.append("training", x[s : s + 500], {}, np.arange(s, min(s + 500, len(x))))
+
+    out = disk / "s.h5"
+    full = pytest.raises(VistaError, match="is full|filled up")
+    with full, StoreWriter(out, spec, {"encoder": "t"}, dtype="float32", compression=None) as w:
+        write(w)
+    with h5py.File(partial_path(out)) as f:
+        claimed = int(f["training"].attrs[ROWS_WRITTEN_ATTR])
+        assert 0 < claimed < len(x)
+        np.testing.assert_array_equal(f["training/encoded"][:claimed], x[:claimed])
+    grow()  # space freed
+    with StoreWriter(out, spec, {"encoder": "t"}, dtype="float32", compression=None) as w:
+        assert w.rows_written("training") == claimed
+        write(w)
+        w.finish()
+    with ActivationStore(out) as s:
+        np.testing.assert_array_equal(s.read_rows("training", 0, len(x)), x)

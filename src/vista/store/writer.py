@@ -247,18 +247,48 @@ class StoreWriter:
         labels = {k: np.concatenate([p[1][k] for p in pending]) for k in pending[0][1]}
         idx = np.concatenate([p[2] for p in pending])
         k = end - disk
-        g[layout.ENCODED][disk:end] = acts[:k]
-        for lname, values in labels.items():
-            g[layout.LABELS][lname][disk:end] = values[:k]
-        g[layout.ORIGINAL_INDICES][disk:end] = idx[:k]
-        self._file.flush()
-        g.attrs[layout.ROWS_WRITTEN_ATTR] = end
-        self._file.flush()
+        self._check_space(acts[:k].nbytes + 9 * 8 * k)
+        try:
+            g[layout.ENCODED][disk:end] = acts[:k]
+            for lname, values in labels.items():
+                g[layout.LABELS][lname][disk:end] = values[:k]
+            g[layout.ORIGINAL_INDICES][disk:end] = idx[:k]
+            self._file.flush()
+            # The counter moves only once the rows are on disk: a resume never trusts rows
+            # that a failed write left half there.
+            g.attrs[layout.ROWS_WRITTEN_ATTR] = end
+            self._file.flush()
+        except OSError as e:
+            raise self._write_failed(e) from None
         rest = n - k
         self._pending[split] = (
             [(acts[k:], {c: v[k:] for c, v in labels.items()}, idx[k:])] if rest else []
         )
         self._n_pending[split] = rest
+
+    def _check_space(self, nbytes: int) -> None:
+        """Refuse a write the disk has no room for (the uncompressed size plus a margin), before
+        anything is written: a full disk mid-write is where HDF5 loses track of its file."""
+        import shutil
+
+        free = shutil.disk_usage(self.tmp.parent).free
+        need = int(1.1 * nbytes) + (1 << 20)
+        if free < need:
+            raise VistaError(
+                f"The disk holding {str(self.tmp)!r} is full ({free / 2**20:.1f} MiB free, "
+                f"{need / 2**20:.1f} MiB needed for the next rows); free space and run the same "
+                "command again: it resumes from the rows already written."
+            )
+
+    def _write_failed(self, e: OSError) -> VistaError:
+        import errno
+
+        if e.errno == errno.ENOSPC or "No space" in str(e):
+            return VistaError(
+                f"The disk holding {str(self.tmp)!r} filled up while writing; free space and run "
+                "the same command again: it resumes from the rows already written."
+            )
+        return VistaError(f"Writing {str(self.tmp)!r} failed ({e}); check the disk and retry.")
 
     def _write_all_pending(self) -> None:
         for name in self.splits:
