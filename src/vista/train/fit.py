@@ -8,7 +8,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,6 @@ from vista.train.data import TokenBatches
 from vista.train.module import SAETrainingModule, sae_name
 
 log = logging.getLogger(__name__)
-
-
-def _fields_of(d: dict[str, Any]) -> set[str]:
-    from dataclasses import fields
-
-    from vista.saes.registry import check_keys
-
-    return {f.name for f in fields(check_keys(d))}
 
 
 def training_sample(store: str | os.PathLike[str], split: str, tokens: int = 16384) -> torch.Tensor:
@@ -187,11 +179,10 @@ def train_saes(
                 f"sae.d_model={d['d_model']} but the store's activations have width {info.d_model}; "
                 "set sae.d_model=0 to take the store's."
             )
-        if d.get("dead_tokens", None) == 0 or (
-            "dead_tokens" not in d and "dead_tokens" in _fields_of(d)
-        ):
-            d["dead_tokens"] = min(10_000_000, max(10 * tc.batch_size, tc.max_tokens // 10))
         cfg = config_from_dict(d)
+        if getattr(cfg, "dead_tokens", None) == 0:  # 0 = from the budget
+            window = min(10_000_000, max(10 * tc.batch_size, tc.max_tokens // 10))
+            cfg = replace(cfg, dead_tokens=window)  # type: ignore[type-var]
         if cfg.problems():
             raise VistaError(f"Invalid SAE settings: {'; '.join(cfg.problems())}.")
         cfgs.append(asdict(cfg))
