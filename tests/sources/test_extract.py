@@ -64,9 +64,16 @@ def test_cli_contract_imagefolder_through_an_hf_model(tmp_path: Path) -> None:
 
 
 def test_interrupted_extraction_resumes_to_the_same_file(tmp_path: Path, monkeypatch) -> None:
+    """Ctrl-C between two batches: the rows of whole chunks stay, the resumed file is the
+    uninterrupted one byte for byte."""
+    import vista.store.writer as writer
+
     root = make_image_folder(tmp_path / "imgs", per_class=8)
     ds = DatasetConfig(name="imagefolder", root=str(root))
     enc = EncoderConfig(name="mobilenet_v2", image_size=32, layer="3", batch_size=4)
+    with h5py.File(extract(ds, enc, tmp_path / "probe.h5")) as f:
+        row_bytes = f["training"]["encoded"][0].nbytes
+    monkeypatch.setattr(writer, "_TARGET_CHUNK_BYTES", 4 * row_bytes)  # chunks of 4 rows
     whole = extract(ds, enc, tmp_path / "whole.h5")
 
     calls = {"n": 0}
@@ -88,6 +95,7 @@ def test_interrupted_extraction_resumes_to_the_same_file(tmp_path: Path, monkeyp
     monkeypatch.setattr(StoreWriter, "append", real_append)
     resumed = extract(ds, enc, tmp_path / "resumed.h5")
     assert_same_store(whole, resumed)
+    assert resumed.read_bytes() == whole.read_bytes()
 
 
 def test_extraction_killed_between_chunk_writes_resumes_bit_identical(
@@ -129,6 +137,7 @@ def test_extraction_killed_between_chunk_writes_resumes_bit_identical(
     monkeypatch.setattr(StoreWriter, "append", real_append)
     resumed = extract(ds, enc, tmp_path / "resumed.h5")
     assert_same_store(whole, resumed)
+    assert resumed.read_bytes() == whole.read_bytes()
 
 
 @pytest.mark.slow

@@ -61,27 +61,43 @@ def test_reads_the_original_vista_layout_unchanged(
         assert st.class_names("validation", "gender") == ["Male", "Female"]
 
 
-def test_writer_publishes_only_on_finish_and_resumes(
-    tmp_path: Path, rng: np.random.Generator
+def test_writer_publishes_only_on_finish_and_resumes_to_the_same_bytes(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "s.h5"
+    import vista.store.writer as writer
+
+    monkeypatch.setattr(writer, "_TARGET_CHUNK_BYTES", 5 * 4 * 2)  # chunks of 5 rows
     acts = rng.normal(size=(30, 4)).astype(np.float32)
-    spec = {"training": SplitSpec(n_rows=30, d_model=4, labels={"y": ["0", "1"]})}
+    spec = {
+        "training": SplitSpec(n_rows=30, d_model=4, labels={"y": ["0", "1"]}),
+        "validation": SplitSpec(n_rows=3, d_model=4, labels={"y": ["0", "1"]}),
+    }
     y = rng.integers(0, 2, size=30)
-    w = StoreWriter(path, spec, {"encoder": "e"})
-    w.append("training", acts[:10], {"y": y[:10]}, np.arange(10))
-    w.close()  # killed before finishing
+
+    def write(path: Path, stop: int | None = None) -> None:
+        w = StoreWriter(path, spec, {"encoder": "e"})
+        for a in range(w.rows_written("training"), 30, 4):
+            w.append("training", acts[a : a + 4], {"y": y[a : a + 4]}, np.arange(a, a + 4)[:30])
+            if stop is not None and a + 4 >= stop:
+                w.close()  # Ctrl-C: the incomplete chunk's rows are dropped
+                return
+        w.append("validation", acts[:3], {"y": y[:3]}, np.arange(3))
+        w.finish()
+
+    whole = tmp_path / "whole.h5"
+    write(whole)
+    path = tmp_path / "s.h5"
+    write(path, stop=12)
     assert not path.exists() and partial_path(path).exists()
     with pytest.raises(VistaError, match="interrupted extraction"):
         ActivationStore(path)
-    w = StoreWriter(path, spec, {"encoder": "e"})
-    assert w.rows_written("training") == 10
-    w.append("training", acts[10:], {"y": y[10:]}, np.arange(10, 30))
-    w.finish()
+    assert StoreWriter(path, spec, {"encoder": "e"}).rows_written("training") == 10
+    write(path)
     assert path.exists() and not partial_path(path).exists()
     with ActivationStore(path) as st:
         np.testing.assert_array_equal(st.read_rows("training", 0, 30), acts.astype(np.float16))
         np.testing.assert_array_equal(st.labels("training")["y"], y)
+    assert path.read_bytes() == whole.read_bytes()
 
 
 def test_writer_writes_whole_chunks_and_a_killed_writer_loses_only_the_buffer(
@@ -116,7 +132,12 @@ def test_writer_refuses_values_beyond_float16(tmp_path: Path) -> None:
     w.close()
 
 
-def test_a_partial_file_for_another_spec_is_refused_not_overwritten(tmp_path: Path) -> None:
+def test_a_partial_file_for_another_spec_is_refused_not_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vista.store.writer as writer
+
+    monkeypatch.setattr(writer, "_TARGET_CHUNK_BYTES", 2 * 2 * 2)  # chunks of 2 rows
     path = tmp_path / "s.h5"
     w = StoreWriter(path, {"training": SplitSpec(n_rows=4, d_model=2)}, {"encoder": "a"})
     w.append("training", np.ones((2, 2), np.float32), {}, np.arange(2))

@@ -9,6 +9,13 @@ Rows are buffered in memory and written a whole compressed chunk at a time: writ
 chunk would compress it, then read it back, decompress and recompress it when the next batch
 completes it. The on-disk row counter moves only after a write is flushed, so a killed writer
 loses at most the buffered rows (less than one chunk), which the resumed run recomputes.
+
+A resumed file is byte-identical to an uninterrupted one. Two things make it so: every chunk is
+written exactly once (``close()`` drops a split's incomplete last chunk rather than writing it
+and rewriting it on resume), and the file has no HDF5 free-space aggregation
+(``fs_strategy="none"``): with it, every session that reopens the file starts fresh 2 KiB blocks
+for small metadata and data, so where the remaining objects land depends on when the run was
+interrupted.
 """
 
 from __future__ import annotations
@@ -138,7 +145,7 @@ class StoreWriter:
                     )
         if self._file is None:
             self.tmp.unlink(missing_ok=True)
-            self._file = h5py.File(self.tmp, "w")
+            self._file = h5py.File(self.tmp, "w", fs_strategy="none")
             self._create(attrs, dtype, compression, fingerprint)
 
     def _create(self, attrs: dict[str, Any], dtype: str, compression: str | None, fp: str) -> None:
@@ -323,10 +330,14 @@ class StoreWriter:
         return self.path
 
     def close(self) -> None:
-        """Close without publishing; the partial file, buffered rows written, stays for a resume."""
+        """Close without publishing; the partial file stays for a resume.
+
+        The buffered rows of each split's incomplete chunk are dropped (the resumed run recomputes
+        them), so no chunk is ever written twice and the resumed file is byte-identical."""
         if self._file is not None:
             try:
-                self._write_all_pending()
+                for name in self.splits:
+                    self._write_pending(name, whole_chunks_only=True)
             finally:
                 self._file.close()
             self._file = None
