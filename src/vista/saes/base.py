@@ -130,7 +130,7 @@ class SAE(nn.Module):
 
     # -- training ---------------------------------------------------------------------------
     def training_forward(
-        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float | Tensor = 1.0
     ) -> TrainOutput:
         """The training loss on a batch ``x (n, d_model)``.
 

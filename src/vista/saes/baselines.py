@@ -53,7 +53,7 @@ class FittedDictionary(SAE):
         raise NotImplementedError
 
     def training_forward(
-        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float | Tensor = 1.0
     ) -> Any:
         from vista.errors import VistaError
 

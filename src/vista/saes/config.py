@@ -50,3 +50,24 @@ class SAEConfig:
             elif f.name not in ("d_sae", "d_model", "k") and v < 0:
                 out.append(f"sae.{f.name}={v} must not be negative")
         return out
+
+
+@dataclass
+class PenaltyConfig(SAEConfig):
+    """What the architectures with a sparsity penalty (vanilla, gated, JumpReLU) share: an
+    optional target L0 that sets the penalty's strength for you."""
+
+    target_l0: float = 0.0
+    """0 = off: the coefficient stays as set. Otherwise the training run adapts the coefficient
+    so that the mean L0 per token settles at this value (its setting is the starting point):
+    every step multiplies it by ``exp(target_l0_rate * clip(log(L0_batch / target_l0), -1, 1))``.
+    Compare architectures at equal L0 without a coefficient sweep (docs/training.md)."""
+    target_l0_rate: float = 0.01
+    """Step of the controller in log-coefficient units per training step: about 230 steps to
+    change the coefficient tenfold while L0 is off by a factor e or more."""
+
+    def problems(self) -> list[str]:
+        out = super().problems()
+        if self.target_l0 > self.d_sae > 0:
+            out.append(f"sae.target_l0={self.target_l0} must be at most sae.d_sae={self.d_sae}")
+        return out

@@ -8,13 +8,13 @@ import torch
 from torch import Tensor, nn
 
 from vista.saes.base import SAE, TrainOutput, fired_from_codes, fvu_terms
-from vista.saes.config import SAEConfig
+from vista.saes.config import PenaltyConfig
 from vista.saes.registry import register_sae
 from vista.saes.vanilla import scale_free_l1
 
 
 @dataclass
-class GatedConfig(SAEConfig):
+class GatedConfig(PenaltyConfig):
     """Gated SAE (Rajamanoharan et al. 2024): a gate path decides which latents fire, a
     magnitude path (shared weights rescaled by exp(r_mag)) how strongly."""
 
@@ -57,7 +57,7 @@ class GatedSAE(SAE):
         return mag * (gate > 0).to(mag.dtype)
 
     def training_forward(
-        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float | Tensor = 1.0
     ) -> TrainOutput:
         gate, mag = self._paths(x)
         codes = mag * (gate > 0).to(mag.dtype)

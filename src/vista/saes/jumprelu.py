@@ -10,12 +10,12 @@ from torch import Tensor, nn
 
 from vista.saes import ops
 from vista.saes.base import SAE, TrainOutput, fired_from_codes, fired_from_sparse, fvu_terms
-from vista.saes.config import SAEConfig
+from vista.saes.config import PenaltyConfig
 from vista.saes.registry import register_sae
 
 
 @dataclass
-class JumpReLUConfig(SAEConfig):
+class JumpReLUConfig(PenaltyConfig):
     """JumpReLU (Rajamanoharan et al. 2024): a learned per-latent threshold, L0 penalty, STE.
 
     The threshold is a float32 parameter in pre-activation units (not log-space: Adam steps on a
@@ -33,7 +33,8 @@ class JumpReLUConfig(SAEConfig):
     """Mean L0 per token at the start of training: each latent's threshold starts at the
     quantile of its own pre-activations on the initialisation sample above which it fires on
     ``init_l0 / d_sae`` of the tokens (capped at all of them), so training starts sparse and no
-    latent starts dead. ``None``: one common threshold of ``threshold_init`` instead."""
+    latent starts dead (with ``target_l0`` set, at that L0 instead). ``None``: one common
+    threshold of ``threshold_init`` instead."""
     threshold_init: float = 0.5
     """Initial threshold, times the pre-activation RMS, when ``init_l0`` is ``None`` (and the
     threshold before any data initialisation)."""
@@ -112,7 +113,7 @@ class JumpReLUSAE(SAE):
         return (z.relu() * (z > self.threshold)).to(x.dtype)
 
     def training_forward(
-        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float | Tensor = 1.0
     ) -> TrainOutput:
         # Thresholds and their window are compared in float32, even under autocast.
         eps = self.preact_scale * self.cfg.bandwidth
@@ -159,8 +160,9 @@ class JumpReLUSAE(SAE):
         ``init_l0 / d_sae`` of ``x``; chunked so no ``(n, d_sae)`` matrix is formed."""
         n = x.shape[0]
         keep = None
-        if self.cfg.init_l0 is not None and n > 1:
-            rate = min(max(self.cfg.init_l0, 0.0) / self.d_sae, 1.0)
+        start = self.cfg.target_l0 or self.cfg.init_l0  # a target L0 is also where to start
+        if start is not None and n > 1:
+            rate = min(max(start, 0.0) / self.d_sae, 1.0)
             keep = min(n, round(rate * n) + 1)
         chunk = max(1, INIT_CHUNK_ENTRIES // self.d_sae)
         sq = torch.zeros((), dtype=torch.float64, device=self.W_enc.device)

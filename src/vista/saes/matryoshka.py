@@ -56,7 +56,7 @@ class MatryoshkaSAE(BatchTopKSAE):
         self.register_buffer("prefix_ends", torch.cumsum(torch.tensor(sizes), 0), persistent=False)
 
     def training_forward(
-        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float | Tensor = 1.0
     ) -> TrainOutput:
         idx, vals, offsets = self.select(x)
         n = x.shape[0]

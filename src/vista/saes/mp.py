@@ -69,7 +69,7 @@ class MatchingPursuitSAE(SAE):
         return matching_pursuit(x - self.b_dec, self.W_dec, self.cfg.k)[0]
 
     def training_forward(
-        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float | Tensor = 1.0
     ) -> TrainOutput:
         codes, _ = matching_pursuit(x - self.b_dec, self.W_dec, self.cfg.k)
         x_hat = self.decode(codes)

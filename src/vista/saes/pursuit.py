@@ -68,7 +68,7 @@ class PursuitSAE(SAE):
         return (x - self.b_dec) @ self.W_dec.t()
 
     def training_forward(
-        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float | Tensor = 1.0
     ) -> TrainOutput:
         raise VistaError(
             f"{self.cfg.architecture} is an inference-time encoder: train a dictionary with another "

@@ -113,7 +113,7 @@ class TopKSAE(SAE):
         )
 
     def training_forward(
-        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float | Tensor = 1.0
     ) -> TrainOutput:
         idx, vals, offsets = self.select(x)
         x_hat = ops.sparse_decode(idx, vals, self.W_dec, offsets) + self.b_dec

@@ -8,12 +8,12 @@ import torch
 from torch import Tensor
 
 from vista.saes.base import SAE, TrainOutput, fired_from_codes, fvu_terms
-from vista.saes.config import SAEConfig
+from vista.saes.config import PenaltyConfig
 from vista.saes.registry import register_sae
 
 
 @dataclass
-class VanillaConfig(SAEConfig):
+class VanillaConfig(PenaltyConfig):
     """ReLU SAE with an L1 penalty weighted by decoder row norms (Anthropic, April 2024 update).
 
     The decoder is not constrained while training; the exported weights are rescaled to unit
@@ -59,7 +59,7 @@ class VanillaSAE(SAE):
         return torch.relu(self.pre_acts(x))
 
     def training_forward(
-        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float = 1.0
+        self, x: Tensor, dead_mask: Tensor | None = None, sparsity_scale: float | Tensor = 1.0
     ) -> TrainOutput:
         codes = self.encode(x)
         x_hat = self.decode(codes)

@@ -286,6 +286,9 @@ def train_saes(
             "dead_in_window": float(tracker.dead_mask().float().mean()),
             **calibration,
         }
+        if getattr(sae.cfg, "target_l0", 0.0):
+            coeff = "l1_coeff" if hasattr(sae.cfg, "l1_coeff") else "l0_coeff"
+            meta[f"{coeff}_at_end"] = getattr(sae.cfg, coeff) * module.sparsity_factor(i)
         paths.append(save_sae(exported, target, meta))
         log.info("Exported %s to %s", name, target)
     return paths

@@ -59,6 +59,9 @@ class SAETrainingModule(pl.LightningModule):
         )
         self.register_buffer("input_scale", torch.tensor(1.0))
         self.register_buffer("tokens_seen", torch.tensor(0, dtype=torch.long))
+        # log of each SAE's sparsity-coefficient factor, moved by the target-L0 controller
+        # (training state like the trackers: checkpointed, never exported).
+        self.register_buffer("sparsity_gain", torch.zeros(len(self.saes)))
         self.data: Any = None  # the TokenBatches dataset, told how far to skip on resume
         self._t_last = 0.0
         self._tokens_last = 0
@@ -81,10 +84,13 @@ class SAETrainingModule(pl.LightningModule):
         x = batch.float() * self.input_scale
         sync = self.trainer.world_size > 1
         warm = self.train_cfg.sparsity_warmup_steps
-        scale = min(1.0, (self.global_step + 1) / warm) if warm > 0 else 1.0
+        ramp = min(1.0, (self.global_step + 1) / warm) if warm > 0 else 1.0
+        scales = ramp * self.sparsity_gain.exp()  # 0-d tensors: no host sync per step
         step = train_step(
-            list(self.saes), list(self.trackers), x, sync_fired=sync, sparsity_scale=scale
+            list(self.saes), list(self.trackers), x, sync_fired=sync, sparsity_scale=scales
         )
+        if ramp >= 1.0:
+            self._steer_to_target_l0(step.outputs, sync)
         self.tokens_seen += x.shape[0] * self.trainer.world_size
         if (
             self.global_step % self.train_cfg.log_every_steps == 0
@@ -92,6 +98,29 @@ class SAETrainingModule(pl.LightningModule):
         ):
             self._log_step(step.outputs)
         return step.loss
+
+    @torch.no_grad()
+    def _steer_to_target_l0(self, outputs: list, sync: bool) -> None:
+        """Move the sparsity coefficient of every SAE with a ``target_l0`` towards it: a
+        multiplicative integral controller on the batch L0 (averaged over ranks under DDP, so
+        every rank keeps the same coefficient)."""
+        targets = [float(getattr(s.cfg, "target_l0", 0.0)) for s in self.saes]
+        if not any(targets):
+            return
+        l0 = torch.stack([o.l0.detach().float() for o in outputs]).to(self.sparsity_gain)
+        if sync:
+            import torch.distributed as dist
+
+            dist.all_reduce(l0)
+            l0 /= self.trainer.world_size
+        for i, (sae, target) in enumerate(zip(self.saes, targets, strict=True)):
+            if target > 0:
+                err = torch.log((l0[i] + 1e-3) / target).clamp(-1.0, 1.0)
+                self.sparsity_gain[i] += float(sae.cfg.target_l0_rate) * err
+
+    def sparsity_factor(self, i: int) -> float:
+        """What SAE ``i``'s sparsity coefficient is multiplied by now (1 without a target L0)."""
+        return float(self.sparsity_gain[i].exp())
 
     def _log_step(self, outputs: list) -> None:
         now, seen = time.perf_counter(), int(self.tokens_seen)
@@ -107,6 +136,8 @@ class SAETrainingModule(pl.LightningModule):
             logs[f"{prefix}dead"] = float(tracker.dead_mask().float().mean())
             logs[f"{prefix}aux_loss"] = float(out.aux_loss)
             logs[f"{prefix}sparsity_loss"] = float(out.sparsity_loss)
+            if getattr(self.saes[names.index(name)].cfg, "target_l0", 0.0):
+                logs[f"{prefix}sparsity_factor"] = self.sparsity_factor(names.index(name))
             logs[f"{prefix}loss"] = float(out.loss.detach())
             if not math.isfinite(logs[f"{prefix}loss"]):
                 raise VistaError(
@@ -162,6 +193,8 @@ def sae_name(cfg: dict[str, Any]) -> str:
     for key, tag in (("l1_coeff", "l1-"), ("l0_coeff", "l0-")):
         if key in cfg and cfg[key] != defaults.get(key):  # a coefficient set away from the default
             parts.append(f"{tag}{cfg[key]:g}")
+    if cfg.get("target_l0"):
+        parts.append(f"L0-{cfg['target_l0']:g}")
     if cfg.get("seed"):
         parts.append(f"s{cfg['seed']}")
     return "_".join(parts)

@@ -47,17 +47,23 @@ def train_step(
     trackers: Sequence[DeadLatentTracker],
     x: Tensor,
     sync_fired: bool = False,
-    sparsity_scale: float = 1.0,
+    sparsity_scale: float | Sequence[float] | Tensor = 1.0,
 ) -> StepOutput:
     """Forward every SAE on ``x`` and update its dead-latent tracker.
 
     With ``sync_fired`` (DDP), firing is OR-ed over ranks so every rank's tracker stays identical.
-    ``sparsity_scale`` is the warm-up factor of the sparsity coefficients.
+    ``sparsity_scale`` multiplies the sparsity coefficients (the warm-up and the target-L0
+    controller): one factor for all SAEs, or one per SAE.
     """
     outputs = []
     n_tokens = x.shape[0]
-    for sae, tracker in zip(saes, trackers, strict=True):
-        out = sae.training_forward(x, tracker.dead_mask(), sparsity_scale)
+    scales = (
+        [float(sparsity_scale)] * len(saes)
+        if isinstance(sparsity_scale, int | float)
+        else list(sparsity_scale)
+    )
+    for sae, tracker, scale in zip(saes, trackers, scales, strict=True):
+        out = sae.training_forward(x, tracker.dead_mask(), scale)
         fired = out.fired
         n = n_tokens
         if sync_fired:
