@@ -120,3 +120,21 @@ def test_dvc_repro_reruns_only_the_stages_a_param_reaches(tmp_path: Path) -> Non
         assert f"Stage '{stage}' didn't change, skipping" in second
     for stage in ("analyze", "merge", "plot"):
         assert f"Running stage '{stage}'" in second
+
+
+def test_match_l0_puts_the_penalised_architectures_at_the_k_of_the_topk_family() -> None:
+    from vista.benchmark.config import GridConfig
+    from vista.benchmark.grid import grid_configs, sae_name
+
+    grid = GridConfig(architectures=["topk", "vanilla", "jumprelu"], k=[4, 8], match_l0=True)
+    names = [sae_name(c) for c in grid_configs(grid, d_model=16)]
+    assert names == [
+        "topk_d512_k4_s0",
+        "topk_d512_k8_s0",
+        "vanilla_d512_L0-4_s0",
+        "vanilla_d512_L0-8_s0",
+        "jumprelu_d512_L0-4_s0",
+        "jumprelu_d512_L0-8_s0",
+    ]
+    plain = [sae_name(c) for c in grid_configs(GridConfig(architectures=["vanilla"]), 16)]
+    assert plain == ["vanilla_d512_l1-0.3_s0", "vanilla_d512_l1-0.1_s0", "vanilla_d512_l1-0.03_s0"]

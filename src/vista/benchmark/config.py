@@ -42,6 +42,9 @@ class GridConfig:
     """Sparsities of vanilla (its L1 coefficient; gated uses 5x these)."""
     l0_coeff: list[float] = field(default_factory=lambda: [0.06, 0.02, 0.006])
     """Sparsities of jumprelu (its L0 coefficient)."""
+    match_l0: bool = False
+    """True: vanilla, gated and jumprelu train at ``sae.target_l0`` = each of ``k`` instead of the
+    coefficient lists, so every architecture sits at the same L0s (docs/training.md)."""
     seeds: list[int] = field(default_factory=lambda: [0])
     sae: dict[str, Any] = field(default_factory=lambda: {"dead_tokens": 5000, "k_aux": 64})
     """Settings given to every SAE of the grid that has them (e.g. AuxK's)."""

@@ -15,8 +15,10 @@ def sae_name(cfg: SAEConfig) -> str:
     """``topk_d512_k16_s0``, ``vanilla_d512_l1-0.1_s0``, ``pca_d512_k16``."""
     d = asdict(cfg)
     parts = [cfg.architecture, f"d{cfg.d_sae}"]
-    for key, tag in (("k", "k"), ("l1_coeff", "l1-"), ("l0_coeff", "l0-")):
+    for key, tag in (("k", "k"), ("target_l0", "L0-"), ("l1_coeff", "l1-"), ("l0_coeff", "l0-")):
         if key in d and (key != "k" or cfg.architecture in (*TOPK_FAMILY, "pca", "nmf", "random")):
+            if key == "target_l0" and not d[key]:
+                continue
             parts.append(f"{tag}{d[key]:g}")
             break
     if not getattr(SAES[cfg.architecture], "fitted", False):
@@ -40,6 +42,8 @@ def grid_configs(grid: GridConfig, d_model: int) -> list[SAEConfig]:
             )
         if arch in TOPK_FAMILY:
             sparsities: list[dict[str, Any]] = [{"k": k} for k in grid.k]
+        elif grid.match_l0 and arch in ("vanilla", "gated", "jumprelu"):
+            sparsities = [{"target_l0": float(k)} for k in grid.k]
         elif arch == "vanilla":
             sparsities = [{"l1_coeff": c} for c in grid.l1_coeff]
         elif arch == "gated":

@@ -48,7 +48,8 @@ def _seed_means(rows: list[dict[str, Any]], metric: str) -> list[tuple[float, fl
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(
-            (r["d_sae"], r.get("k"), r.get("l1_coeff"), r.get("l0_coeff")), []
+            (r["d_sae"], r.get("k"), r.get("l1_coeff"), r.get("l0_coeff"), r.get("target_l0")),
+            [],
         ).append(r)
     return [
         (float(np.mean([r["l0"] for r in g])), float(np.mean([r[metric] for r in g])))
