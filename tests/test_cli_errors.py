@@ -16,6 +16,7 @@ from tests.conftest import write_vista_store
 from tests.test_cli import vista
 from tests.test_security import Payload
 from vista import cli
+from vista.errors import VistaError
 
 
 @pytest.fixture
@@ -138,14 +139,35 @@ def test_evaluate_on_a_store_without_labels_computes_the_rest_and_says_what_it_s
     assert "probe_comparison" not in doc
 
 
+def _hold_lock(target: Path, verb: str):  # type: ignore[no-untyped-def]
+    """Another process holding ``target``'s lock until the returned process is killed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time\n"
+        "from vista.lock import output_lock\n"
+        f"with output_lock({str(target)!r}, {verb!r}):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
 def test_a_second_writer_of_the_same_output_is_refused_naming_the_holder(
     capsys, monkeypatch, tmp_path: Path
 ) -> None:
-    from vista.lock import output_lock
+    from vista.sources.datasets import DatasetConfig
+    from vista.sources.encoders import EncoderConfig
+    from vista.sources.extract import extract
+    from vista.train.config import TrainConfig, TrainerConfig
+    from vista.train.fit import train_saes
 
     store = write_vista_store(tmp_path / "s.h5", {"training": np.ones((64, 8), np.float32)})
-    with output_lock(tmp_path / "run", "train"):
-        # another open file description of the lock: what a second process would hold
+    holder = _hold_lock(tmp_path / "run", "train")
+    try:
         code, _, err = in_process(
             capsys,
             monkeypatch,
@@ -155,5 +177,31 @@ def test_a_second_writer_of_the_same_output_is_refused_naming_the_holder(
             "train.max_tokens=64",
         )
         assert code == 2 and "is being written by another vista process" in err
-        assert f"vista train, pid {os.getpid()}" in err
+        assert f"vista train, pid {holder.pid}" in err
+        # A Python caller of the library is refused the same way.
+        with pytest.raises(VistaError, match="is being written by another vista process"):
+            train_saes(
+                store,
+                [{"architecture": "topk", "d_sae": 8, "k": 2}],
+                TrainConfig(max_tokens=64),
+                TrainerConfig(logger="none"),
+                tmp_path / "run",
+            )
+    finally:
+        holder.kill()
+        holder.wait()
+    holder = _hold_lock(tmp_path / "x.h5", "extract")
+    try:  # the lock comes before anything is read
+        with pytest.raises(VistaError, match="is being written by another vista process"):
+            extract(DatasetConfig(name="mnist"), EncoderConfig(), tmp_path / "x.h5")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_lock_is_reentrant_within_a_process(tmp_path: Path) -> None:
+    from vista.lock import output_lock
+
+    with output_lock(tmp_path / "run", "train"), output_lock(tmp_path / "run", "train"):
+        assert (tmp_path / "run/.vista.lock").exists()
     assert not (tmp_path / "run/.vista.lock").exists()  # released and removed on exit

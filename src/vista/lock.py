@@ -4,6 +4,10 @@ The lock is an ``flock`` on ``OUT/.vista.lock`` (an output directory) or ``FILE.
 file), holding who took it. The kernel releases it when the holder exits, however it exits, so a
 killed run never leaves a stale lock behind. DDP worker processes (rank > 0) share their launcher's
 lock. Platforms without ``fcntl`` (Windows) run unlocked.
+
+The CLI takes it for every verb's output, and the library's writers (``train_saes``, ``extract``)
+take it too, so a Python caller is protected as well; within one process the lock is re-entrant
+(the CLI's lock and the writer's are one).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from vista.errors import VistaError
+
+_HELD: dict[str, int] = {}
+"""Locks this process holds (resolved lock path -> depth): taking one again is a no-op."""
 
 
 def lock_path(target: Path) -> Path:
@@ -43,6 +50,14 @@ def output_lock(target: str | os.PathLike[str], verb: str) -> Iterator[None]:
         return
     path = lock_path(Path(target))
     path.parent.mkdir(parents=True, exist_ok=True)
+    key = str(path.resolve())
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -58,9 +73,11 @@ def output_lock(target: str | os.PathLike[str], verb: str) -> Iterator[None]:
     os.write(
         fd, f"vista {verb}, pid {os.getpid()} on {socket.gethostname()}, since {stamp}".encode()
     )
+    _HELD[key] = 1
     try:
         yield
     finally:
+        del _HELD[key]
         with contextlib.suppress(OSError):
             path.unlink()
         fcntl.flock(fd, fcntl.LOCK_UN)

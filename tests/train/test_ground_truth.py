@@ -1,10 +1,6 @@
-"""Ground truth: every trainable architecture recovers the known dictionary of the synthetic store.
-
-The documented configuration (docs/training.md): SyntheticConfig() defaults (d_model 64,
-128 true directions, 5 active per token, firing probabilities spread 3x), d_sae 512, k 5 for the
-TopK family and MP, lr 4e-3, 1.5M training tokens (5 epochs of a 300k-token store) in batches of 1024, default sparsity
-coefficients. All SAEs train together on one pass of the store (the sweep path of `vista train`).
-"""
+"""Ground truth: every trainable architecture recovers the known dictionary of planted stores
+with its defaults. All SAEs of a store train together on one pass (the sweep path of
+`vista train`)."""
 
 from __future__ import annotations
 
@@ -60,22 +56,31 @@ def test_recovery_measure_by_hand() -> None:
     assert r["mean_max_cosine"] == pytest.approx((1 + 0.8 + 0.6) / 3)
 
 
+# Planted stores the defaults were not tuned on (other seeds and sizes than docs/training.md's):
+# (d_model, true directions, d_sae, training tokens of the store, budget, seed). Sparse
+# superpositions of twice as many directions as dimensions, 5 active per token.
+SHAPES = [(32, 64, 128, 100_000, 1_000_000, 11), (56, 112, 224, 120_000, 1_200_000, 12)]
+
+
 @pytest.mark.slow
-def test_every_architecture_recovers_the_true_dictionary(tmp_path: Path) -> None:
-    store = write_synthetic_store(tmp_path / "syn.h5", SyntheticConfig(n_train=300_000))
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[1]}-in-{s[0]}")
+def test_every_architecture_recovers_a_planted_dictionary_with_its_defaults(
+    shape: tuple[int, int, int, int, int, int], tmp_path: Path
+) -> None:
+    """Only ``sae.d_sae`` (and ``sae.k`` for the TopK family and MP) and the budget are given:
+    every other SAE and training setting is its default. Each architecture recovers at least 90%
+    of the true directions (best-matching decoder row at cosine > 0.9)."""
+    d_model, n_features, d_sae, n_train, budget, seed = shape
+    store = write_synthetic_store(
+        tmp_path / "syn.h5",
+        SyntheticConfig(d_model=d_model, n_features=n_features, n_train=n_train, seed=seed),
+    )
     true = ActivationStore(store).extra("true_directions")
-    cfgs = [sae_cfg(a, 0, 512, k=5) for a in TRAINABLE]
+    cfgs = [sae_cfg(a, 0, d_sae, k=5) for a in TRAINABLE]
     paths = train_saes(
         store,
         cfgs,
-        TrainConfig(
-            max_tokens=1_500_000,
-            batch_size=1024,
-            lr=4e-3,
-            lr_warmup_steps=20,
-            init_tokens=8192,
-            checkpoint_every_steps=10**9,
-        ),
+        TrainConfig(max_tokens=budget),
         TrainerConfig(logger="none", progress_bar=False, accelerator="cpu"),
         tmp_path / "run",
     )

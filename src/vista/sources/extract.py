@@ -67,8 +67,23 @@ def extract(
 
     An interrupted extraction leaves ``out.partial``; calling again with the same arguments
     continues from the last written batch and yields the same file as an uninterrupted run.
+    Holds ``out``'s lock: a second process writing the same file is refused.
     """
-    out = Path(out)
+    from vista.lock import output_lock
+
+    with output_lock(out, "extract"):
+        return _extract(dataset_cfg, encoder_cfg, Path(out), dtype, compression, resume, overwrite)
+
+
+def _extract(
+    dataset_cfg: DatasetConfig,
+    encoder_cfg: EncoderConfig,
+    out: Path,
+    dtype: str,
+    compression: str | None,
+    resume: bool,
+    overwrite: bool,
+) -> Path:
     if out.exists() and not overwrite:
         raise VistaError(f"{str(out)!r} already exists; delete it or pass overwrite=true.")
     ds = make_dataset(dataset_cfg)

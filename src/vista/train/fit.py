@@ -149,8 +149,23 @@ def train_saes(
     """Train the SAEs of ``sae_cfgs`` together on one pass of ``store``; export each.
 
     One SAE is exported to ``out_dir/sae``; several to ``out_dir/sae/<name>``; ``export_dirs``
-    (one per config) overrides both.
+    (one per config) overrides both. Holds ``out_dir``'s lock: a second process training into
+    the same directory is refused.
     """
+    from vista.lock import output_lock
+
+    with output_lock(out_dir, "train"):
+        return _train_saes(store, sae_cfgs, train_cfg, trainer_cfg, out_dir, export_dirs)
+
+
+def _train_saes(
+    store: str | os.PathLike[str],
+    sae_cfgs: list[SAEConfig] | list[dict[str, Any]],
+    train_cfg: TrainConfig,
+    trainer_cfg: TrainerConfig,
+    out_dir: str | os.PathLike[str],
+    export_dirs: list[Path] | None,
+) -> list[Path]:
     tc = train_cfg
     bad = tc.problems()
     if bad:
