@@ -106,37 +106,25 @@ def task_analyze(job: Any) -> None:
     print(f"results: {Path(job.out_dir) / 'analyses'}")
 
 
-def task_intervene(job: Any) -> None:
-    from vista.analysis.runner import analyze
-    from vista.reports.tables import decomposition_summary
+def one_analysis_task(name: str, files: str = "") -> Callable[[Any], None]:
+    """The task of a verb that runs the registered analysis ``name`` alone (its job from
+    ``schema.single_analysis_job``); ``files`` names the seeds' files it also writes."""
 
-    outcome = analyze(
-        job.sae, job.store, job.out_dir, ["intervene"], {"intervene": job.intervene}, job.eval
-    )
-    print(decomposition_summary(outcome.results["intervene"]))
-    print(
-        f"results: {Path(job.out_dir) / 'analyses' / 'intervene'} and {job.out_dir}/intervention_*_results.json"
-    )
+    def task(job: Any) -> None:
+        from vista.analysis.runner import analyze
+        from vista.reports.tables import analysis_summary, decomposition_summary
 
+        outcome = analyze(
+            job.sae, job.store, job.out_dir, [name], {name: getattr(job, name)}, job.eval
+        )
+        if name == "intervene":
+            print(decomposition_summary(outcome.results[name]))
+        else:
+            print(analysis_summary(outcome.results, outcome.skipped))
+        also = f" and {job.out_dir}/{files}" if files else ""
+        print(f"results: {Path(job.out_dir) / 'analyses' / name}{also}")
 
-def task_splice(job: Any) -> None:
-    from vista.analysis.runner import analyze
-    from vista.reports.tables import analysis_summary
-
-    outcome = analyze(job.sae, job.store, job.out_dir, ["splice"], {"splice": job.splice}, job.eval)
-    print(analysis_summary(outcome.results))
-    print(f"results: {Path(job.out_dir) / 'analyses' / 'splice'}")
-
-
-def task_generate(job: Any) -> None:
-    from vista.analysis.runner import analyze
-    from vista.reports.tables import analysis_summary
-
-    outcome = analyze(
-        job.sae, job.store, job.out_dir, ["generate"], {"generate": job.generate}, job.eval
-    )
-    print(analysis_summary(outcome.results, outcome.skipped))
-    print(f"results: {Path(job.out_dir) / 'analyses' / 'generate'} and {job.out_dir}/causal_*.json")
+    return task
 
 
 def task_judge(job: Any) -> None:
@@ -258,9 +246,9 @@ TASKS: dict[str, Callable[[Any], None]] = {
     "report": task_report,
     "bench": task_bench,
     "evaluate": task_evaluate,
-    "intervene": task_intervene,
-    "splice": task_splice,
-    "generate": task_generate,
+    "intervene": one_analysis_task("intervene", "intervention_*_results.json"),
+    "splice": one_analysis_task("splice"),
+    "generate": one_analysis_task("generate", "causal_*.json"),
     "judge": task_judge,
     "synthetic": task_synthetic,
 }

@@ -80,44 +80,44 @@ EvaluateJob.__doc__ = (
 )
 
 
-@dataclass
-class InterveneJob:
-    """vista intervene: suppress, scale, steer and erase each label's features in the stored
-    embeddings (modes=[...], targets=[...]), with the passthrough, noise and random-feature
-    controls; writes OUT/analyses/intervene/ and intervention_<mode>_results.json."""
-
-    sae: str = MISSING
-    store: str = MISSING
-    out_dir: str = MISSING
-    intervene: InterveneConfig = field(default_factory=InterveneConfig)
-    eval: AnalysisSettings = field(default_factory=AnalysisSettings)
-
-
-@dataclass
-class SpliceJob:
-    """vista splice: the SAE inside the encoder the store came from (rebuilt from the store),
-    at its layer and tokens: accuracy, loss recovered, KL, and suppression per class, with
-    controls; writes OUT/analyses/splice/."""
-
-    sae: str = MISSING
-    store: str = MISSING
-    out_dir: str = MISSING
-    splice: SpliceConfig = field(default_factory=SpliceConfig)
-    eval: AnalysisSettings = field(default_factory=AnalysisSettings)
+def single_analysis_job(name: str, config: type, doc: str) -> type:
+    """The config of a verb that runs one registered analysis (``vista intervene``, ``splice``,
+    ``generate``): the SAE, the store, the output, the analysis's own config under its name and
+    the shared analysis settings."""
+    cls = make_dataclass(
+        f"{name.capitalize()}Job",
+        [
+            *_SAE_INPUT,
+            (name, config, field(default_factory=config)),
+            ("eval", AnalysisSettings, field(default_factory=AnalysisSettings)),
+        ],
+    )
+    cls.__doc__ = doc
+    return cls
 
 
-@dataclass
-class GenerateJob:
-    """vista generate: a vision-language model's captions (task=caption) or answers (task=vqa),
-    clean and with the SAE spliced into its vision tower and the target label's features edited
-    (modes=[...]); keyword DCR, VQA accuracy and the causal effect with intervals; writes
-    OUT/analyses/generate/, causal_<task>_<target>_<mode>.json and their eval_ files."""
-
-    sae: str = MISSING
-    store: str = MISSING
-    out_dir: str = MISSING
-    generate: GenerateConfig = field(default_factory=GenerateConfig)
-    eval: AnalysisSettings = field(default_factory=AnalysisSettings)
+InterveneJob = single_analysis_job(
+    "intervene",
+    InterveneConfig,
+    "vista intervene: suppress, scale, steer and erase each label's features in the stored "
+    "embeddings (modes=[...], targets=[...]), with the passthrough, noise and random-feature "
+    "controls; writes OUT/analyses/intervene/ and intervention_<mode>_results.json.",
+)
+SpliceJob = single_analysis_job(
+    "splice",
+    SpliceConfig,
+    "vista splice: the SAE inside the encoder the store came from (rebuilt from the store), at "
+    "its layer and tokens: accuracy, loss recovered, KL, and suppression per class, with "
+    "controls; writes OUT/analyses/splice/.",
+)
+GenerateJob = single_analysis_job(
+    "generate",
+    GenerateConfig,
+    "vista generate: a vision-language model's captions (task=caption) or answers (task=vqa), "
+    "clean and with the SAE spliced into its vision tower and the target label's features "
+    "edited (modes=[...]); keyword DCR, VQA accuracy and the causal effect with intervals; "
+    "writes OUT/analyses/generate/, causal_<task>_<target>_<mode>.json and their eval_ files.",
+)
 
 
 @dataclass
