@@ -246,3 +246,18 @@ def test_batchtopk_inference_l0_is_k_after_a_short_run_and_dead_is_counted_as_ev
     # split; the AuxK tracker's window (10M tokens) never closed in this 38k-token run.
     assert meta["dead_in_window"] == 0.0
     assert meta["dead_at_end"] == pytest.approx(never, abs=0.1)
+
+
+def test_sweep_names_tell_apart_configs_the_short_name_does_not(tmp_path: Path) -> None:
+    from vista.train.module import sweep_names
+
+    a = {"architecture": "matryoshka", "d_sae": 64, "k": 4, "group_sizes": [16, 16, 32]}
+    b = {**a, "group_sizes": [32, 32]}
+    names = sweep_names([a, b, {"architecture": "topk", "d_sae": 64, "k": 4}])
+    assert names[2] == "topk_d64_k4"
+    assert names[0].startswith("matryoshka_d64_k4_") and names[1].startswith("matryoshka_d64_k4_")
+    assert names[0] != names[1] and sweep_names([b, a])[::-1] == names[:2]
+    store = _sparse_store(tmp_path / "s.h5", n=512)
+    sae, tc, trc = _cfgs(512)
+    with pytest.raises(VistaError, match=r"same configuration \(topk_d64_k4\).*different seeds"):
+        train_saes(store, [sae, sae], tc, trc, tmp_path / "run")

@@ -24,7 +24,7 @@ from vista.store import ActivationStore, StreamConfig, TokenStream
 from vista.train.allocator import keep_freed_memory
 from vista.train.config import TrainConfig, TrainerConfig
 from vista.train.data import TokenBatches
-from vista.train.module import SAETrainingModule, sae_name
+from vista.train.module import SAETrainingModule, sae_name, sweep_names
 
 log = logging.getLogger(__name__)
 
@@ -201,9 +201,13 @@ def _train_saes(
         if cfg.problems():
             raise VistaError(f"Invalid SAE settings: {'; '.join(cfg.problems())}.")
         cfgs.append(asdict(cfg))
-    names = [sae_name(c) for c in cfgs]
-    if len(set(names)) != len(names):
-        raise VistaError(f"Two SAEs of the sweep have the same configuration: {names}.")
+    for i, c in enumerate(cfgs):
+        if c in cfgs[:i]:
+            raise VistaError(
+                f"Two SAEs of the sweep have the same configuration ({sae_name(c)}); "
+                "drop one, or give them different seeds."
+            )
+    names = sweep_names(cfgs)
 
     stream_cfg = StreamConfig(
         split=tc.split,

@@ -77,7 +77,7 @@ class SAETrainingModule(pl.LightningModule):
             sae.init_from_data_(sample * self.input_scale, self.train_cfg.b_dec_init)
 
     def sae_names(self) -> list[str]:
-        return [sae_name(asdict(s.cfg)) for s in self.saes]
+        return sweep_names([asdict(s.cfg) for s in self.saes])
 
     # -- the step -------------------------------------------------------------------------------
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
@@ -198,3 +198,18 @@ def sae_name(cfg: dict[str, Any]) -> str:
     if cfg.get("seed"):
         parts.append(f"s{cfg['seed']}")
     return "_".join(parts)
+
+
+def sweep_names(cfgs: list[dict[str, Any]]) -> list[str]:
+    """``sae_name`` of each config; configs that differ only in settings the name does not show
+    (e.g. Matryoshka's ``group_sizes``) get a short hash of their config appended."""
+    import hashlib
+    import json
+
+    names = [sae_name(c) for c in cfgs]
+    shared = {n for n in names if names.count(n) > 1}
+    for i, name in enumerate(names):
+        if name in shared:
+            digest = hashlib.sha256(json.dumps(cfgs[i], sort_keys=True).encode()).hexdigest()
+            names[i] = f"{name}_{digest[:6]}"
+    return names
