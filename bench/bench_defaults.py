@@ -1,14 +1,15 @@
 """Do the budget-derived training defaults fit stores of every size? (issue 12)
 
 On synthetic stores of 10^4 to 10^7 training tokens (vista's SyntheticConfig: 64 dims, 128 true
-directions), each architecture is trained with the defaults (``train.batch_size=0``,
+directions), each trainable architecture is trained with the defaults (``train.batch_size=0``,
 ``train.lr_warmup_steps=-1``, ``sae.dead_tokens=0``) and with a small sweep of batch sizes
 (256, 1024, 4096); the table gives each one's held-out FVU and the ratio of the default's FVU to
 the best found. The SAEs of one batch size train together on one pass (the sweep path of
 ``vista train``), so every configuration sees the same data.
 
-Run: ``.venv/bin/python bench/bench_defaults.py [--sizes 1e4,1e5,1e6,1e7] [--budget-cap N] [--out DIR]``
-(about 25 minutes on 2 CPU cores); results go to DIR/defaults.json and the table is printed.
+Run: ``.venv/bin/python bench/bench_defaults.py [--sizes 1e4,1e5,1e6,1e7] [--archs a,b]
+[--budget-cap N] [--out DIR]`` (about an hour on 2 CPU cores for all seven architectures);
+results go to DIR/defaults.json and the table is printed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ sys.path.insert(0, str(ROOT / "src"))
 ARCHS = {
     "topk": {"architecture": "topk", "k": 8},
     "batchtopk": {"architecture": "batchtopk", "k": 8},
+    "matryoshka": {"architecture": "matryoshka", "k": 8},
+    "mp": {"architecture": "mp", "k": 8},
+    "vanilla": {"architecture": "vanilla"},
+    "gated": {"architecture": "gated"},
     "jumprelu": {"architecture": "jumprelu"},
 }
 SWEEP = (256, 1024, 4096)
@@ -60,7 +65,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="1e4,1e5,1e6,1e7")
     ap.add_argument("--out", default="/tmp/vista_bench_defaults")
     ap.add_argument("--budget-cap", type=int, default=1_000_000)
+    ap.add_argument("--archs", default=",".join(ARCHS), help="comma-separated subset of ARCHS")
     args = ap.parse_args()
+    archs = {a: ARCHS[a] for a in args.archs.split(",")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -72,10 +79,10 @@ def main() -> None:
             x = torch.from_numpy(st.read_rows("validation", 0, 20_000).astype(np.float32))
         tc = TrainConfig(max_tokens=budget(size, args.budget_cap), init_tokens=min(65536, size))
         auto = tc.resolved()
-        cfgs = [config_from_dict({**a, "d_sae": 512}) for a in ARCHS.values()]
-        result: dict[str, dict[str, float]] = {a: {} for a in ARCHS}
+        cfgs = [config_from_dict({**a, "d_sae": 512}) for a in archs.values()]
+        result: dict[str, dict[str, float]] = {a: {} for a in archs}
         for batch in sorted({*SWEEP, auto.batch_size}):
-            run = out / f"run_{size}_{tc.max_tokens}_{batch}"
+            run = out / f"run_{size}_{tc.max_tokens}_{batch}_{'-'.join(archs)}"
             t0 = time.perf_counter()
             if not (run / "done").exists():
                 train_saes(
@@ -84,10 +91,10 @@ def main() -> None:
                     replace(tc, batch_size=batch),
                     TrainerConfig(progress_bar=False, logger="none"),
                     run,
-                    export_dirs=[run / a for a in ARCHS],
+                    export_dirs=[run / a for a in archs],
                 )
                 (run / "done").write_text("")
-            for a in ARCHS:
+            for a in archs:
                 result[a][str(batch)] = fvu_on(run / a, x)
             print(f"size {size}, batch {batch}: {time.perf_counter() - t0:.0f} s", flush=True)
         for a, fv in result.items():

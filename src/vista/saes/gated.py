@@ -19,8 +19,10 @@ class GatedConfig(PenaltyConfig):
     magnitude path (shared weights rescaled by exp(r_mag)) how strongly."""
 
     architecture: str = "gated"
-    l1_coeff: float = 0.5
-    """Weight of the L1 on ReLU(gate pre-activations), scale-free as in ``vanilla``."""
+    l1_coeff: float = 1.0
+    """Weight of the L1 on ReLU(gate pre-activations), scale-free as in ``vanilla``. At 0.5 the
+    gate stays open on 1.6-2.7x the true number of features of planted dictionaries (and at
+    d_sae 4x their size recovered 68% of them); 1.0 recovers 98-100% at about the true L0."""
 
 
 @register_sae("gated")

@@ -21,12 +21,18 @@ class MatryoshkaConfig(BatchTopKConfig):
 
     architecture: str = "matryoshka"
     group_sizes: list[int] = field(default_factory=list)
-    """Sizes of the nested groups (summing to d_sae); empty = d/16, d/16, d/8, d/4, d/2."""
+    """Sizes of the nested groups (summing to d_sae); empty = d/4, d/4, d/2 (prefixes of a
+    quarter, a half and all of the latents)."""
 
 
 def default_group_sizes(d_sae: int) -> list[int]:
-    """d/16, d/16, d/8, d/4, d/2 (rounded so they sum to ``d_sae``): prefixes double in size."""
-    ends = [max(1, d_sae // 16), max(1, d_sae // 8), max(1, d_sae // 4), max(1, d_sae // 2), d_sae]
+    """d/4, d/4, d/2 (rounded so they sum to ``d_sae``): prefixes double in size.
+
+    Coarser than dictionary_learning's experiments (d/32 ... d/2): a prefix of d/16 latents that
+    must reconstruct alone learns mixtures of directions, and on planted dictionaries the finer
+    nesting recovered 64-93% of the true directions where these groups recover 84-97%
+    (docs/training.md, "Ground truth")."""
+    ends = [max(1, d_sae // 4), max(1, d_sae // 2), d_sae]
     ends = sorted(set(ends))
     return [b - a for a, b in zip([0, *ends[:-1]], ends, strict=True)]
 
