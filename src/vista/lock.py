@@ -49,6 +49,7 @@ def output_lock(target: str | os.PathLike[str], verb: str) -> Iterator[None]:
         yield
         return
     path = lock_path(Path(target))
+    created = not path.parent.exists()  # removed again if the run leaves it empty
     path.parent.mkdir(parents=True, exist_ok=True)
     key = str(path.resolve())
     if key in _HELD:
@@ -80,6 +81,9 @@ def output_lock(target: str | os.PathLike[str], verb: str) -> Iterator[None]:
         del _HELD[key]
         with contextlib.suppress(OSError):
             path.unlink()
+        if created:
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # only if empty: a refused run leaves nothing behind
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
