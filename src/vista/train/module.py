@@ -129,15 +129,15 @@ class SAETrainingModule(pl.LightningModule):
             logs["tokens_per_s"] = (seen - self._tokens_last) / max(now - self._t_last, 1e-9)
         self._t_last, self._tokens_last = now, seen
         names = self.sae_names()
-        for name, out, tracker in zip(names, outputs, self.trackers, strict=True):
+        for i, (name, out, tracker) in enumerate(zip(names, outputs, self.trackers, strict=True)):
             prefix = "" if len(outputs) == 1 else f"{name}/"
             logs[f"{prefix}fvu"] = float(out.recon_loss)
             logs[f"{prefix}l0"] = float(out.l0)
             logs[f"{prefix}dead"] = float(tracker.dead_mask().float().mean())
             logs[f"{prefix}aux_loss"] = float(out.aux_loss)
             logs[f"{prefix}sparsity_loss"] = float(out.sparsity_loss)
-            if getattr(self.saes[names.index(name)].cfg, "target_l0", 0.0):
-                logs[f"{prefix}sparsity_factor"] = self.sparsity_factor(names.index(name))
+            if getattr(self.saes[i].cfg, "target_l0", 0.0):
+                logs[f"{prefix}sparsity_factor"] = self.sparsity_factor(i)
             logs[f"{prefix}loss"] = float(out.loss.detach())
             if not math.isfinite(logs[f"{prefix}loss"]):
                 raise VistaError(
