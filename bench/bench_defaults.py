@@ -8,7 +8,7 @@ the best found. The SAEs of one batch size train together on one pass (the sweep
 ``vista train``), so every configuration sees the same data.
 
 Run: ``.venv/bin/python bench/bench_defaults.py [--sizes 1e4,1e5,1e6,1e7] [--archs a,b]
-[--budget-cap N] [--out DIR]`` (about an hour on 2 CPU cores for all seven architectures);
+[--budget-cap N] [--target-l0 L] [--out DIR]`` (about an hour on 2 CPU cores for all seven architectures);
 results go to DIR/defaults.json and the table is printed.
 """
 
@@ -66,8 +66,18 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/vista_bench_defaults")
     ap.add_argument("--budget-cap", type=int, default=1_000_000)
     ap.add_argument("--archs", default=",".join(ARCHS), help="comma-separated subset of ARCHS")
+    ap.add_argument(
+        "--target-l0",
+        type=float,
+        default=0.0,
+        help="train vanilla, gated and jumprelu at this target L0 (sae.target_l0), so their FVUs "
+        "at different batch sizes are at one L0",
+    )
     args = ap.parse_args()
-    archs = {a: ARCHS[a] for a in args.archs.split(",")}
+    archs = {a: dict(ARCHS[a]) for a in args.archs.split(",")}
+    for a in ("vanilla", "gated", "jumprelu"):
+        if a in archs and args.target_l0:
+            archs[a]["target_l0"] = args.target_l0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -82,7 +92,8 @@ def main() -> None:
         cfgs = [config_from_dict({**a, "d_sae": 512}) for a in archs.values()]
         result: dict[str, dict[str, float]] = {a: {} for a in archs}
         for batch in sorted({*SWEEP, auto.batch_size}):
-            run = out / f"run_{size}_{tc.max_tokens}_{batch}_{'-'.join(archs)}"
+            tag = f"_l0_{args.target_l0:g}" if args.target_l0 else ""
+            run = out / f"run_{size}_{tc.max_tokens}_{batch}_{'-'.join(archs)}{tag}"
             t0 = time.perf_counter()
             if not (run / "done").exists():
                 train_saes(

@@ -178,6 +178,12 @@ def test_matryoshka_averages_the_prefix_losses() -> None:
     assert float(out.loss.detach()) == pytest.approx((fvu1 + fvu_full) / 2, rel=1e-6)
 
 
+@pytest.mark.parametrize(("d_sae", "groups"), [(128, [64, 64]), (7, [3, 4]), (1, [1])])
+def test_matryoshka_default_groups_are_two_halves(d_sae: int, groups: list[int]) -> None:
+    sae = make_sae({"architecture": "matryoshka", "d_model": 4, "d_sae": d_sae, "k": 1})
+    assert sae.prefix_ends.tolist() == np.cumsum(groups).tolist()
+
+
 def test_matryoshka_rejects_groups_that_do_not_cover_the_latents() -> None:
     from vista.errors import VistaError
 

@@ -113,6 +113,18 @@ def test_lr_schedule_warms_up_holds_and_decays() -> None:
     assert lr_factor(90, 100, 10, 0.2) == pytest.approx(0.5)
 
 
+def test_default_learning_rate_scales_with_width_and_architecture() -> None:
+    """0 = 2e-4 / sqrt(d_sae / 2**14) (sparsify's rule), doubled for MP; a set rate is used as is."""
+    cfgs = [sae_cfg("topk", 8, 256), sae_cfg("mp", 8, 1024)]
+    module = SAETrainingModule(cfgs, {"max_tokens": 1000}, n_steps=10)
+    opt = module.configure_optimizers()["optimizer"]
+    lrs = [g["initial_lr"] for g in opt.param_groups]
+    assert lrs == pytest.approx([2e-4 * 8, 2 * 2e-4 * 4])
+    module = SAETrainingModule(cfgs, {"max_tokens": 1000, "lr": 3e-3}, n_steps=10)
+    opt = module.configure_optimizers()["optimizer"]
+    assert [g["initial_lr"] for g in opt.param_groups] == [3e-3, 3e-3]
+
+
 def test_a_wrong_d_model_is_explained(tmp_path: Path) -> None:
     store = _sparse_store(tmp_path / "s.h5", n=200)
     sae_cfg, tc, trc = _cfgs(1000)

@@ -74,6 +74,8 @@ class SAE(nn.Module):
     """False for inference-time encoders built on a trained dictionary."""
     encodes_instances: ClassVar[bool] = False
     """Codes of a token depend on the other tokens of its image (``encode_instances``)."""
+    lr_scale: ClassVar[float] = 1.0
+    """Multiplies the default learning rate (``train.lr=0``); an explicit ``train.lr`` is used as given."""
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()

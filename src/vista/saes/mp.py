@@ -56,6 +56,9 @@ class MatchingPursuitSAE(SAE):
 
     config_class = MatchingPursuitConfig
     cfg: MatchingPursuitConfig
+    lr_scale = 2.0
+    """The unrolled pursuit wants more steps than the encoder-based SAEs: at the budget-derived
+    batch, twice the default rate reaches the FVU of half the batch (docs/benchmarks.md)."""
 
     def __init__(self, cfg: MatchingPursuitConfig) -> None:
         super().__init__(cfg)

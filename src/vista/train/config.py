@@ -17,7 +17,8 @@ class TrainConfig:
     0 = from the budget: the power of two nearest ``max_tokens / 1500``, within [256, 4096] (a
     few thousand steps on any budget; docs/training.md)."""
     lr: float = 0.0
-    """Adam learning rate; 0 = 2e-4 / sqrt(d_sae / 2**14), sparsify's width scaling."""
+    """Adam learning rate; 0 = 2e-4 / sqrt(d_sae / 2**14), sparsify's width scaling, times the
+    architecture's ``lr_scale`` (2 for MP, 1 otherwise)."""
     lr_warmup_steps: int = -1
     """Linear learning-rate warm-up; -1 = 5% of the steps, at most 100."""
     lr_decay_fraction: float = 0.2

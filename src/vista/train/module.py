@@ -18,9 +18,10 @@ from vista.train.config import TrainConfig
 from vista.train.step import DeadLatentTracker, make_adam, train_step
 
 
-def default_lr(d_sae: int) -> float:
-    """sparsify's width scaling: 2e-4 at 16k latents, growing as 1/sqrt(d_sae) below."""
-    return 2e-4 / math.sqrt(d_sae / 2**14)
+def default_lr(d_sae: int, scale: float = 1.0) -> float:
+    """sparsify's width scaling: 2e-4 at 16k latents, growing as 1/sqrt(d_sae) below, times the
+    architecture's ``lr_scale``."""
+    return scale * 2e-4 / math.sqrt(d_sae / 2**14)
 
 
 def lr_factor(step: int, n_steps: int, warmup: int, decay_fraction: float) -> float:
@@ -163,7 +164,7 @@ class SAETrainingModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         c = self.train_cfg
         groups = [
-            {"params": list(sae.parameters()), "lr": c.lr or default_lr(sae.d_sae)}
+            {"params": list(sae.parameters()), "lr": c.lr or default_lr(sae.d_sae, sae.lr_scale)}
             for sae in self.saes
         ]
         opt = make_adam(groups, (c.beta1, c.beta2))
