@@ -3,13 +3,13 @@
 On synthetic stores of 10^4 to 10^7 training tokens (vista's SyntheticConfig: 64 dims, 128 true
 directions), each trainable architecture is trained with the defaults (``train.batch_size=0``,
 ``train.lr_warmup_steps=-1``, ``sae.dead_tokens=0``) and with a small sweep of batch sizes
-(256, 1024, 4096); the table gives each one's held-out FVU and the ratio of the default's FVU to
-the best found. The SAEs of one batch size train together on one pass (the sweep path of
-``vista train``), so every configuration sees the same data.
+(256, 1024, 4096); the table gives each one's held-out FVU, the ratio of the default's FVU to
+the best found, and each held-out L0. The SAEs of one batch size train together on one pass
+(the sweep path of ``vista train``), so every configuration sees the same data.
 
 Run: ``.venv/bin/python bench/bench_defaults.py [--sizes 1e4,1e5,1e6,1e7] [--archs a,b]
-[--budget-cap N] [--target-l0 L] [--out DIR]`` (about an hour on 2 CPU cores for all seven architectures);
-results go to DIR/defaults.json and the table is printed.
+[--budget-cap N] [--target-l0 L] [--out DIR]`` (about an hour on 2 CPU cores for all seven
+architectures); results go to DIR/defaults.json and the table is printed.
 """
 
 from __future__ import annotations
@@ -44,14 +44,17 @@ def budget(n_tokens: int, cap: int = 1_000_000) -> int:
     return int(min(20 * n_tokens, cap))
 
 
-def fvu_on(sae_dir: Path, x: torch.Tensor) -> float:
+def fvu_on(sae_dir: Path, x: torch.Tensor) -> tuple[float, float]:
+    """Held-out FVU and mean L0 of the SAE in ``sae_dir``."""
     from vista.saes.io import load_sae
 
     sae = load_sae(sae_dir)
     with torch.no_grad():
-        xh = sae.decode(sae.encode(x)).double()
+        z = sae.encode(x)
+        xh = sae.decode(z).double()
     x64 = x.double()
-    return float(((x64 - xh) ** 2).sum() / ((x64 - x64.mean(0)) ** 2).sum())
+    fvu = float(((x64 - xh) ** 2).sum() / ((x64 - x64.mean(0)) ** 2).sum())
+    return fvu, float((z != 0).sum(1).double().mean())
 
 
 def main() -> None:
@@ -91,6 +94,7 @@ def main() -> None:
         auto = tc.resolved()
         cfgs = [config_from_dict({**a, "d_sae": 512}) for a in archs.values()]
         result: dict[str, dict[str, float]] = {a: {} for a in archs}
+        l0s: dict[str, dict[str, float]] = {a: {} for a in archs}
         for batch in sorted({*SWEEP, auto.batch_size}):
             tag = f"_l0_{args.target_l0:g}" if args.target_l0 else ""
             run = out / f"run_{size}_{tc.max_tokens}_{batch}_{'-'.join(archs)}{tag}"
@@ -106,7 +110,7 @@ def main() -> None:
                 )
                 (run / "done").write_text("")
             for a in archs:
-                result[a][str(batch)] = fvu_on(run / a, x)
+                result[a][str(batch)], l0s[a][str(batch)] = fvu_on(run / a, x)
             print(f"size {size}, batch {batch}: {time.perf_counter() - t0:.0f} s", flush=True)
         for a, fv in result.items():
             best = min(fv.values())
@@ -117,21 +121,25 @@ def main() -> None:
                     "arch": a,
                     "default_batch": auto.batch_size,
                     "fvu": fv,
+                    "l0": l0s[a],
                     "default_fvu": fv[str(auto.batch_size)],
                     "ratio": fv[str(auto.batch_size)] / best,
                 }
             )
     (out / "defaults.json").write_text(json.dumps(rows, indent=2))
     print(
-        "| store tokens | budget | arch | default batch | FVU by batch (256 / 1024 / 4096 / default) | default / best |"
+        "| store tokens | budget | arch | default batch | FVU by batch (256 / 1024 / 4096 / default) "
+        "| default / best | L0 by batch |"
     )
-    print("|---:|---:|---|---:|---|---:|")
+    print("|---:|---:|---|---:|---|---:|---|")
     for r in rows:
         fv = r["fvu"]
         cells = " / ".join(f"{fv[str(b)]:.4f}" for b in SWEEP)
         print(
             f"| {r['tokens']:,} | {r['budget']:,} | {r['arch']} | {r['default_batch']} | "
-            f"{cells} / {r['default_fvu']:.4f} | {r['ratio']:.2f} |"
+            f"{cells} / {r['default_fvu']:.4f} | {r['ratio']:.2f} | "
+            + " / ".join(f"{r['l0'][str(b)]:.1f}" for b in SWEEP)
+            + " |"
         )
 
 
