@@ -81,6 +81,7 @@ def main() -> None:
     for a in ("vanilla", "gated", "jumprelu"):
         if a in archs and args.target_l0:
             archs[a]["target_l0"] = args.target_l0
+    tag = f"_l0_{args.target_l0:g}" if args.target_l0 else ""  # runs at a target L0 kept apart
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -96,7 +97,6 @@ def main() -> None:
         result: dict[str, dict[str, float]] = {a: {} for a in archs}
         l0s: dict[str, dict[str, float]] = {a: {} for a in archs}
         for batch in sorted({*SWEEP, auto.batch_size}):
-            tag = f"_l0_{args.target_l0:g}" if args.target_l0 else ""
             run = out / f"run_{size}_{tc.max_tokens}_{batch}_{'-'.join(archs)}{tag}"
             t0 = time.perf_counter()
             if not (run / "done").exists():
