@@ -350,10 +350,12 @@ def run_verb(verb: str, args: list[str]) -> None:
     def entry(cfg: Any) -> None:
         from vista.conf.typed import to_job, with_params_file
         from vista.lock import output_lock, output_of
+        from vista.outputs import check_outputs
 
         _setup_logging()
         try:
             job = to_job(with_params_file(cfg))
+            check_outputs(verb, job)
             out = output_of(job)
             if out:
                 with output_lock(out, verb):

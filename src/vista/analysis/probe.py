@@ -143,6 +143,14 @@ def probe_store(job: Any) -> Result:
         raise VistaError(
             f"{job.store!r} has no labels to probe; extract it from a labelled dataset."
         )
+    why = {k: _unusable(k, ys[job.train_split][k], ys[job.val_split][k], job) for k in wanted}
+    if all(why.values()):
+        raise VistaError(
+            f"{job.store!r} has no label the probe can learn: {'; '.join(why.values())}; "
+            "probe a store whose images carry the labels (-1 marks an image without one)."
+        )
+    wanted = [k for k in wanted if not why[k]]
+    names = {k: names[k] for k in wanted}
     feats: dict[str, list[Any]] = {}
     for sp in (job.train_split, job.val_split):
         if job.sae:
@@ -181,6 +189,7 @@ def probe_store(job: Any) -> Result:
     from dataclasses import asdict
 
     r.config = asdict(cfg)
+    r.skipped.update({k: v for k, v in why.items() if v})
     r.metadata.update(
         store=str(job.store),
         sae=job.sae,
@@ -191,6 +200,17 @@ def probe_store(job: Any) -> Result:
     )
     r.write(job.out_dir)
     return r
+
+
+def _unusable(name: str, y_train: np.ndarray, y_val: np.ndarray, job: Any) -> str:
+    """Why label ``name`` cannot be probed ('' = it can): two classes among the labelled
+    training images and one labelled validation image at least."""
+    classes = np.unique(y_train[y_train >= 0])
+    if len(classes) < 2:
+        return f"label {name!r} has {len(classes)} class(es) among the labelled images of {job.train_split!r}"
+    if not (y_val >= 0).any():
+        return f"label {name!r} has no labelled image in {job.val_split!r}"
+    return ""
 
 
 def _stack(parts: list[Any]) -> Any:

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,10 @@ def run_analyses(
     specs = {n: ANALYSES.get_entry(n) for n in names}
     cfgs = {n: configs.get(n) or specs[n].config() for n in names}
     outcome = Outcome()
+    check_owner(out, ctx)
+    beyond = [p for n in names for p in beyond_data(n, cfgs[n], specs[n].config(), ctx)]
+    if beyond:
+        raise VistaError(f"Invalid settings: {'; '.join(beyond)}.")
     for n, spec in specs.items():
         reason = precheck(spec, ctx, cfgs[n])
         if reason and explicit:
@@ -146,6 +150,78 @@ def run_analyses(
     return outcome
 
 
+LATENT_COUNTS = frozenset(
+    {"ks", "ns", "sp_ks", "k", "steer_k", "scale_k", "sp_k", "top_latents", "top_features", "top_n"}
+)
+"""Settings that count latents: at most the SAE's width."""
+IMAGE_COUNTS = frozenset({"k_top", "top_k", "purity_k", "map_images"})
+"""Settings that count images of the split: at most its size."""
+
+
+def beyond_data(name: str, cfg: Any, default: Any, ctx: Context) -> list[str]:
+    """Settings of analysis ``name`` that were changed from their defaults to more latents than
+    the SAE has or more images than the split holds (a default beyond them is capped by the
+    analysis, as VISTA's ks are on narrow SAEs)."""
+    out: list[str] = []
+    if not hasattr(cfg, "__dataclass_fields__"):
+        return out
+    limits = {"latents": int(ctx.sae.d_sae), "images": int(ctx.info.n_rows)}
+    for f in fields(cfg):
+        kind = "latents" if f.name in LATENT_COUNTS else "images" if f.name in IMAGE_COUNTS else ""
+        v = getattr(cfg, f.name)
+        if not kind or v == getattr(default, f.name, None):
+            continue
+        values = v if isinstance(v, (list, tuple)) else [v]
+        big = [int(x) for x in values if isinstance(x, int) and x > limits[kind]]
+        if big:
+            what = (
+                f"the SAE's {limits['latents']} latents"
+                if kind == "latents"
+                else f"the {limits['images']} images of split {ctx.settings.split!r}"
+            )
+            out.append(f"{name}.{f.name}={v} exceeds {what} (valid: 1 to {limits[kind]})")
+    return out
+
+
+def check_owner(out: Path, ctx: Context) -> None:
+    """Refuse to add results to an out_dir whose analyses are of another SAE or store: one
+    out_dir's results are one SAE's on one store, or the report shows two runs as one."""
+    index = out / "analyses" / "index.json"
+    if not index.is_file():
+        return
+    try:
+        doc = json.loads(index.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        doc = None
+    if not isinstance(doc, dict):
+        raise VistaError(
+            f"{str(index)!r} is not an index of vista analyses; delete {str(out / 'analyses')!r} "
+            "or choose another out_dir."
+        )
+    inputs = doc.get("inputs")
+    held: dict[str, Any] = inputs if isinstance(inputs, dict) else doc
+    mine = {"sae": ctx.sae_path, "store": str(ctx.store.resolve())}
+    for what in ("sae", "store"):
+        old = held.get(what)
+        if not isinstance(old, str) or not old or _same_path(old, mine[what]):
+            continue
+        raise VistaError(
+            f"{str(out)!r} holds the analyses of another {'SAE' if what == 'sae' else 'store'} "
+            f"({old!r}, not {mine[what]!r}); results of two runs must not mix: choose another "
+            f"out_dir, or delete {str(out / 'analyses')!r} to start clean."
+        )
+
+
+def _same_path(a: str, b: str) -> bool:
+    pa, pb = Path(a), Path(b)
+    if pa.resolve() == pb.resolve():
+        return True
+    try:
+        return os.path.samefile(pa, pb)
+    except OSError:
+        return False
+
+
 def merge_sections(path: Path, sections: dict[str, Any], metadata: dict[str, Any]) -> Path:
     """Update ``path`` (a JSON object) with ``sections``; sections of other analyses stay."""
     doc: dict[str, Any] = {}
@@ -185,6 +261,7 @@ def _write_index(out: Path, outcome: Outcome, ctx: Context) -> None:
         doc.setdefault("skipped", {})[n] = why
         doc.get("ran", {}).pop(n, None)
     doc["sae"], doc["store"], doc["split"] = ctx.sae_path, str(ctx.store), ctx.settings.split
+    doc["inputs"] = {"sae": ctx.sae_path, "store": str(ctx.store.resolve())}
     write_json(index, doc)
 
 

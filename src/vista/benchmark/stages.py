@@ -30,8 +30,19 @@ def _d_model(store: Any) -> int:
 
 def planned(job: Any) -> tuple[list[Any], list[Any]]:
     """``(grid configs, baseline configs)``, all checked before any work."""
+    from vista.errors import VistaError
+
     d = _d_model(job.store)
-    return grid_configs(job.grid, d), baseline_configs(job.grid, d)
+    cfgs, bases = grid_configs(job.grid, d), baseline_configs(job.grid, d)
+    if not cfgs and not bases:
+        g = job.grid
+        raise VistaError(
+            f"The benchmark grid is empty (grid.architectures={list(g.architectures)}, "
+            f"grid.widths={list(g.widths)}, grid.seeds={list(g.seeds)}, grid.extra="
+            f"{list(g.extra)}, grid.baselines={list(g.baselines)}): it names no SAE and no "
+            "baseline; give at least one architecture, width and seed, or a baseline."
+        )
+    return cfgs, bases
 
 
 def train_stage(job: Any) -> list[Path]:
@@ -145,8 +156,14 @@ def extract_stage(job: Any) -> Path:
 
 def merge_stage(job: Any) -> Path:
     from vista.benchmark.table import merge
+    from vista.errors import VistaError
 
     rows = merge(job.out_dir)
+    if not rows:
+        raise VistaError(
+            f"{str(Path(job.out_dir) / 'results')!r} holds no SAE's results to merge; run "
+            "`vista bench stage=analyze` (or stage=all) first."
+        )
     log.info("Merged %d SAEs into %s.", len(rows), Path(job.out_dir) / "bench_results.csv")
     return Path(job.out_dir) / "bench_results.csv"
 

@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from vista.conf import bounds
 from vista.errors import VistaError
 from vista.saes import SAEConfig, sae_class
 from vista.saes.registry import check_keys
@@ -42,12 +43,23 @@ def with_params_file(cfg: DictConfig) -> DictConfig:
     p = Path(str(path))
     if not p.is_file():
         raise VistaError(f"params={path!r}: no such file; give the params.yaml of the pipeline.")
+    import yaml
+
     try:
         doc = OmegaConf.load(p)
+        if not isinstance(doc, DictConfig):
+            raise VistaError(
+                f"params={path!r} holds a YAML list or value, not a mapping of settings; give the "
+                "params.yaml that `vista bench init` wrote."
+            )
         keep = {k: cfg[k] for k in ("stage", "params") if k in cfg}
         return OmegaConf.merge(cfg, doc, keep)  # type: ignore[return-value]
-    except OmegaConfBaseException as e:
-        raise VistaError(f"params={path!r}: {_short(e)}.") from None
+    except (OmegaConfBaseException, yaml.YAMLError, UnicodeDecodeError) as e:
+        # A python/object tag is refused by the safe loader: nothing in the file runs.
+        raise VistaError(
+            f"params={path!r} is not a valid settings file ({_short(e)}); give the params.yaml "
+            "that `vista bench init` wrote (plain YAML: no tags)."
+        ) from None
 
 
 def to_job(cfg: DictConfig) -> Any:
@@ -72,6 +84,9 @@ def to_job(cfg: DictConfig) -> Any:
                 "sweep must be a list of mappings, e.g. 'sweep=[{k: 64}, {d_sae: 8192}]'."
             )
         job.sweep = [sweep_entry(base, e, f"sweep entry {i}") for i, e in enumerate(entries)]
+    bad = bounds.problems(job)
+    if bad:
+        raise VistaError(f"Invalid settings: {'; '.join(bad)}.")
     return job
 
 

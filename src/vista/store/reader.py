@@ -187,8 +187,10 @@ class ActivationStore:
                 f"Label(s) {missing} not found in split {split!r} of {str(self.path)!r}; "
                 f"available labels: {list(info.label_names) or 'none'}."
             )
+        out: dict[str, np.ndarray] = {}
+        if not wanted:
+            return out  # a store without a labels group at all (an original file, another tool's)
         g = self._file[split][layout.LABELS]
-        out = {}
         for n in wanted:
             y = np.asarray(g[n][...], dtype=np.int64)
             if y.size and y.min() < -1:

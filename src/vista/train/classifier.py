@@ -139,7 +139,7 @@ def train_encoder(
     from vista.progress import lightning_progress
 
     bar, lines = lightning_progress("train-encoder", tc.progress_bar)
-    trainer = pl.Trainer(
+    trainer = tc.build(
         max_epochs=cfg.epochs,
         accelerator=tc.accelerator,
         devices=1,

@@ -125,6 +125,26 @@ class TrainerConfig:
     progress_bar: bool = True
     deterministic: bool = False
 
+    def build(self, **kwargs: Any) -> Any:
+        """``lightning.pytorch.Trainer(**kwargs)``, where a setting Lightning cannot use here (an
+        unknown accelerator or strategy, devices that do not exist) is one sentence naming the
+        trainer settings instead of Lightning's exception."""
+        import lightning.pytorch as pl
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        from vista.errors import VistaError
+
+        try:
+            return pl.Trainer(**kwargs)
+        except (ValueError, TypeError, RuntimeError, MisconfigurationException) as e:
+            first = " ".join(str(e).split())[:300]
+            raise VistaError(
+                f"The trainer settings (trainer.accelerator={self.accelerator}, trainer.devices="
+                f"{self.devices}, trainer.num_nodes={self.num_nodes}, trainer.strategy="
+                f"{self.strategy}) cannot run here: {first.rstrip('.')}; choose values this "
+                "machine supports (docs/training.md)."
+            ) from None
+
 
 @dataclass
 class EncoderTrainingConfig:

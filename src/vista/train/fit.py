@@ -280,13 +280,8 @@ def _train_saes(
     if export_dirs is not None and len(export_dirs) != len(names):
         raise ValueError("export_dirs needs one directory per SAE config")
     sample = training_sample(store, tc.split)
-    for name, sae in zip(names, module.saes, strict=True):
-        broken = [n for n, p in sae.named_parameters() if not torch.isfinite(p).all()]
-        if broken:
-            raise VistaError(
-                f"Training of SAE {name} ended with non-finite {', '.join(broken)}; nothing was "
-                "exported. Lower train.lr, or check the store for extreme or non-finite values."
-            )
+    _check_finite(names, module.saes, "Training of SAE {name} ended with non-finite {what}")
+    exports = []
     for i, (name, sae, tracker) in enumerate(zip(names, module.saes, module.trackers, strict=True)):
         exported = copy.deepcopy(sae).cpu().float()
         exported.canonicalize_()  # unit decoder rows (vanilla trains them free)
@@ -308,9 +303,30 @@ def _train_saes(
         if getattr(sae.cfg, "target_l0", 0.0):
             coeff = "l1_coeff" if hasattr(sae.cfg, "l1_coeff") else "l0_coeff"
             meta[f"{coeff}_at_end"] = getattr(sae.cfg, coeff) * module.sparsity_factor(i)
+        exports.append((name, exported, target, meta))
+    # The exported weights too (the input scale folded in, the threshold calibrated): nothing
+    # is written unless every SAE is finite.
+    _check_finite(
+        [e[0] for e in exports],
+        [e[1] for e in exports],
+        "The export of SAE {name} has non-finite {what}",
+    )
+    for name, exported, target, meta in exports:
         paths.append(save_sae(exported, target, meta))
         log.info("Exported %s to %s", name, target)
     return paths
+
+
+def _check_finite(names: list[str], saes: list[Any], sentence: str) -> None:
+    """Refuse to export when any parameter or buffer of an SAE is NaN or infinite."""
+    for name, sae in zip(names, saes, strict=True):
+        tensors = [*sae.named_parameters(), *sae.named_buffers()]
+        broken = [n for n, t in tensors if t.is_floating_point() and not torch.isfinite(t).all()]
+        if broken:
+            raise VistaError(
+                sentence.format(name=name, what=", ".join(broken)) + "; nothing was exported. "
+                "Lower train.lr, or check the store for extreme or non-finite values."
+            )
 
 
 def _sample_tokens(store: str | os.PathLike[str], cfg: StreamConfig, n: int) -> torch.Tensor:
@@ -329,7 +345,6 @@ def _sample_tokens(store: str | os.PathLike[str], cfg: StreamConfig, n: int) -> 
 
 
 def _make_trainer(t: TrainerConfig, out: Path, tc: TrainConfig) -> Any:
-    import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     devices: Any = t.devices
@@ -347,7 +362,7 @@ def _make_trainer(t: TrainerConfig, out: Path, tc: TrainConfig) -> Any:
     from vista.progress import lightning_progress
 
     bar, lines = lightning_progress("train", t.progress_bar)
-    return pl.Trainer(
+    return t.build(
         max_steps=1,  # set from the world size by the caller
         max_epochs=-1,
         accelerator=t.accelerator,

@@ -72,8 +72,16 @@ class SAETrainingModule(pl.LightningModule):
         """Estimate the input scale and start every b_dec at the (scaled) data mean."""
         sample = sample.float()
         if self.train_cfg.normalize_inputs:
-            sq = sample.pow(2).sum(dim=1).mean()
-            self.input_scale.fill_(math.sqrt(sample.shape[1] / max(float(sq), 1e-12)))
+            # In float64: squared norms of float32 values near 1e30 overflow float32.
+            sq = float(sample.double().pow(2).sum(dim=1).mean())
+            scale = math.sqrt(sample.shape[1] / max(sq, 1e-12))
+            if not math.isfinite(sq) or not 1e-37 < scale < 1e37:
+                raise VistaError(
+                    f"The training activations cannot be scaled to unit size (mean squared norm "
+                    f"{sq:.3g}); check the store for extreme or non-finite values (vista info "
+                    "STORE) and re-extract it."
+                )
+            self.input_scale.fill_(scale)
         for sae in self.saes:
             sae.init_from_data_(sample * self.input_scale, self.train_cfg.b_dec_init)
 

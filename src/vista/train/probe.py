@@ -171,7 +171,7 @@ def fit_multitask_probe(
     from vista.progress import lightning_progress
 
     bar, lines = lightning_progress("probe", trainer_cfg.progress_bar)
-    trainer = pl.Trainer(
+    trainer = trainer_cfg.build(
         max_epochs=cfg.epochs,
         accelerator=trainer_cfg.accelerator,
         devices=1,
