@@ -336,7 +336,18 @@ def expand_shorthand(verb: str, arg: str, previous: str = "") -> str:
         value = f"[{value}]"
         arg = f"{key}={value}"
     target = SHORTHANDS.get(verb, {}).get(key)
-    return f"{target}={value}" if sep and target and not value.startswith("{") else arg
+    arg = f"{target}={value}" if sep and target and not value.startswith("{") else arg
+    return quote_non_ascii(arg)
+
+
+def quote_non_ascii(arg: str) -> str:
+    """``store=données/ünï.h5`` -> ``store='données/ünï.h5'``: Hydra's grammar takes non-ASCII
+    characters in quoted values only, so a plain value with them is quoted for the user (one
+    that is quoted already, a list or a mapping is left as typed)."""
+    key, sep, value = arg.partition("=")
+    if not sep or not value or value.isascii() or value[0] in "'\"[{" or "'" in value:
+        return arg
+    return f"{key}='{value}'"
 
 
 def run_verb(verb: str, args: list[str]) -> None:

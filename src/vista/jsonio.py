@@ -51,3 +51,19 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return p
+
+
+def read_json_object(path: str | os.PathLike[str], what: str, fix: str) -> dict[str, Any]:
+    """The JSON object in ``path``; a file that is not one (unreadable, not JSON, a list) is a
+    ``VistaError`` naming ``what`` it should be and the ``fix``."""
+    from vista.errors import VistaError
+
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise VistaError(
+            f"{str(path)!r} is not readable as {what} ({e.__class__.__name__}); {fix}."
+        ) from None
+    if not isinstance(doc, dict):
+        raise VistaError(f"{str(path)!r} holds a JSON {type(doc).__name__}, not {what}; {fix}.")
+    return doc

@@ -134,32 +134,88 @@ class Result:
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> Result:
-        """Read ``path`` (a result directory, or its ``result.json``)."""
+        """Read ``path`` (a result directory, or its ``result.json``). A file that is not what
+        ``write`` wrote (not JSON, JSON of another shape, an ``arrays.npz`` that is not a numeric
+        archive or holds pickled objects) is one sentence naming it; nothing in it is executed."""
         p = Path(path)
         d = p if p.is_dir() else p.parent
         try:
             doc = json.loads((d / "result.json").read_text())
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise VistaError(
                 f"{str(d)!r} holds no readable result.json ({e.__class__.__name__}); run "
                 "`vista analyze` again."
             ) from None
-        if doc.get("schema") != SCHEMA:
-            raise VistaError(f"{str(d)!r} is not a vista result (schema {doc.get('schema')!r}).")
-        arrays: dict[str, np.ndarray] = {}
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+            got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+            raise VistaError(
+                f"{str(d / 'result.json')!r} is not a vista result (schema {got!r}); run "
+                "`vista analyze` again."
+            )
+        try:
+            result = cls._from_doc(doc)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise VistaError(
+                f"{str(d / 'result.json')!r} does not have the shape vista writes ({e}); it was "
+                "edited or written by something else: run `vista analyze` again."
+            ) from None
         if (d / "arrays.npz").is_file():
-            with np.load(d / "arrays.npz", allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
+            result.arrays = _read_arrays(d / "arrays.npz")
+        return result
+
+    @classmethod
+    def _from_doc(cls, doc: dict[str, Any]) -> Result:
+        def mapping(key: str, values: type | tuple[type, ...] = object) -> dict[str, Any]:
+            got = doc.get(key, {})
+            if not isinstance(got, dict) or not all(isinstance(k, str) for k in got):
+                raise TypeError(f"{key!r} is not an object")
+            if not all(isinstance(v, values) for v in got.values()):
+                raise TypeError(f"an entry of {key!r} is not {getattr(values, '__name__', values)}")
+            return got
+
+        if not isinstance(doc.get("name"), str):
+            raise TypeError("'name' is not a string")
+        headline = doc.get("headline", [])
+        if not isinstance(headline, list) or not all(isinstance(h, str) for h in headline):
+            raise TypeError("'headline' is not a list of names")
+        tables = mapping("tables", list)
+        for name, rows in tables.items():
+            if not all(isinstance(r, dict) for r in rows):
+                raise TypeError(f"table {name!r} is not a list of rows (objects)")
+        scalars = {}
+        for k, v in mapping("scalars", dict).items():
+            sc = Scalar.from_json(v)
+            if sc.direction not in DIRECTIONS or (sc.n is not None and not isinstance(sc.n, int)):
+                raise ValueError(f"scalar {k!r} has direction {sc.direction!r} or n {sc.n!r}")
+            scalars[k] = sc
         return cls(
             name=doc["name"],
-            config=doc.get("config", {}),
-            scalars={k: Scalar.from_json(v) for k, v in doc.get("scalars", {}).items()},
-            arrays=arrays,
-            tables=doc.get("tables", {}),
-            skipped=doc.get("skipped", {}),
-            headline=doc.get("headline", []),
-            metadata=doc.get("metadata", {}),
+            config=mapping("config"),
+            scalars=scalars,
+            tables=tables,
+            skipped={k: str(v) for k, v in mapping("skipped").items()},
+            headline=headline,
+            metadata=mapping("metadata"),
         )
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The numeric arrays of ``path``; pickled objects are refused, never loaded."""
+    import pickle
+    import zipfile
+
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("a single array or other data, not an .npz archive")
+        with z:
+            arrays = {k: z[k] for k in z.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+        raise VistaError(
+            f"{str(path)!r} is not an archive of numeric arrays ({' '.join(str(e).split())[:120]}); "
+            "vista never loads pickled objects: run `vista analyze` again."
+        ) from None
+    return arrays
 
 
 def write_npz(path: Path, arrays: dict[str, Any]) -> Path:

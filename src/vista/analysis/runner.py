@@ -183,32 +183,59 @@ def beyond_data(name: str, cfg: Any, default: Any, ctx: Context) -> list[str]:
     return out
 
 
+def identity(ctx: Context) -> dict[str, str]:
+    """What the results in an out_dir are of: the SAE and the store, by path and by content
+    (so a moved run directory is still the same run, and a retrained SAE is not)."""
+    from vista.saes.io import sae_digest
+    from vista.store import store_fingerprint
+
+    if "_identity" not in ctx.__dict__:
+        ctx.__dict__["_identity"] = {
+            "sae": ctx.sae_path,
+            "store": str(ctx.store.resolve()),
+            "sae_digest": sae_digest(ctx.sae_path) if ctx.sae_path else "",
+            "store_digest": store_fingerprint(ctx.store, ctx.settings.split),
+        }
+    return dict(ctx.__dict__["_identity"])
+
+
+def read_index(out: Path) -> dict[str, Any]:
+    """``out/analyses/index.json`` (empty when there is none), or a ``VistaError``."""
+    from vista.jsonio import read_json_object
+
+    index = out / "analyses" / "index.json"
+    if not index.is_file():
+        return {}
+    return read_json_object(
+        index,
+        "an index of vista analyses",
+        f"delete {str(out / 'analyses')!r} and run the analyses again, or choose another out_dir",
+    )
+
+
 def check_owner(out: Path, ctx: Context) -> None:
     """Refuse to add results to an out_dir whose analyses are of another SAE or store: one
     out_dir's results are one SAE's on one store, or the report shows two runs as one."""
-    index = out / "analyses" / "index.json"
-    if not index.is_file():
+    doc = read_index(out)
+    if not doc:
         return
-    try:
-        doc = json.loads(index.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-        doc = None
-    if not isinstance(doc, dict):
-        raise VistaError(
-            f"{str(index)!r} is not an index of vista analyses; delete {str(out / 'analyses')!r} "
-            "or choose another out_dir."
-        )
     inputs = doc.get("inputs")
     held: dict[str, Any] = inputs if isinstance(inputs, dict) else doc
-    mine = {"sae": ctx.sae_path, "store": str(ctx.store.resolve())}
+    mine = identity(ctx)
     for what in ("sae", "store"):
-        old = held.get(what)
-        if not isinstance(old, str) or not old or _same_path(old, mine[what]):
+        old, old_digest = held.get(what), held.get(f"{what}_digest")
+        if isinstance(old_digest, str) and old_digest:
+            same = old_digest == mine[f"{what}_digest"]
+        else:  # an index written before the digests: by path
+            same = not isinstance(old, str) or not old or _same_path(old, mine[what])
+        if same:
             continue
+        noun = "SAE" if what == "sae" else "store"
         raise VistaError(
-            f"{str(out)!r} holds the analyses of another {'SAE' if what == 'sae' else 'store'} "
-            f"({old!r}, not {mine[what]!r}); results of two runs must not mix: choose another "
-            f"out_dir, or delete {str(out / 'analyses')!r} to start clean."
+            f"{str(out)!r} holds the analyses of another {noun} ({old!r}; this one is "
+            f"{mine[what]!r}{', with other contents' if _same_path(str(old), mine[what]) else ''}); "
+            f"results of two runs must not mix: choose another out_dir, or delete "
+            f"{str(out / 'analyses')!r} to start clean."
         )
 
 
@@ -261,7 +288,7 @@ def _write_index(out: Path, outcome: Outcome, ctx: Context) -> None:
         doc.setdefault("skipped", {})[n] = why
         doc.get("ran", {}).pop(n, None)
     doc["sae"], doc["store"], doc["split"] = ctx.sae_path, str(ctx.store), ctx.settings.split
-    doc["inputs"] = {"sae": ctx.sae_path, "store": str(ctx.store.resolve())}
+    doc["inputs"] = identity(ctx)
     write_json(index, doc)
 
 

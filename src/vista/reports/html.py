@@ -67,7 +67,35 @@ def num(value: Any, fmt: str = "%.3g") -> str:
 
 
 def write_report(run_dir: str | os.PathLike[str], cfg: ReportConfig | None = None) -> Path:
-    """Write ``run_dir/report/`` and return the path of its ``index.html``."""
+    """Write ``run_dir/report/`` and return the path of its ``index.html``.
+
+    The results are files a person can edit: content that passes ``Result.read``'s checks but
+    lacks what a section reads (a table without its columns, a number that is text) is one
+    sentence naming the run and the fix; the trace still goes to ``run_dir/logs`` for a report.
+    """
+    try:
+        return _write_report(run_dir, cfg)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        import traceback
+
+        run = Path(run_dir)
+        log_file = run / "logs" / f"vista-report-content-{os.getpid()}.log"
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            log_file.write_text("".join(traceback.format_exception(e)))
+            where = f"the trace is in {log_file}"
+        except OSError:
+            where = "the trace could not be written"
+        raise VistaError(
+            f"The results under {str(run / 'analyses')!r} do not hold what the report reads "
+            f"({type(e).__name__}: {' '.join(str(e).split())[:120]}); they were edited or written "
+            f"by another version of vista: run `vista analyze` into a new out_dir ({where})."
+        ) from None
+    finally:
+        shutil.rmtree(Path(run_dir) / ".report.tmp", ignore_errors=True)
+
+
+def _write_report(run_dir: str | os.PathLike[str], cfg: ReportConfig | None) -> Path:
     cfg = cfg or ReportConfig()
     run = Path(run_dir)
     if (run / "bench_results.json").is_file() and not (run / "analyses").is_dir():
@@ -147,13 +175,22 @@ def _common(run: Path, data: FeatureData) -> dict[str, Any]:
     }
 
 
+def _entries(index: dict[str, Any], key: str) -> dict[str, Any]:
+    got = index.get(key, {})
+    return got if isinstance(got, dict) else {}
+
+
 def _overview(run: Path, results: dict[str, Any], plots: dict[str, list]) -> dict[str, Any]:
-    index: dict[str, Any] = {}
-    if (run / "analyses" / "index.json").is_file():
-        index = json.loads((run / "analyses" / "index.json").read_text())
-    config = {}
+    from vista.analysis.runner import read_index
+    from vista.jsonio import read_json_object
+
+    index = read_index(run)
+    config: Any = {}
     if (run / "run.json").is_file():
-        config = json.loads((run / "run.json").read_text()).get("config", {})
+        fix = "delete it (the report then omits the run's settings) or run `vista run` again"
+        config = read_json_object(run / "run.json", "a vista run record", fix).get("config", {})
+    if not isinstance(config, dict):
+        config = {}
     meta = next(iter(results.values())).metadata
     from vista.analysis.runner import ORDER
 
@@ -170,8 +207,11 @@ def _overview(run: Path, results: dict[str, Any], plots: dict[str, list]) -> dic
         f"· split {meta.get('split', '')} · {meta.get('n_images', '')} images",
         "headline": headline,
         "confidence": f"{float(meta.get('confidence') or 0.95):.0%}",
-        "ran": [(n, v.get("seconds")) for n, v in index.get("ran", {}).items()],
-        "skipped": list(index.get("skipped", {}).items()),
+        "ran": [
+            (n, v.get("seconds") if isinstance(v, dict) else None)
+            for n, v in _entries(index, "ran").items()
+        ],
+        "skipped": [(n, str(why)) for n, why in _entries(index, "skipped").items()],
         "plots": plots["overview"],
         "config": json.dumps(config or {k: r.config for k, r in results.items()}, indent=2),
     }

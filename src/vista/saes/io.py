@@ -128,6 +128,30 @@ def load_sae(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
     return sae.to(device).eval()
 
 
+def sae_digest(path: str | os.PathLike[str], edge: int = 4 << 20) -> str:
+    """A digest of an SAE's files (a directory's files, or the one file), cheap at any size:
+    each file's name, size, first and last ``edge`` bytes. Tells whether two paths hold the same
+    SAE, wherever the directory was moved."""
+    import hashlib
+
+    p = Path(path)
+    files = (
+        sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+        if p.is_dir()
+        else [p]
+    )
+    h = hashlib.sha256()
+    for f in files:
+        size = f.stat().st_size
+        h.update(f"{f.name}:{size}:".encode())
+        with f.open("rb") as fh:
+            h.update(fh.read(edge))
+            if size > 2 * edge:
+                fh.seek(size - edge)
+                h.update(fh.read(edge))
+    return h.hexdigest()[:16]
+
+
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))

@@ -1,6 +1,6 @@
 """The HDF5 activation store: layout (spec + version), atomic writer, reader, token stream."""
 
-from vista.store.reader import ActivationStore, SplitInfo
+from vista.store.reader import ActivationStore, SplitInfo, store_fingerprint
 from vista.store.stream import StreamConfig, TokenStream
 from vista.store.writer import SplitSpec, StoreWriter
 
@@ -11,4 +11,5 @@ __all__ = [
     "StoreWriter",
     "StreamConfig",
     "TokenStream",
+    "store_fingerprint",
 ]

@@ -272,3 +272,20 @@ class ActivationStore:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def store_fingerprint(store: str | os.PathLike[str], split: str, samples: int = 8) -> str:
+    """A digest of what training reads from ``store``: its attributes, the split's shape and
+    dtype, its labels' names, and ``samples`` rows spread over the split (cheap on any size)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with ActivationStore(store) as st:
+        info = st.split(split)
+        attrs = {k: str(v) for k, v in sorted(st.attrs.items())}
+        h.update(json.dumps([attrs, info.n_rows, info.n_tokens, info.d_model]).encode())
+        h.update(json.dumps(list(info.label_names)).encode())
+        for r in sorted({int(i) for i in np.linspace(0, info.n_rows - 1, samples)}):
+            rows = np.ascontiguousarray(st.read_rows(split, r, r + 1))
+            h.update(str(rows.dtype).encode() + rows.tobytes())
+    return h.hexdigest()[:16]

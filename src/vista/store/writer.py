@@ -127,6 +127,8 @@ class StoreWriter:
         }
         self._n_pending = dict.fromkeys(splits, 0)
         self._file: h5py.File | None = None
+        self._made = (attrs, dtype, compression, fingerprint)  # what _create needs, for _repack
+        self._resumed = False
         if resume and self.tmp.exists():
             try:
                 f = h5py.File(self.tmp, "r+")
@@ -136,6 +138,7 @@ class StoreWriter:
                 then = str(f.attrs.get(_FINGERPRINT_ATTR, ""))
                 if then == fingerprint:
                     self._file = f
+                    self._resumed = True
                 else:
                     f.close()
                     raise VistaError(
@@ -256,15 +259,11 @@ class StoreWriter:
         k = end - disk
         self._check_space(acts[:k].nbytes + 9 * 8 * k)
         try:
-            g[layout.ENCODED][disk:end] = acts[:k]
-            for lname, values in labels.items():
-                g[layout.LABELS][lname][disk:end] = values[:k]
-            g[layout.ORIGINAL_INDICES][disk:end] = idx[:k]
-            self._file.flush()
-            # The counter moves only once the rows are on disk: a resume never trusts rows
-            # that a failed write left half there.
-            g.attrs[layout.ROWS_WRITTEN_ATTR] = end
-            self._file.flush()
+            # One chunk per write, whatever the batch size: the file's bytes then depend on its
+            # contents only, not on how the rows arrived (so a resumed file equals a whole one).
+            _write_chunks(
+                self._file, g, disk, acts[:k], {c: v[:k] for c, v in labels.items()}, idx[:k]
+            )
         except OSError as e:
             raise self._write_failed(e) from None
         rest = n - k
@@ -320,6 +319,9 @@ class StoreWriter:
                 raise VistaError(
                     f"Split {name!r} has {done} of {spec.n_rows} rows written; finish writing it first."
                 )
+        if self._resumed:
+            self._repack()
+        assert self._file is not None
         for name in self.splits:
             del self._file[name].attrs[layout.ROWS_WRITTEN_ATTR]
         del self._file.attrs[_FINGERPRINT_ATTR]
@@ -328,6 +330,53 @@ class StoreWriter:
         self._file = None
         os.replace(self.tmp, self.path)
         return self.path
+
+    def _repack(self) -> None:
+        """Rewrite a resumed partial file as an uninterrupted run writes it: a fresh file, the
+        same creation, the rows copied chunk by chunk, the extras last. A kill leaves HDF5's
+        allocation in a state that depends on when it struck (a chunk allocated twice, metadata
+        elsewhere); the copy's bytes depend on the contents only, so a resumed store is byte-
+        identical to an uninterrupted one. Costs one more read and write of the store, and only
+        after a resume."""
+        assert self._file is not None
+        old, self._file = self._file, None
+        fresh = self.tmp.with_name(self.tmp.name + ".repack")
+        self._check_space(
+            int(sum(old[n][layout.ENCODED].id.get_storage_size() for n in self.splits))
+        )
+        try:
+            self._file = h5py.File(fresh, "w", fs_strategy="none")
+            self._create(*self._made)
+            for name in self.splits:
+                src, dst = old[name], self._file[name]
+                n = int(src.attrs[layout.ROWS_WRITTEN_ATTR])
+                step = (src[layout.ENCODED].chunks or (max(n, 1),))[0] * 64
+                for lo in range(0, n, step):
+                    hi = min(n, lo + step)
+                    labels = {c: src[layout.LABELS][c][lo:hi] for c in src[layout.LABELS]}
+                    _write_chunks(
+                        self._file,
+                        dst,
+                        lo,
+                        src[layout.ENCODED][lo:hi],
+                        labels,
+                        src[layout.ORIGINAL_INDICES][lo:hi],
+                    )
+            if layout.EXTRAS in old:
+                for key, ds in old[layout.EXTRAS].items():
+                    self._file.require_group(layout.EXTRAS).create_dataset(key, data=ds[...])
+            self._file.flush()
+        except BaseException:
+            if self._file is not None:
+                self._file.close()
+            self._file = old
+            fresh.unlink(missing_ok=True)
+            raise
+        old.close()
+        self._file.close()
+        os.replace(fresh, self.tmp)
+        self._file = h5py.File(self.tmp, "r+")
+        self._resumed = False
 
     def close(self) -> None:
         """Close without publishing; the partial file stays for a resume.
@@ -352,6 +401,32 @@ class StoreWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _write_chunks(
+    f: h5py.File,
+    g: h5py.Group,
+    start: int,
+    acts: np.ndarray,
+    labels: dict[str, np.ndarray],
+    idx: np.ndarray,
+) -> None:
+    """Write ``acts`` (and its labels and indices) at row ``start`` of split group ``g``, one
+    chunk per write whatever the batch size: the file's bytes then depend on its contents only,
+    not on how the rows arrived."""
+    chunk = (g[layout.ENCODED].chunks or (max(len(acts), 1),))[0]
+    for a in range(0, len(acts), chunk):
+        b = min(len(acts), a + chunk)
+        lo, hi = start + a, start + b
+        g[layout.ENCODED][lo:hi] = acts[a:b]
+        for lname, values in labels.items():
+            g[layout.LABELS][lname][lo:hi] = values[a:b]
+        g[layout.ORIGINAL_INDICES][lo:hi] = idx[a:b]
+        f.flush()
+        # The counter moves only once the rows are on disk: a resume never trusts rows that a
+        # failed write left half there.
+        g.attrs[layout.ROWS_WRITTEN_ATTR] = hi
+        f.flush()
 
 
 def _jsonable(v: Any) -> Any:

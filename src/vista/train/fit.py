@@ -20,7 +20,7 @@ from vista.jsonio import umask_mode
 from vista.saes.config import SAEConfig
 from vista.saes.io import save_sae
 from vista.saes.registry import config_from_dict
-from vista.store import ActivationStore, StreamConfig, TokenStream
+from vista.store import ActivationStore, StreamConfig, TokenStream, store_fingerprint
 from vista.train.allocator import keep_freed_memory
 from vista.train.config import TrainConfig, TrainerConfig
 from vista.train.data import TokenBatches
@@ -78,26 +78,6 @@ def _save_on_stop(last: Path) -> Any:
                     log.info("stopped after step %d; checkpoint saved to %s", self.step, last)
 
     return SaveOnStop()
-
-
-def store_fingerprint(store: str | os.PathLike[str], split: str, samples: int = 8) -> str:
-    """A digest of what training reads from ``store``: its attributes, the split's shape and
-    dtype, its labels' names, and ``samples`` rows spread over the split (cheap on any size)."""
-    import hashlib
-    import json
-
-    import numpy as np
-
-    h = hashlib.sha256()
-    with ActivationStore(store) as st:
-        info = st.split(split)
-        attrs = {k: str(v) for k, v in sorted(st.attrs.items())}
-        h.update(json.dumps([attrs, info.n_rows, info.n_tokens, info.d_model]).encode())
-        h.update(json.dumps(list(info.label_names)).encode())
-        for r in sorted({int(i) for i in np.linspace(0, info.n_rows - 1, samples)}):
-            rows = np.ascontiguousarray(st.read_rows(split, r, r + 1))
-            h.update(str(rows.dtype).encode() + rows.tobytes())
-    return h.hexdigest()[:16]
 
 
 def _same_run(
