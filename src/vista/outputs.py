@@ -84,8 +84,8 @@ def _output_files(verb: str, job: Any) -> list[tuple[str, Path]]:
     if verb == "encode":
         from vista.analysis.codes import POOLINGS, pooled_path
 
-        files += [(f"the {p}-pooled output", pooled_path(out, p)) for p in POOLINGS]
-    files += [(f"the partial file of {w}", Path(f"{p}.partial")) for w, p in list(files)]
+        files += [(f"{p}-pooled output", pooled_path(out, p)) for p in POOLINGS]
+    files += [(f"partial file of {w}", Path(f"{p}.partial")) for w, p in list(files)]
     return files
 
 
@@ -115,8 +115,9 @@ def check_outputs(verb: str, job: Any) -> None:
         for name, src in inputs:
             if _same_or_inside(path, src):
                 where = "is" if path.resolve() == src.resolve() else "lies inside"
+                named = f"out={str(path)!r}" if what == "out" else f"The {what} ({str(path)!r})"
                 raise VistaError(
-                    f"{what[0].upper()}{what[1:]} ({str(path)!r}) {where} the input {name}={str(src)!r}; vista never "
+                    f"{named} {where} the input {name}={str(src)!r}; vista never "
                     "writes over its own inputs: choose another out."
                 )
     out_dir = getattr(job, "out_dir", None)

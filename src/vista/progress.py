@@ -30,6 +30,19 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
+_last_beat = [time.perf_counter()]
+
+
+def heartbeat(what: str, done: int, total: int, interval: float = INTERVAL) -> None:
+    """For loops with no bar of their own (bootstrap replicates, permutations): a line
+    ``what: done/total`` when ``interval`` seconds have passed since the last such line, so a long
+    count setting shows where it is."""
+    now = time.perf_counter()
+    if now - _last_beat[0] >= interval:
+        _last_beat[0] = now
+        say(f"{what}: {done:,}/{total:,}")
+
+
 def _duration(seconds: float) -> str:
     s = int(max(0.0, seconds))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

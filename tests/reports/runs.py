@@ -52,7 +52,7 @@ def digits_run(run: Path, tokens: bool = False, xss: bool = False) -> Path:
     ctx = Context(sae, store, AnalysisSettings(n_boot=50, n_perm=50), sae_path=str(run / "sae"))
     cfgs = {name: spec.config() for name, spec in ANALYSES.items()}
     cfgs["probe"].epochs = 1
-    cfgs["ablation"].ks = [2, 8]
+    cfgs["ablation"].ks = sorted({2, min(8, sae.d_sae)})  # a k beyond the width is refused
     names_, _ = resolve_names(["all"])
     run_analyses(ctx, names_, cfgs, run, explicit=False)
     return run

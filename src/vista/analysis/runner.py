@@ -187,16 +187,28 @@ def identity(ctx: Context) -> dict[str, str]:
     """What the results in an out_dir are of: the SAE and the store, by path and by content
     (so a moved run directory is still the same run, and a retrained SAE is not)."""
     from vista.saes.io import sae_digest
-    from vista.store import store_fingerprint
 
     if "_identity" not in ctx.__dict__:
         ctx.__dict__["_identity"] = {
             "sae": ctx.sae_path,
             "store": str(ctx.store.resolve()),
             "sae_digest": sae_digest(ctx.sae_path) if ctx.sae_path else "",
-            "store_digest": store_fingerprint(ctx.store, ctx.settings.split),
+            "store_digest": _store_digest(ctx.store),
         }
     return dict(ctx.__dict__["_identity"])
+
+
+def _store_digest(store: Path) -> str:
+    """The store's fingerprint over all its splits (analyses of two splits of one store are of
+    one store)."""
+    import hashlib
+
+    from vista.store import ActivationStore, store_fingerprint
+
+    with ActivationStore(store) as st:
+        splits = sorted(st.splits)
+    parts = [store_fingerprint(store, s) for s in splits]
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:16]
 
 
 def read_index(out: Path) -> dict[str, Any]:

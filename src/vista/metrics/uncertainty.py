@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from vista.progress import heartbeat
+
 _BLOCK = 128
 """Bootstrap replicates drawn at once (bounds memory at ``_BLOCK * n`` counts)."""
 
@@ -41,6 +43,7 @@ def bootstrap_replicates(
     """``statistic(counts (b, n)) -> (b, ...)`` over ``n_boot`` replicates, in blocks."""
     out = []
     for start in range(0, n_boot, _BLOCK):
+        heartbeat("bootstrap replicates", start, n_boot)
         out.append(np.asarray(statistic(resample_counts(n, min(_BLOCK, n_boot - start), rng))))
     return np.concatenate(out, axis=0)
 
@@ -96,6 +99,7 @@ def paired_permutation_pvalue(
     observed = abs(d.mean())
     hits = 0
     for start in range(0, n_perm, _BLOCK):
+        heartbeat("permutations", start, n_perm)
         m = min(_BLOCK, n_perm - start)
         signs = rng.integers(0, 2, size=(m, d.size)) * 2.0 - 1.0
         hits += int((np.abs(signs @ d / d.size) >= observed - 1e-12).sum())
@@ -112,7 +116,9 @@ def two_sample_permutation_pvalue(
     pooled = np.concatenate([x, y])
     observed = abs(x.mean() - y.mean())
     hits = 0
-    for _ in range(n_perm):
+    for i in range(n_perm):
+        if i % _BLOCK == 0:
+            heartbeat("permutations", i, n_perm)
         p = rng.permutation(pooled)
         hits += int(abs(p[: x.size].mean() - p[x.size :].mean()) >= observed - 1e-12)
     return (1 + hits) / (1 + n_perm)
