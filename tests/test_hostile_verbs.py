@@ -477,3 +477,83 @@ def test_the_rules_name_the_setting_for_library_callers() -> None:
     assert bounds.problems(replace(AnalysisSettings(), n_boot=-1)) == [
         "n_boot=-1 must be between 0 and 100,000"
     ]
+
+
+# -- more of the same classes ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (["encode", "sae=sae", "store=s.h5", "out="], "out is empty"),
+        (["analyze", "sae=sae", "store=s.h5", "out_dir="], "out_dir is empty"),
+    ],
+)
+def test_an_empty_output_path_is_refused(
+    inputs: Path, capsys, monkeypatch, args: list[str], sentence: str
+) -> None:
+    monkeypatch.chdir(inputs)
+    code, _, err = in_process(capsys, monkeypatch, *args)
+    assert sentence in _one_sentence(code, err)
+    assert not (inputs / "analyses").exists()
+
+
+def test_an_sae_with_non_finite_weights_is_refused_when_read(
+    inputs: Path, capsys, monkeypatch
+) -> None:
+    sae = identity_sae(16)
+    with torch.no_grad():
+        sae.W_enc[0, 0] = float("nan")
+    save_sae(sae, inputs / "bad")
+    code, _, err = in_process(
+        capsys, monkeypatch, "analyze", f"sae={inputs / 'bad'}", f"store={inputs / 's.h5'}",
+        f"out_dir={inputs / 'o'}", "analysis=health",
+    )  # fmt: skip
+    assert "holds NaN or infinite values in W_enc" in _one_sentence(code, err)
+
+
+def test_a_label_with_one_image_of_a_class_is_skipped_not_a_crash(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """Two classes, one of them a single image: no stratified split can put it in both parts."""
+    rng = np.random.default_rng(0)
+    y = {"a": np.array([0, 1] + [0] * 8)}
+    x = rng.random((10, 16)).astype(np.float32)
+    store = write_vista_store(
+        tmp_path / "t.h5", {"training": x, "validation": x}, {"training": y, "validation": y},
+        {"a": ["p", "q"]},
+    )  # fmt: skip
+    save_sae(identity_sae(16), tmp_path / "sae")
+    code, out, err = in_process(
+        capsys, monkeypatch, "analyze", f"sae={tmp_path / 'sae'}", f"store={store}",
+        f"out_dir={tmp_path / 'o'}", "eval.n_boot=10", "eval.n_perm=10",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "has 1 class(es) with two or more images" in out + err
+
+
+def test_running_out_of_memory_is_the_users_problem_in_one_sentence(raising_out_of_memory) -> None:
+    code, err = raising_out_of_memory
+    assert code == 2 and "ran out of memory" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def raising_out_of_memory(tmp_path: Path, capsys, monkeypatch) -> tuple[int, str]:
+    from vista import cli
+
+    def boom(job: object) -> None:
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: "
+            "you tried to allocate 102400000000 bytes."
+        )
+
+    monkeypatch.setenv("VISTA_VERB", "")
+    monkeypatch.setitem(cli.TASKS, "synthetic", boom)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["synthetic", f"out={tmp_path / 's.h5'}"])
+    return int(e.value.code), capsys.readouterr().err
+
+
+def test_a_message_quoting_a_multi_line_report_is_one_line(capsys, monkeypatch) -> None:
+    from vista.boundary import failure
+
+    assert failure("x", VistaError("shapes differ:\n\tW_enc (3, 3)\n\tW_dec (3, 3)")) == 2
+    assert capsys.readouterr().err == "vista x: error: shapes differ: W_enc (3, 3) W_dec (3, 3)\n"

@@ -62,6 +62,11 @@ def failure(verb: str, e: BaseException, out_dir: str = "") -> int:
     elif isinstance(e, KeyboardInterrupt):
         print(f"vista {verb}: interrupted; run the same command again to resume.", file=sys.stderr)
         return 130
+    elif _out_of_memory(e):
+        msg = (
+            f"the machine ran out of memory ({' '.join(str(e).split())[:160]}); lower the sizes "
+            "(sae.d_sae, batch sizes, eval.batch_tokens, eval.dense_codes_mb) or use a larger machine"
+        )
     elif isinstance(e, OSError) and e.errno == errno.ENOSPC:
         msg = f"the disk is full ({e.filename or 'writing output'}); free space and run the same command again to resume"
     elif isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
@@ -91,5 +96,16 @@ def failure(verb: str, e: BaseException, out_dir: str = "") -> int:
             file=sys.stderr,
         )
         return 3
+    msg = " ".join(msg.split())  # one line, whatever the message quoted (a library's report)
     print(f"vista {verb}: error: {msg}", file=sys.stderr)
     return int(getattr(e, "exit_code", 2))
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """A failed allocation: Python's MemoryError, torch's CPU allocator, a GPU's OOM."""
+    if isinstance(e, MemoryError):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+    )

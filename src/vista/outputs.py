@@ -105,6 +105,10 @@ def _same_or_inside(a: Path, b: Path) -> bool:
 def check_outputs(verb: str, job: Any) -> None:
     """Refuse, before any work, a job that would write over one of its inputs or whose output
     path is of the wrong kind."""
+    for name in ("out", "out_dir", "run_dir"):
+        value = getattr(job, name, None)
+        if isinstance(value, str) and not value.strip():
+            raise VistaError(f"{name} is empty; give the path to write to, e.g. {name}=results.")
     inputs = _inputs(job)
     for what, path in _output_files(verb, job):
         if what == "out" and path.is_dir():

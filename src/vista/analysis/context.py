@@ -144,22 +144,27 @@ class Context:
         """Label -> why it cannot be analysed ('' = usable)."""
         out = {}
         for name, y in self.labels.items():
-            present = np.unique(y[y >= 0])
+            # A class needs two images to reach both parts of the stratified train/test split.
+            counts = np.bincount(y[y >= 0]) if (y >= 0).any() else np.zeros(0, int)
+            present = int((counts >= 2).sum())
             out[name] = (
                 ""
-                if len(present) >= min_classes
-                else f"label {name!r} has {len(present)} class(es) in split {self.settings.split!r}"
+                if present >= min_classes
+                else f"label {name!r} has {present} class(es) with two or more images in split "
+                f"{self.settings.split!r}"
             )
         return out
 
     def require_labels(self, min_labels: int = 1) -> list[str]:
         """The usable labels, or ``Skip`` with the reason."""
-        usable = [k for k, why in self.usable_labels().items() if not why]
+        why = self.usable_labels()
+        usable = [k for k, reason in why.items() if not reason]
         if len(usable) < min_labels:
             have = ", ".join(self.labels) or "none"
+            reasons = "".join(f" ({r})" for r in why.values() if r)
             raise Skip(
                 f"it needs {min_labels} label(s) with at least two classes; split "
-                f"{self.settings.split!r} of {self.store.name} has {have}"
+                f"{self.settings.split!r} of {self.store.name} has {have}{reasons}"
             )
         return usable
 

@@ -54,6 +54,13 @@ def fit_probe(x_train: Any, y_train: np.ndarray, cfg: ProbeConfig) -> Any:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    if len(np.unique(y_train)) < 2:
+        from vista.analysis.context import Skip
+
+        raise Skip(
+            f"its training images hold one class only ({len(y_train)} images); a probe needs two "
+            "(a larger split or eval.test_size nearer 0.2 gives it more)"
+        )
     clf = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter, solver="lbfgs")
     sparse = hasattr(x_train, "toarray")
     model = make_pipeline(StandardScaler(with_mean=not sparse), clf) if cfg.standardize else clf
