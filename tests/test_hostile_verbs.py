@@ -137,6 +137,8 @@ def test_a_setting_outside_its_range_is_refused_with_the_range(
         (["train", "store=s.h5", "out_dir=t", "trainer.devices=abc"], "cannot run here"),
         (["synthetic", "out=x.h5", "synthetic.seed=-3"], "synthetic.seed=-3 must be between"),
         (["judge", "out_dir=j", "n_boot=-1"], "n_boot=-1 must be between 0"),
+        (["encode", "sae=sae", "store=s.h5", "out="], "out is empty"),
+        (["analyze", "sae=sae", "store=s.h5", "out_dir="], "out_dir is empty"),
     ],
 )
 def test_other_verbs_refuse_settings_that_cannot_work(
@@ -146,6 +148,7 @@ def test_other_verbs_refuse_settings_that_cannot_work(
     code, _, err = in_process(capsys, monkeypatch, *args)
     assert sentence in _one_sentence(code, err)
     assert not (inputs / "c.h5").exists() and not (inputs / "t/sae").exists()
+    assert not (inputs / "analyses").exists()
 
 
 def test_a_cuda_device_on_a_machine_without_one_is_refused() -> None:
@@ -480,22 +483,6 @@ def test_the_rules_name_the_setting_for_library_callers() -> None:
 
 
 # -- more of the same classes ------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("args", "sentence"),
-    [
-        (["encode", "sae=sae", "store=s.h5", "out="], "out is empty"),
-        (["analyze", "sae=sae", "store=s.h5", "out_dir="], "out_dir is empty"),
-    ],
-)
-def test_an_empty_output_path_is_refused(
-    inputs: Path, capsys, monkeypatch, args: list[str], sentence: str
-) -> None:
-    monkeypatch.chdir(inputs)
-    code, _, err = in_process(capsys, monkeypatch, *args)
-    assert sentence in _one_sentence(code, err)
-    assert not (inputs / "analyses").exists()
-
-
 def test_an_sae_with_non_finite_weights_is_refused_when_read(
     inputs: Path, capsys, monkeypatch
 ) -> None:

@@ -53,7 +53,6 @@ def failure(verb: str, e: BaseException, out_dir: str = "") -> int:
     whose trace goes to a log file the message names."""
     import errno
     import pickle
-    import traceback
 
     if isinstance(e, SystemExit):
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
@@ -83,13 +82,9 @@ def failure(verb: str, e: BaseException, out_dir: str = "") -> int:
             "unpickling can run code: use state dicts or safetensors"
         )
     else:
-        log = Path(out_dir or ".") / "logs" / f"vista-{verb}-error-{os.getpid()}.log"
-        try:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text("".join(traceback.format_exception(e)))
-            where = f"the trace is in {log}"
-        except OSError:
-            where = "the trace could not be written"
+        where = write_trace(
+            e, Path(out_dir or ".") / "logs" / f"vista-{verb}-error-{os.getpid()}.log"
+        )
         print(
             f"vista {verb}: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
             f"— this is a bug in vista; {where} (please attach it to a bug report).",
@@ -99,6 +94,18 @@ def failure(verb: str, e: BaseException, out_dir: str = "") -> int:
     msg = " ".join(msg.split())  # one line, whatever the message quoted (a library's report)
     print(f"vista {verb}: error: {msg}", file=sys.stderr)
     return int(getattr(e, "exit_code", 2))
+
+
+def write_trace(e: BaseException, log: Path) -> str:
+    """Write ``e``'s traceback to ``log``; say where it is (for the one-line message)."""
+    import traceback
+
+    try:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("".join(traceback.format_exception(e)))
+        return f"the trace is in {log}"
+    except OSError:
+        return "the trace could not be written"
 
 
 def _out_of_memory(e: BaseException) -> bool:

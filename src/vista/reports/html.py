@@ -76,16 +76,10 @@ def write_report(run_dir: str | os.PathLike[str], cfg: ReportConfig | None = Non
     try:
         return _write_report(run_dir, cfg)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
-        import traceback
+        from vista.boundary import write_trace
 
         run = Path(run_dir)
-        log_file = run / "logs" / f"vista-report-content-{os.getpid()}.log"
-        try:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            log_file.write_text("".join(traceback.format_exception(e)))
-            where = f"the trace is in {log_file}"
-        except OSError:
-            where = "the trace could not be written"
+        where = write_trace(e, run / "logs" / f"vista-report-content-{os.getpid()}.log")
         raise VistaError(
             f"The results under {str(run / 'analyses')!r} do not hold what the report reads "
             f"({type(e).__name__}: {' '.join(str(e).split())[:120]}); they were edited or written "
