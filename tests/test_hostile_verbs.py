@@ -139,6 +139,12 @@ def test_a_setting_outside_its_range_is_refused_with_the_range(
         (["judge", "out_dir=j", "n_boot=-1"], "n_boot=-1 must be between 0"),
         (["encode", "sae=sae", "store=s.h5", "out="], "out is empty"),
         (["analyze", "sae=sae", "store=s.h5", "out_dir="], "out_dir is empty"),
+        (["extract", "out=x.h5", "encoder=module", "encoder.channels=7"], "must be 1 (grey) or 3"),
+        (
+            ["extract", "out=x.h5", "encoder=module", "encoder.mean=[1,2]"],
+            "must hold 1 or 3 values",
+        ),
+        (["report", "nothere"], "The run directory 'nothere' does not exist"),
     ],
 )
 def test_other_verbs_refuse_settings_that_cannot_work(

@@ -14,6 +14,7 @@ The rules, for every field of every nested config:
   is a floating type (a store's: float16 or float32);
 - any other integer is at least 1, unless its default is 0 or below (then 0 or -1 mean "auto",
   "all" or "off" and the default is the floor) or 0 is documented as "all" (``ZERO_MEANS_ALL``);
+- an image normalisation has 1 or 3 channels and a mean and std of 1 value or one per channel;
 - the lists of latent counts an analysis sweeps (``NON_EMPTY``) may not be empty, and the entries
   of any list of numbers follow the scalar rule.
 
@@ -162,6 +163,25 @@ def _value_problems(name: str, key: str, v: Any, default: Any) -> list[str]:
     return []
 
 
+def _normalisation_problems(obj: Any, prefix: str) -> list[str]:
+    """An image normalisation (``channels``, ``mean``, ``std``) that cannot apply: 1 or 3 channels,
+    a mean and a std of one value or one per channel."""
+    names = {f.name for f in fields(obj)}
+    if not {"channels", "mean", "std"} <= names:
+        return []
+    out = []
+    c = obj.channels
+    if c not in (1, 3):
+        out.append(f"{prefix}channels={c} must be 1 (grey) or 3 (RGB)")
+    for name in ("mean", "std"):
+        v = list(getattr(obj, name))
+        if len(v) not in (0, 1, c):
+            out.append(f"{prefix}{name}={v} must hold 1 or {c} values (one per channel)")
+    if any(x == 0 for x in obj.std):
+        out.append(f"{prefix}std={list(obj.std)} must not hold 0")
+    return out
+
+
 def problems(obj: Any, prefix: str = "") -> list[str]:
     """Every setting of the config ``obj`` (and the configs it holds) outside its valid range,
     each as a phrase naming the setting with its dotted key."""
@@ -170,7 +190,7 @@ def problems(obj: Any, prefix: str = "") -> list[str]:
     own = getattr(obj, "problems", None)
     if callable(own):
         return list(own())  # they name their settings (sae.k, train.lr) themselves
-    out: list[str] = []
+    out: list[str] = _normalisation_problems(obj, prefix)
     for f in fields(obj):
         v = getattr(obj, f.name)
         key = f"{prefix}{f.name}"

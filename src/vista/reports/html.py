@@ -92,6 +92,11 @@ def write_report(run_dir: str | os.PathLike[str], cfg: ReportConfig | None = Non
 def _write_report(run_dir: str | os.PathLike[str], cfg: ReportConfig | None) -> Path:
     cfg = cfg or ReportConfig()
     run = Path(run_dir)
+    if not run.is_dir():
+        raise VistaError(
+            f"The run directory {str(run)!r} does not exist; give the out_dir of `vista run` or "
+            "`vista analyze`."
+        )
     if (run / "bench_results.json").is_file() and not (run / "analyses").is_dir():
         return write_sweep_report(run)  # a `vista bench` directory
     results = read_results(run)
