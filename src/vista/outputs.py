@@ -130,6 +130,11 @@ def check_outputs(verb: str, job: Any) -> None:
     if not isinstance(out_dir, str) or not out_dir:
         return
     root = Path(out_dir)
+    if verb == "report" and not root.exists():
+        raise VistaError(
+            f"The run directory {out_dir!r} does not exist; give the out_dir of `vista run` or "
+            "`vista analyze`."
+        )
     if root.exists() and not root.is_dir():
         setting = "run_dir" if verb == "report" else "out_dir"
         raise VistaError(
