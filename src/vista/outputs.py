@@ -18,7 +18,16 @@ from typing import Any
 
 from vista.errors import VistaError
 
-_ANALYSIS_WRITES = ("analyses", "plots", "logs", "*_results.json", "causal_*.json", "eval_*.json")
+_ANALYSIS_WRITES = (
+    "analyses",
+    "plots",
+    "logs",
+    "*_results.json",
+    "causal_*.json",
+    "eval_*.json",
+    "concept_paths.json",
+    "sdfs_*.npz",
+)
 WRITES_IN_OUT_DIR: dict[str, tuple[str, ...]] = {
     "train": ("sae", "reseeds", "checkpoints", "logs"),
     "train-encoder": ("encoder.safetensors", "encoder.json", "logs", "checkpoints"),
