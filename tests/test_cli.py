@@ -86,7 +86,7 @@ def test_top_level_help_lists_the_verbs() -> None:
             "There is no SAE at",
         ),
         (["frobnicate"], "Unknown verb"),
-        (["report", "/tmp/vista-never-a-run"], "holds no analysis results"),
+        (["report", "/tmp/vista-never-a-run"], "does not exist; give the out_dir"),
     ],
 )
 def test_bad_input_is_one_clear_sentence_without_traceback(args: list[str], message: str) -> None:
