@@ -349,6 +349,17 @@ def _blank_rows(path: Path) -> dict[str, list[dict[str, int]]]:
 
 
 # -- stores without labels ----------------------------------------------------------------------
+def _identity_sae_on(
+    store: Path, verb: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str, str]:
+    """``vista VERB`` of a 16-d identity SAE on ``store``, into ``out/`` beside it."""
+    save_sae(identity_sae(16), store.parent / "sae")
+    return in_process(
+        capsys, monkeypatch, verb, f"sae={store.parent / 'sae'}", f"store={store}",
+        f"out_dir={store.parent / 'out'}", "eval.n_boot=10", "eval.n_perm=10",
+    )  # fmt: skip
+
+
 def test_a_store_without_a_labels_group_computes_what_needs_none(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
@@ -358,11 +369,7 @@ def test_a_store_without_a_labels_group_computes_what_needs_none(
     with h5py.File(tmp_path / "bare.h5", "w") as f:  # an original file with `encoded` only
         for split in ("training", "validation"):
             f.create_dataset(f"{split}/encoded", data=rng.random((300, 16)).astype("f2"))
-    save_sae(identity_sae(16), tmp_path / "sae")
-    code, out, err = in_process(
-        capsys, monkeypatch, "evaluate", f"sae={tmp_path / 'sae'}", f"store={tmp_path / 'bare.h5'}",
-        f"out_dir={tmp_path / 'ev'}", "eval.n_boot=10", "eval.n_perm=10",
-    )  # fmt: skip
+    code, out, err = _identity_sae_on(tmp_path / "bare.h5", "evaluate", capsys, monkeypatch)
     assert code == 0, err
     assert "FVU" in out and "skipped" in out
 
@@ -514,11 +521,7 @@ def test_a_label_with_one_image_of_a_class_is_skipped_not_a_crash(
         tmp_path / "t.h5", {"training": x, "validation": x}, {"training": y, "validation": y},
         {"a": ["p", "q"]},
     )  # fmt: skip
-    save_sae(identity_sae(16), tmp_path / "sae")
-    code, out, err = in_process(
-        capsys, monkeypatch, "analyze", f"sae={tmp_path / 'sae'}", f"store={store}",
-        f"out_dir={tmp_path / 'o'}", "eval.n_boot=10", "eval.n_perm=10",
-    )  # fmt: skip
+    code, out, err = _identity_sae_on(store, "analyze", capsys, monkeypatch)
     assert code == 0, err
     assert "has 1 class(es) with two or more images" in out + err
 
