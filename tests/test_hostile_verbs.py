@@ -137,6 +137,7 @@ def test_a_setting_outside_its_range_is_refused_with_the_range(
         (["train", "store=s.h5", "out_dir=t", "trainer.devices=abc"], "cannot run here"),
         (["synthetic", "out=x.h5", "synthetic.seed=-3"], "synthetic.seed=-3 must be between"),
         (["judge", "out_dir=j", "n_boot=-1"], "n_boot=-1 must be between 0"),
+        (["train", "store=s.h5", "out_dir=t", "train.max_tokens=100"], "less than one batch (256"),
         (["encode", "sae=sae", "store=s.h5", "out="], "out is empty"),
         (["analyze", "sae=sae", "store=s.h5", "out_dir="], "out_dir is empty"),
         (["extract", "out=x.h5", "encoder=module", "encoder.channels=7"], "must be 1 (grey) or 3"),

@@ -152,6 +152,12 @@ def _train_saes(
         raise VistaError(f"Invalid training settings: {'; '.join(bad)}.")
     auto = tc
     tc = tc.resolved()
+    if tc.max_tokens < tc.batch_size:
+        raise VistaError(
+            f"train.max_tokens={tc.max_tokens} is less than one batch ({tc.batch_size} tokens): "
+            "the SAE would take one partial step and stay untrained; give at least "
+            f"{tc.batch_size} tokens or a smaller train.batch_size."
+        )
     if (auto.batch_size, auto.lr_warmup_steps) != (tc.batch_size, tc.lr_warmup_steps):
         log.info(
             "From the budget of %d tokens: batch_size=%d, lr_warmup_steps=%d.",
