@@ -186,6 +186,11 @@ class SAE(nn.Module):
 
         return SAELENS_EXPORT.get(self.cfg.architecture, self.cfg.architecture)
 
+    def non_finite(self) -> list[str]:
+        """Names of the floating parameters and buffers holding NaN or infinite values."""
+        tensors = [*self.named_parameters(), *self.named_buffers()]
+        return [n for n, t in tensors if t.is_floating_point() and not torch.isfinite(t).all()]
+
     @torch.no_grad()
     def canonicalize_(self) -> None:
         """Bring the weights to the exported form: unit-norm decoder rows, same function.

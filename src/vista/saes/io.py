@@ -125,11 +125,7 @@ def load_sae(path: str | os.PathLike[str], device: str | torch.device = "cpu") -
         sae.load_state_dict({k: state[k] for k in sae.state_dict()})
     except RuntimeError as e:
         raise VistaError(f"{origin!r} does not match its configuration: {e}") from None
-    broken = [
-        k
-        for k, t in sae.state_dict().items()
-        if t.is_floating_point() and not torch.isfinite(t).all()
-    ]
+    broken = sae.non_finite()
     if broken:
         raise VistaError(
             f"{origin!r} holds NaN or infinite values in {', '.join(sorted(broken))}; its results "

@@ -306,8 +306,7 @@ def _train_saes(
 def _check_finite(names: list[str], saes: list[Any], sentence: str) -> None:
     """Refuse to export when any parameter or buffer of an SAE is NaN or infinite."""
     for name, sae in zip(names, saes, strict=True):
-        tensors = [*sae.named_parameters(), *sae.named_buffers()]
-        broken = [n for n, t in tensors if t.is_floating_point() and not torch.isfinite(t).all()]
+        broken = sae.non_finite()
         if broken:
             raise VistaError(
                 sentence.format(name=name, what=", ".join(broken)) + "; nothing was exported. "
