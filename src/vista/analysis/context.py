@@ -115,6 +115,26 @@ class Context:
         return self.encode(self.sae)
 
     @cached_property
+    def identity(self) -> dict[str, str]:
+        """What results of this context are of: the SAE and the store, by path and by content (a
+        digest of the SAE's files, the store's fingerprint over all its splits), so a moved run
+        directory is still the same run and a retrained SAE is not."""
+        import hashlib
+
+        from vista.saes.io import sae_digest
+        from vista.store import ActivationStore, store_fingerprint
+
+        with ActivationStore(self.store) as st:
+            splits = sorted(st.splits)
+        parts = [store_fingerprint(self.store, s) for s in splits]
+        return {
+            "sae": self.sae_path,
+            "store": str(self.store.resolve()),
+            "sae_digest": sae_digest(self.sae_path) if self.sae_path else "",
+            "store_digest": hashlib.sha256(":".join(parts).encode()).hexdigest()[:16],
+        }
+
+    @cached_property
     def control_sae(self) -> Any:
         """A randomly initialised SAE of the same config, centred like the trained one (the
         trained ``b_dec``, and BatchTopK's threshold): the null control of ``dynamics``."""

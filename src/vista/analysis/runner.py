@@ -183,34 +183,6 @@ def beyond_data(name: str, cfg: Any, default: Any, ctx: Context) -> list[str]:
     return out
 
 
-def identity(ctx: Context) -> dict[str, str]:
-    """What the results in an out_dir are of: the SAE and the store, by path and by content
-    (so a moved run directory is still the same run, and a retrained SAE is not)."""
-    from vista.saes.io import sae_digest
-
-    if "_identity" not in ctx.__dict__:
-        ctx.__dict__["_identity"] = {
-            "sae": ctx.sae_path,
-            "store": str(ctx.store.resolve()),
-            "sae_digest": sae_digest(ctx.sae_path) if ctx.sae_path else "",
-            "store_digest": _store_digest(ctx.store),
-        }
-    return dict(ctx.__dict__["_identity"])
-
-
-def _store_digest(store: Path) -> str:
-    """The store's fingerprint over all its splits (analyses of two splits of one store are of
-    one store)."""
-    import hashlib
-
-    from vista.store import ActivationStore, store_fingerprint
-
-    with ActivationStore(store) as st:
-        splits = sorted(st.splits)
-    parts = [store_fingerprint(store, s) for s in splits]
-    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:16]
-
-
 def read_index(out: Path) -> dict[str, Any]:
     """``out/analyses/index.json`` (empty when there is none), or a ``VistaError``."""
     from vista.jsonio import read_json_object
@@ -233,7 +205,7 @@ def check_owner(out: Path, ctx: Context) -> None:
         return
     inputs = doc.get("inputs")
     held: dict[str, Any] = inputs if isinstance(inputs, dict) else doc
-    mine = identity(ctx)
+    mine = ctx.identity
     for what in ("sae", "store"):
         old, old_digest = held.get(what), held.get(f"{what}_digest")
         if isinstance(old_digest, str) and old_digest:
@@ -300,7 +272,7 @@ def _write_index(out: Path, outcome: Outcome, ctx: Context) -> None:
         doc.setdefault("skipped", {})[n] = why
         doc.get("ran", {}).pop(n, None)
     doc["sae"], doc["store"], doc["split"] = ctx.sae_path, str(ctx.store), ctx.settings.split
-    doc["inputs"] = identity(ctx)
+    doc["inputs"] = dict(ctx.identity)
     write_json(index, doc)
 
 
