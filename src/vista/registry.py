@@ -2,13 +2,17 @@
 
 A registry is a mapping filled by a decorator where each entry is defined (SAELens's and timm's
 pattern). Registering a name twice is an error; asking for an unknown name is one sentence that
-lists the known names. ``package`` is imported on first lookup, so every entry defined in it is
-present without the caller importing the modules one by one.
+lists the known names. On first lookup every module of the registry's packages is imported, so an
+entry is present as soon as its file exists: adding an architecture, dataset, encoder or analysis is
+one new file, with no list to edit. The packages are named, not imported, by the module that defines
+the registry, so a registry low in the tree can hold entries defined above it (the analysis registry
+holds the interventions' analyses) without an import running back up.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Iterator, Mapping
 from typing import Generic, TypeVar
 
@@ -21,10 +25,11 @@ E = TypeVar("E")
 class Registry(Mapping[str, T], Generic[T]):
     """``name -> entry`` (a class or a builder function)."""
 
-    def __init__(self, kind: str, package: str) -> None:
+    def __init__(self, kind: str, *packages: str) -> None:
         self.kind = kind
         """What an entry is, for messages: "SAE architecture", "dataset", ..."""
-        self.package = package
+        self.packages = packages
+        """Where the entries are defined: every module of each is imported on first lookup."""
         self._entries: dict[str, T] = {}
         self._loading = False
 
@@ -54,7 +59,10 @@ class Registry(Mapping[str, T], Generic[T]):
     def _load(self) -> None:
         if not self._loading:
             self._loading = True
-            importlib.import_module(self.package)
+            for name in self.packages:
+                package = importlib.import_module(name)
+                for module in pkgutil.iter_modules(package.__path__, f"{name}."):
+                    importlib.import_module(module.name)
 
     # -- Mapping ----------------------------------------------------------------------------------
     def __getitem__(self, name: str) -> T:

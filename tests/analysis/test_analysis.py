@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from vista.analysis.alignment import feature_alignment
-from vista.analysis.probes import ProbeConfig, probe_comparison, split_indices
+from vista.analysis.probes import probe_comparison
+from vista.analysis.probing import ProbeConfig, split_indices
 
 
 def test_split_is_stratified_and_seeded() -> None:

@@ -13,12 +13,12 @@ import pytest
 from tests.analysis.planted import classifier_store, identity_sae, signed_identity_sae
 from tests.analysis.tiny_models import tiny_causal_lm, vlm_store
 from vista.analysis.context import AnalysisSettings, Context
-from vista.analysis.generate import MODES
 from vista.analysis.registry import ANALYSES
 from vista.analysis.runner import run_analyses
 from vista.analysis.sdf import SDFConfig
 from vista.errors import VistaError
 from vista.interventions import judge, text
+from vista.interventions.generate import MODES
 
 pytest.importorskip("transformers")
 S = AnalysisSettings(n_boot=100, n_perm=100, split="training", test_size=0.25)

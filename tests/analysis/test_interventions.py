@@ -225,7 +225,7 @@ def test_bad_intervention_settings_are_refused_naming_the_setting(
 def test_the_warm_started_logistic_reader_reaches_the_cold_fit() -> None:
     """The convex objective has one optimum: refitting from the old probe lands where sklearn's
     cold fit does."""
-    from vista.analysis.probes import ProbeConfig, fit_probe
+    from vista.analysis.probing import ProbeConfig, fit_probe
     from vista.interventions.scoring import warm_probe
 
     rng = np.random.default_rng(4)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vista.analysis.probes import ProbeConfig, fit_probe
+from vista.analysis.probing import ProbeConfig, fit_probe
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.alignment import class_means, inter_class_variance

@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vista.analysis.context import Skip
 from vista.analysis.latent_effects import fit_direction
 from vista.analysis.registry import register_analysis
-from vista.analysis.result import Result
+from vista.analysis.result import Result, Skip
 from vista.analysis.sparse_probing import balanced_task
 from vista.metrics.uncertainty import mean_ci
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from vista.analysis.result import Skip
 from vista.errors import VistaError
 from vista.metrics.uncertainty import rng_for
 
@@ -47,10 +48,6 @@ class AnalysisSettings:
     """Analyse an inference-time pursuit encoder on the SAE's dictionary: ihtp or mpsae."""
     pursuit_k: int = 8
     """ihtp: atoms per token before the union over an image; mpsae: pursuit steps."""
-
-
-class Skip(Exception):  # noqa: N818  (a control-flow signal, not an error)
-    """Raised by an analysis that cannot run on this input; the message is the reason."""
 
 
 class Context:
@@ -206,7 +203,7 @@ class Context:
     def train_test(self, label: str) -> tuple[np.ndarray, np.ndarray]:
         """VISTA's stratified split of the labelled images (indices into the split), cached."""
         if label not in self._splits:
-            from vista.analysis.probes import split_indices
+            from vista.analysis.probing import split_indices
 
             idx = self.labelled(label)
             tr, te, _ = split_indices(

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vista.analysis.context import Skip
 from vista.analysis.registry import register_analysis
-from vista.analysis.result import Result
+from vista.analysis.result import Result, Skip
 from vista.analysis.sdf import SDFConfig, find_sdfs
 from vista.metrics.anova import factorial_anova
 from vista.metrics.information import binned_mutual_information, combine_labels
@@ -74,7 +73,7 @@ def subgroup_sdfs(
     ctx: Context, ids: np.ndarray, n_groups: int, cfg: IntersectionalConfig
 ) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
     """SDFs of the composite subgroups and their alignment rates (held out, as ``sdf`` does)."""
-    from vista.analysis.probes import split_indices
+    from vista.analysis.probing import split_indices
 
     codes = ctx.encoded.codes
     keep = np.flatnonzero(ids >= 0)

@@ -9,28 +9,16 @@ W_dec[j]`` (SAEBench's attribution for SCR and TPP).
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 
+from vista.analysis.probing import fit_logistic
+
 
 def fit_direction(x: np.ndarray, t: np.ndarray, c: float = 1.0) -> tuple[Any, np.ndarray]:
     """A standardised logistic probe of boolean target ``t`` and its weight in activation units."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    # Newton steps: a handful of iterations on these dense, few-hundred-feature problems, the
-    # same optimum lbfgs approaches in dozens.
-    solver = "newton-cholesky" if x.shape[1] <= 256 else "lbfgs"
-    model = make_pipeline(
-        StandardScaler(), LogisticRegression(C=c, max_iter=300, tol=1e-3, solver=solver)
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(x, t)
+    model = fit_logistic(x, t, C=c, max_iter=300, tol=1e-3, solver="auto", center=True)
     scaler, clf = model[0], model[1]
     return model, clf.coef_[0] / np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
 

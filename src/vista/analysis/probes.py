@@ -3,71 +3,17 @@ activations? (VISTA's post-hoc ``probe_comparison``, with intervals and a paired
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.probing import ProbeConfig, fit_probe, split_indices
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.uncertainty import mean_ci, paired_permutation_pvalue
 
 if TYPE_CHECKING:
     from vista.analysis.context import Context
-
-
-@dataclass
-class ProbeConfig:
-    """The logistic-regression probe (VISTA's settings, plus optional standardisation).
-
-    The train/test split is the context's (``eval.test_size``, ``eval.split_seed``)."""
-
-    C: float = 0.1
-    """Inverse L2 regularisation strength."""
-    max_iter: int = 1000
-    standardize: bool = True
-    """Z-score features on the training split first: raw activations and SAE codes have different
-    scales, and lbfgs converges reliably only on standardised inputs (VISTA used none). Sparse
-    codes are scaled without centring."""
-
-
-def split_indices(
-    labels: np.ndarray, test_size: float, seed: int
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Stratified train/test split of sample indices; unstratified if a class has < 2 samples."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(labels))
-    counts = np.bincount(labels)
-    stratified = bool(counts[counts > 0].min() >= 2) if len(counts) else False
-    tr, te = train_test_split(
-        idx, test_size=test_size, random_state=seed, stratify=labels if stratified else None
-    )
-    return np.sort(tr), np.sort(te), stratified
-
-
-def fit_probe(x_train: Any, y_train: np.ndarray, cfg: ProbeConfig) -> Any:
-    """A fitted sklearn logistic regression (in a pipeline with a scaler when standardising)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if len(np.unique(y_train)) < 2:
-        from vista.analysis.context import Skip
-
-        raise Skip(
-            f"its training images hold one class only ({len(y_train)} images); a probe needs two "
-            "(a larger split or eval.test_size nearer 0.2 gives it more)"
-        )
-    clf = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter, solver="lbfgs")
-    sparse = hasattr(x_train, "toarray")
-    model = make_pipeline(StandardScaler(with_mean=not sparse), clf) if cfg.standardize else clf
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(x_train, y_train)
-    return model
 
 
 def probe_comparison(

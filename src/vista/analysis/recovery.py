@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from vista.analysis.context import Skip
 from vista.analysis.registry import register_analysis
-from vista.analysis.result import Result
+from vista.analysis.result import Result, Skip
 from vista.metrics.similarity import unit_rows
 from vista.metrics.uncertainty import mean_ci
 

@@ -29,7 +29,7 @@ class AnalysisSpec:
     """Further precondition on its config alone: '' if met, else why not."""
 
 
-ANALYSES: Registry[AnalysisSpec] = Registry("analysis", "vista.analysis.catalog")
+ANALYSES: Registry[AnalysisSpec] = Registry("analysis", "vista.analysis", "vista.interventions")
 EVALUATE_PRESET = ("health", "reconstruction", "alignment", "probes", "ablation")
 """What ``vista evaluate`` runs (and writes into ``evaluation_results.json``)."""
 

@@ -25,6 +25,10 @@ SCHEMA = "vista.result/1"
 DIRECTIONS = ("higher", "lower", "none")
 
 
+class Skip(Exception):  # noqa: N818  (a control-flow signal, not an error)
+    """Raised by an analysis that cannot run on this input; the message is the reason."""
+
+
 @dataclass(frozen=True)
 class Scalar:
     """One number of a result."""

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from vista.analysis.context import Context, Skip
+from vista.analysis.context import Context
 from vista.analysis.registry import ANALYSES, AnalysisSpec
-from vista.analysis.result import Result
+from vista.analysis.result import Result, Skip
 from vista.errors import VistaError
 from vista.jsonio import write_json
 

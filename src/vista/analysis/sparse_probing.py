@@ -10,12 +10,12 @@ latents carry the class. Scalars are means over tasks, with intervals over tasks
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.probing import fit_logistic
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.uncertainty import mean_ci
@@ -46,22 +46,7 @@ def balanced_task(
 
 
 def _fit_score(x_tr: Any, y_tr: np.ndarray, x_te: Any, y_te: np.ndarray, c: float) -> float:
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    sparse = hasattr(x_tr, "toarray")
-    # The same convex objective either way; Newton steps on the small dense problems (a few
-    # hundred features at most) converge in a handful of iterations where lbfgs takes dozens.
-    solver = "lbfgs" if sparse or x_tr.shape[1] > 256 else "newton-cholesky"
-    model = make_pipeline(
-        StandardScaler(with_mean=not sparse),
-        LogisticRegression(C=c, max_iter=300, tol=1e-3, solver=solver),
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(x_tr, y_tr)
+    model = fit_logistic(x_tr, y_tr, C=c, max_iter=300, tol=1e-3, solver="auto")
     return float(model.score(x_te, y_te))
 
 

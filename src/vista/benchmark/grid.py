@@ -6,9 +6,9 @@ from dataclasses import asdict, fields
 from typing import Any
 
 from vista.benchmark.config import TOPK_FAMILY, GridConfig
-from vista.conf.typed import sae_config
 from vista.errors import VistaError
 from vista.saes import SAES, SAEConfig
+from vista.saes.registry import sae_config
 
 
 def sae_name(cfg: SAEConfig) -> str:

@@ -13,13 +13,13 @@ from typing import Any
 from omegaconf import MISSING
 
 from vista.analysis.context import AnalysisSettings
-from vista.analysis.generate import GenerateConfig
-from vista.analysis.intervene import InterveneConfig
 from vista.analysis.probe import ProbeTrainingConfig
 from vista.analysis.registry import ANALYSES, EVALUATE_PRESET
-from vista.analysis.splice import SpliceConfig
 from vista.benchmark.config import BENCH_ANALYSES, GridConfig
+from vista.interventions.generate import GenerateConfig
+from vista.interventions.intervene import InterveneConfig
 from vista.interventions.judge import JudgeConfig
+from vista.interventions.splice import SpliceConfig
 from vista.reports.html import ReportConfig
 from vista.saes import SAES
 from vista.sources.datasets.base import DatasetConfig

@@ -7,7 +7,7 @@ the places Hydra cannot check (the ``sae`` node of ``vista run`` and the entries
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, fields
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from vista.conf import bounds
 from vista.errors import VistaError
 from vista.saes import SAEConfig, sae_class
-from vista.saes.registry import check_keys
+from vista.saes.registry import sae_config
 
 
 def missing_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
@@ -97,19 +97,6 @@ def sweep_entry(base: dict[str, Any], entry: dict[str, Any], where: str) -> SAEC
     arch = str(entry.get("architecture", base.get("architecture", "")))
     known = {f.name for f in fields(sae_class(arch).config_class)}
     return sae_config({**{k: v for k, v in base.items() if k in known}, **entry}, where)
-
-
-def sae_config(node: Any, where: str = "sae") -> SAEConfig:
-    """A mapping or config -> the architecture's own config class, types and keys checked."""
-    d = asdict(node) if is_dataclass(node) and not isinstance(node, type) else dict(node)
-    cls = check_keys(d, where)
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(cls), d)
-        out = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as e:
-        raise VistaError(f"{where}: {_short(e)}.") from None
-    assert isinstance(out, SAEConfig)
-    return out
 
 
 def _short(e: Exception) -> str:

@@ -10,11 +10,11 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.probing import fit_logistic
 from vista.interventions import ops
 
 if TYPE_CHECKING:
@@ -32,16 +32,8 @@ def sp_coef(codes: Any, y: np.ndarray, feats: np.ndarray) -> np.ndarray:
     """The S&P probe: logistic regression (C=0.1) on the selected codes; its coefficients per
     unit of code. The codes are scaled to unit variance for the fit (lbfgs converges in tens of
     iterations instead of hundreds) and the coefficients scaled back."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    x = ops.dense(codes, feats)
-    scale = x.std(axis=0)
-    scale[scale <= 0] = 1.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = LogisticRegression(C=0.1, max_iter=300).fit(x / scale, y)
-    return np.asarray(clf.coef_) / scale
+    model = fit_logistic(ops.dense(codes, feats), y, C=0.1, max_iter=300, center=False)
+    return np.asarray(model[-1].coef_) / model[0].scale_
 
 
 def sp_topk(

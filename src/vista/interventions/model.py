@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vista.analysis.context import Skip
+from vista.analysis.result import Skip
 from vista.errors import VistaError
 from vista.interventions.hooks import Edit, Splice
 

@@ -14,13 +14,12 @@ paired sign-flip permutation p-value (SPEC D18).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vista.analysis.probes import ProbeConfig, fit_probe
+from vista.analysis.probing import ProbeConfig, fit_logistic, fit_probe
 from vista.interventions.ops import cosine_rows
 from vista.metrics.uncertainty import mean_ci, paired_permutation_pvalue
 
@@ -48,21 +47,15 @@ def warm_probe(x_train: np.ndarray, y_train: np.ndarray, start: Any, cfg: ProbeC
     (a fitted ``fit_probe`` pipeline), refitted on ``x_train`` from ``start``'s solution carried
     into the new standardisation. The objective is convex, so the optimum is the one a cold
     start reaches; the warm start only saves iterations (edits move embeddings a little)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     old_scaler, old = start[0], start[-1]
-    scaler = StandardScaler().fit(x_train)
-    clf = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter, solver="lbfgs", warm_start=True)
     per_unit = old.coef_ / old_scaler.scale_  # weights on the raw embedding
-    clf.coef_ = per_unit * scaler.scale_
-    clf.intercept_ = old.intercept_ + per_unit @ (scaler.mean_ - old_scaler.mean_)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(scaler.transform(x_train), y_train)
-    return make_pipeline(scaler, clf)
+
+    def carried(scaler: Any) -> tuple[np.ndarray, np.ndarray]:
+        return per_unit * scaler.scale_, old.intercept_ + per_unit @ (
+            scaler.mean_ - old_scaler.mean_
+        )
+
+    return fit_logistic(x_train, y_train, C=cfg.C, max_iter=cfg.max_iter, center=True, init=carried)
 
 
 class PooledLDA:

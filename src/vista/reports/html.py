@@ -255,8 +255,7 @@ def _maps(data: FeatureData, i: int, thumbs: Thumbnails, tmp: Path) -> list[dict
 
 def write_sweep_report(bench_dir: str | os.PathLike[str]) -> Path:
     """``bench_dir/report/index.html``: the merged table (sortable), the Pareto plots, the seed noise."""
-    from vista.benchmark.table import HEADLINE
-    from vista.reports.pareto import pareto_figures
+    from vista.reports.pareto import headline_metrics, pareto_figures
 
     bench = Path(bench_dir)
     doc = json.loads((bench / "bench_results.json").read_text())
@@ -273,7 +272,7 @@ def write_sweep_report(bench_dir: str | os.PathLike[str]) -> Path:
         {"key": "architecture", "title": "architecture", "type": "text"},
         {"key": "d_sae", "title": "latents", "type": "number"},
     ]
-    for m in HEADLINE:
+    for m in headline_metrics(rows):
         if any(m in r for r in rows):
             d = next((r.get(f"{m}_direction") for r in rows if m in r), "none")
             columns.append(

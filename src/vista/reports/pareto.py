@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from vista.benchmark.table import HEADLINE
 from vista.reports.plots import _plt, _save
 
 MARKERS = {
@@ -57,10 +56,19 @@ def _seed_means(rows: list[dict[str, Any]], metric: str) -> list[tuple[float, fl
     ]
 
 
+def headline_metrics(rows: list[dict[str, Any]]) -> list[str]:
+    """The benchmark's headline metrics present in ``rows``, in the merge's order: each row
+    carries ``METRIC`` and ``METRIC_direction`` for every one it measured."""
+    seen: dict[str, None] = {}
+    for r in rows:
+        seen.update((k.removesuffix("_direction"), None) for k in r if k.endswith("_direction"))
+    return list(seen)
+
+
 def pareto_figures(rows: list[dict[str, Any]], out: Path) -> list[Path]:
     plt = _plt()
     made = []
-    for metric in HEADLINE:
+    for metric in headline_metrics(rows):
         if metric == "l0":
             continue
         pts = [r for r in rows if metric in r and "l0" in r]

@@ -3,8 +3,11 @@ defined, and the strict conversion of a mapping to the architecture's own config
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, is_dataclass
 from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from vista.errors import VistaError
 from vista.registry import Registry
@@ -32,6 +35,19 @@ def check_keys(d: dict[str, Any], where: str = "") -> type[SAEConfig]:
             f"its options are {sorted(names)}."
         )
     return cls
+
+
+def sae_config(node: Any, where: str = "sae") -> SAEConfig:
+    """A mapping or config -> the architecture's own config class, types and keys checked."""
+    d = asdict(node) if is_dataclass(node) and not isinstance(node, type) else dict(node)
+    cls = check_keys(d, where)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(cls), d)
+        out = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        raise VistaError(f"{where}: {str(e).strip().splitlines()[0].rstrip('.')}.") from None
+    assert isinstance(out, SAEConfig)
+    return out
 
 
 def config_from_dict(d: dict[str, Any]) -> SAEConfig:

@@ -10,15 +10,6 @@ from vista.sources.datasets.base import (
     stratified_split,
 )
 
-from vista.sources.datasets import (  # noqa: F401  isort: skip
-    bundled,
-    fairface,
-    files,
-    hf,
-    mnist,
-    morpho,
-)
-
 __all__ = [
     "DATASETS",
     "DATASET_REGISTRY",

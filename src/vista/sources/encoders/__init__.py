@@ -10,14 +10,6 @@ from vista.sources.encoders.base import (
     register_encoder,
 )
 
-from vista.sources.encoders import (  # noqa: F401  isort: skip
-    alexnet_transformer,
-    hf,
-    mnist_cnn,
-    mobilenet,
-    module,
-)
-
 __all__ = [
     "ENCODERS",
     "ENCODER_REGISTRY",

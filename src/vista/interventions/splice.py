@@ -25,9 +25,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vista.analysis.context import Skip
 from vista.analysis.registry import register_analysis
-from vista.analysis.result import Result
+from vista.analysis.result import Result, Skip
 from vista.analysis.sdf import SDFConfig
 from vista.interventions import hooks
 from vista.interventions.model import Model, forward, rebuild

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vista.analysis.probes import ProbeConfig
+from vista.analysis.probing import ProbeConfig
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.analysis.sdf import SDFConfig

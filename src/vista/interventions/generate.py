@@ -35,9 +35,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from vista.analysis.context import Skip
 from vista.analysis.registry import register_analysis
-from vista.analysis.result import Result
+from vista.analysis.result import Result, Skip
 from vista.analysis.sdf import SDFConfig
 from vista.interventions import hooks, ops, text
 from vista.interventions.erasure import sp_coef
