@@ -219,7 +219,7 @@ def test_extreme_activations_never_export_non_finite_weights(
 
 def test_the_export_guard_covers_buffers_and_the_exported_weights() -> None:
     from vista.saes import make_sae
-    from vista.train.fit import _check_finite
+    from vista.train.export import check_finite as _check_finite
 
     sae = make_sae({"architecture": "batchtopk", "d_model": 4, "d_sae": 8, "k": 2})
     _check_finite(["ok"], [sae], "SAE {name} has non-finite {what}")
