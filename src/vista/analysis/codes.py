@@ -63,51 +63,7 @@ def encode_store(
                 f"{src.d_model}-d ones; pair the SAE with the store it was trained for."
             )
         splits = src.splits
-        labels = {
-            s: {n: src.class_names(s, n) for n in info.label_names} for s, info in splits.items()
-        }
-        base_attrs = {k: v for k, v in src.attrs.items() if k != layout.FORMAT_ATTR}
-        common = {
-            **base_attrs,
-            "d_model": sae.d_sae,
-            "source_store": str(store),
-            "sae": str(sae_dir),
-            "sae_architecture": sae.cfg.architecture,
-            "codes": "sae",
-        }
-
-        def specs(tokens: bool) -> dict[str, SplitSpec]:
-            return {
-                s: SplitSpec(
-                    n_rows=info.n_rows,
-                    d_model=sae.d_sae,
-                    n_tokens=info.n_tokens if (tokens and info.has_token_axis) else None,
-                    labels=labels[s],
-                )
-                for s, info in splits.items()
-            }
-
-        writers = {
-            "tokens": StoreWriter(
-                paths["tokens"],
-                specs(True),
-                {**common, "pooling": "none"},
-                dtype=dtype,
-                compression=compression,
-                resume=resume,
-            ),
-            **{
-                p: StoreWriter(
-                    paths[p],
-                    specs(False),
-                    {**common, "pooling": p, "token_selection": p},
-                    dtype=dtype,
-                    compression=compression,
-                    resume=resume,
-                )
-                for p in POOLINGS
-            },
-        }
+        writers = _writers(src, sae, store, sae_dir, paths, dtype, compression, resume)
         try:
             for split, info in splits.items():
                 _encode_split(src, split, info.has_token_axis, sae, writers, batch_images, device)
@@ -118,6 +74,63 @@ def encode_store(
                 w.close()
     log.info("Wrote %s", ", ".join(str(p) for p in paths.values()))
     return paths
+
+
+def _writers(
+    src: ActivationStore,
+    sae: Any,
+    store: str | os.PathLike[str],
+    sae_dir: str | os.PathLike[str],
+    paths: dict[str, Path],
+    dtype: str,
+    compression: str | None,
+    resume: bool,
+) -> dict[str, StoreWriter]:
+    """One writer per output: the token-level codes and each pooling, with the source's labels."""
+    splits = src.splits
+    labels = {s: {n: src.class_names(s, n) for n in info.label_names} for s, info in splits.items()}
+    base_attrs = {k: v for k, v in src.attrs.items() if k != layout.FORMAT_ATTR}
+    common = {
+        **base_attrs,
+        "d_model": sae.d_sae,
+        "source_store": str(store),
+        "sae": str(sae_dir),
+        "sae_architecture": sae.cfg.architecture,
+        "codes": "sae",
+    }
+
+    def specs(tokens: bool) -> dict[str, SplitSpec]:
+        return {
+            s: SplitSpec(
+                n_rows=info.n_rows,
+                d_model=sae.d_sae,
+                n_tokens=info.n_tokens if (tokens and info.has_token_axis) else None,
+                labels=labels[s],
+            )
+            for s, info in splits.items()
+        }
+
+    return {
+        "tokens": StoreWriter(
+            paths["tokens"],
+            specs(True),
+            {**common, "pooling": "none"},
+            dtype=dtype,
+            compression=compression,
+            resume=resume,
+        ),
+        **{
+            p: StoreWriter(
+                paths[p],
+                specs(False),
+                {**common, "pooling": p, "token_selection": p},
+                dtype=dtype,
+                compression=compression,
+                resume=resume,
+            )
+            for p in POOLINGS
+        },
+    }
 
 
 def _encode_split(

@@ -129,8 +129,8 @@ def run(ctx: Context, cfg: ProbeTrainingConfig) -> Result:
 
 def probe_store(job: Any) -> Result:
     """``vista probe``: train on the store's ``train_split``, score its ``val_split``."""
-    from vista.analysis.encoding import encode_split, pooled_activations
     from vista.errors import VistaError
+    from vista.metrics.uncertainty import rng_for
     from vista.store import ActivationStore
     from vista.train.probe import fit_multitask_probe
 
@@ -151,18 +151,7 @@ def probe_store(job: Any) -> Result:
         )
     wanted = [k for k in wanted if not why[k]]
     names = {k: names[k] for k in wanted}
-    feats: dict[str, list[Any]] = {}
-    for sp in (job.train_split, job.val_split):
-        if job.sae:
-            from vista.saes.io import load_sae
-
-            enc = encode_split(
-                load_sae(job.sae), job.store, sp, batch_tokens=s.batch_tokens, device=s.device
-            )
-            feats.setdefault("raw", []).append(enc.pooled_raw)
-            feats.setdefault("sae", []).append(enc.codes)
-        else:
-            feats.setdefault("raw", []).append(pooled_activations(job.store, sp, s.batch_tokens))
+    feats = _features(job)
     n_tr = len(feats["raw"][0])
     labels = {k: np.concatenate([ys[job.train_split][k], ys[job.val_split][k]]) for k in wanted}
     train, val = np.arange(n_tr), n_tr + np.arange(len(feats["raw"][1]))
@@ -176,8 +165,6 @@ def probe_store(job: Any) -> Result:
             x, labels, n_classes, train, val, cfg, cfg.trainer, job.out_dir
         )
     r = Result("probe")
-    from vista.metrics.uncertainty import rng_for
-
     r.files["probe_results.json"] = score(
         r,
         preds,
@@ -200,6 +187,27 @@ def probe_store(job: Any) -> Result:
     )
     r.write(job.out_dir)
     return r
+
+
+def _features(job: Any) -> dict[str, list[Any]]:
+    """Per input (``raw``, and ``sae`` when an SAE is given), the pooled features of the train
+    and the validation split."""
+    from vista.analysis.encoding import encode_split, pooled_activations
+
+    s = job.eval
+    feats: dict[str, list[Any]] = {}
+    for sp in (job.train_split, job.val_split):
+        if job.sae:
+            from vista.saes.io import load_sae
+
+            enc = encode_split(
+                load_sae(job.sae), job.store, sp, batch_tokens=s.batch_tokens, device=s.device
+            )
+            feats.setdefault("raw", []).append(enc.pooled_raw)
+            feats.setdefault("sae", []).append(enc.codes)
+        else:
+            feats.setdefault("raw", []).append(pooled_activations(job.store, sp, s.batch_tokens))
+    return feats
 
 
 def _unusable(name: str, y_train: np.ndarray, y_val: np.ndarray, job: Any) -> str:

@@ -100,17 +100,8 @@ def run_analyses(
     out = Path(out_dir)
     specs = {n: ANALYSES.get_entry(n) for n in names}
     cfgs = {n: configs.get(n) or specs[n].config() for n in names}
-    outcome = Outcome()
     check_owner(out, ctx)
-    beyond = [p for n in names for p in beyond_data(n, cfgs[n], specs[n].config(), ctx)]
-    if beyond:
-        raise VistaError(f"Invalid settings: {'; '.join(beyond)}.")
-    for n, spec in specs.items():
-        reason = precheck(spec, ctx, cfgs[n])
-        if reason and explicit:
-            raise VistaError(f"Analysis {n!r} cannot run: {reason}.")
-        if reason:
-            outcome.skipped[n] = reason
+    outcome = Outcome(skipped=_prechecked(specs, cfgs, ctx, explicit))
     fragments: dict[str, dict[str, Any]] = {}
     for n, spec in specs.items():
         if n in outcome.skipped:
@@ -132,12 +123,7 @@ def run_analyses(
         result.config = _config_dict(cfgs[n])
         result.metadata = {**ctx.metadata(), **result.metadata}
         result.metadata["seconds"] = time.perf_counter() - t0
-        whole = {k: v for k, v in result.files.items() if "#" not in k}
-        for key, doc in result.files.items():
-            if "#" in key:
-                fname, section = key.split("#", 1)
-                fragments.setdefault(fname, {})[section] = doc
-        result.files = whole
+        _take_fragments(result, fragments)
         result.write(out)
         outcome.results[n] = result
         _write_index(out, outcome, ctx)
@@ -148,6 +134,34 @@ def run_analyses(
         first = next(iter(outcome.skipped.items()))
         raise VistaError(f"Analysis {first[0]!r} could not run: {first[1]}.")
     return outcome
+
+
+def _prechecked(
+    specs: dict[str, Any], cfgs: dict[str, Any], ctx: Context, explicit: bool
+) -> dict[str, str]:
+    """Analyses that cannot run, with the reason; with ``explicit`` the first is an error. Counts
+    beyond the SAE or the split are always an error. Nothing has run yet."""
+    beyond = [p for n, spec in specs.items() for p in beyond_data(n, cfgs[n], spec.config(), ctx)]
+    if beyond:
+        raise VistaError(f"Invalid settings: {'; '.join(beyond)}.")
+    skipped = {}
+    for n, spec in specs.items():
+        reason = precheck(spec, ctx, cfgs[n])
+        if reason and explicit:
+            raise VistaError(f"Analysis {n!r} cannot run: {reason}.")
+        if reason:
+            skipped[n] = reason
+    return skipped
+
+
+def _take_fragments(result: Result, fragments: dict[str, dict[str, Any]]) -> None:
+    """Move the result's ``FILE#section`` documents into ``fragments`` (several analyses write
+    sections of one file, merged once all have run)."""
+    for key, doc in result.files.items():
+        if "#" in key:
+            fname, section = key.split("#", 1)
+            fragments.setdefault(fname, {})[section] = doc
+    result.files = {k: v for k, v in result.files.items() if "#" not in k}
 
 
 LATENT_COUNTS = frozenset(

@@ -56,23 +56,15 @@ def null_dictionary(ctx: Context, n: int, kind: str, rng: np.random.Generator) -
     return unit_rows(z)
 
 
-@register_analysis(
-    "stability",
-    StabilityConfig,
-    "Reseed stability: Hungarian-matched decoder cosines against other seeds and a random null.",
-    needs=_needs,
-)
-def run(ctx: Context, cfg: StabilityConfig) -> Result:
+def _matched(ctx: Context, mine: np.ndarray, cfg: StabilityConfig) -> tuple[list[np.ndarray], str]:
+    """Per other SAE, each latent's cosine with its matched latent there; and the matching used."""
+    from vista.errors import VistaError
     from vista.saes.io import load_sae
 
-    s = ctx.settings
-    mine = unit_rows(ctx.sae.W_dec.detach().cpu().numpy())
     matched, how = [], "hungarian"
     for path in cfg.saes:
         other = load_sae(path)
         if other.d_model != ctx.sae.d_model:
-            from vista.errors import VistaError
-
             raise VistaError(
                 f"stability: {path!r} reads {other.d_model}-d activations, not {ctx.sae.d_model}."
             )
@@ -80,6 +72,19 @@ def run(ctx: Context, cfg: StabilityConfig) -> Result:
             mine @ unit_rows(other.W_dec.detach().cpu().numpy()).T, cfg.max_exact
         )
         matched.append(value)
+    return matched, how
+
+
+@register_analysis(
+    "stability",
+    StabilityConfig,
+    "Reseed stability: Hungarian-matched decoder cosines against other seeds and a random null.",
+    needs=_needs,
+)
+def run(ctx: Context, cfg: StabilityConfig) -> Result:
+    s = ctx.settings
+    mine = unit_rows(ctx.sae.W_dec.detach().cpu().numpy())
+    matched, how = _matched(ctx, mine, cfg)
     stab = np.mean(matched, axis=0)
     rng = ctx.rng("stability", "null")
     null = np.concatenate(

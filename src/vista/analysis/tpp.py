@@ -11,7 +11,7 @@ over classes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,21 @@ class TPPConfig:
     ns: list[int] = field(default_factory=lambda: [2, 5, 10, 20, 50])
     """Numbers of latents ablated (SAEBench's thresholds)."""
     max_images: int = 4000
+
+
+def _drop(
+    enc: Any,
+    y: np.ndarray,
+    probe: Any,
+    te: np.ndarray,
+    j: int,
+    w_dec: np.ndarray,
+    latents: np.ndarray,
+) -> float:
+    """Class ``j``'s probe accuracy on its test task, clean minus with ``latents`` ablated."""
+    clean = accuracy(probe, enc.pooled_raw[te], y[te] == j)
+    ablated = accuracy(probe, ablate(enc.pooled_raw[te], enc.codes[te], w_dec, latents), y[te] == j)
+    return clean - ablated
 
 
 @register_analysis(
@@ -62,16 +77,7 @@ def run(ctx: Context, cfg: TPPConfig) -> Result:
             per_class = []
             for c in classes:
                 latents = np.argsort(-scores[c], kind="stable")[:n]
-                drops = {}
-                for j in classes:
-                    te = tests[j]
-                    clean = accuracy(probes[j], enc.pooled_raw[te], y[te] == j)
-                    ablated = accuracy(
-                        probes[j],
-                        ablate(enc.pooled_raw[te], enc.codes[te], w_dec, latents),
-                        y[te] == j,
-                    )
-                    drops[j] = clean - ablated
+                drops = {j: _drop(enc, y, probes[j], tests[j], j, w_dec, latents) for j in classes}
                 unintended = (
                     float(np.mean([d for j, d in drops.items() if j != c]))
                     if len(classes) > 1

@@ -385,29 +385,10 @@ def run(ctx: Context, cfg: GenerateConfig) -> Result:
     y = {lab: ctx.labels[lab][rows] for lab in ctx.require_labels()}
     r = Result("generate")
     vlm = str(getattr(m.full.config, "model_type", ""))
-    r.metadata.update(
-        {
-            "target": target,
-            "task": cfg.task,
-            "vlm": vlm,
-            "layer": m.layer,
-            "tokens": m.tokens,
-            "n_images": len(rows),
-            "n_target_features": len(meta["features"]),
-            **meta,
-        }
-    )
+    r.metadata.update(target=target, task=cfg.task, vlm=vlm, layer=m.layer, tokens=m.tokens)
+    r.metadata.update(n_images=len(rows), n_target_features=len(meta["features"]), **meta)
     for mode in edits:
-        if cfg.task == "caption":
-            o, t = texts["original"]["caption"], texts[mode]["caption"]
-            ev = _caption_metrics(ctx, target, y, o, t, mode, r)
-            if cfg.bertscore_model:
-                try:
-                    ev["bertscore"] = bertscore(t, o, cfg.bertscore_model)
-                except Exception as e:  # any failure of an optional metric
-                    r.skipped["bertscore"] = str(e)
-        else:
-            ev = _vqa_metrics(ctx, y, prompts, texts["original"], texts[mode], mode, r)
+        ev = _evaluate(r, ctx, cfg, target, mode, y, prompts, texts)
         _files(r, ctx, cfg, target, mode, rows, y, prompts, texts, meta, vlm, ev)
     if not cfg.bertscore_model and cfg.task == "caption":
         r.skipped["bertscore"] = (
@@ -431,6 +412,29 @@ def run(ctx: Context, cfg: GenerateConfig) -> Result:
         if h in r.scalars
     ]
     return r
+
+
+def _evaluate(
+    r: Result,
+    ctx: Context,
+    cfg: GenerateConfig,
+    target: str,
+    mode: str,
+    y: dict[str, np.ndarray],
+    prompts: list[tuple[str, str, str]],
+    texts: dict[str, dict[str, list[str]]],
+) -> dict[str, Any]:
+    """The edit ``mode``'s texts scored against the originals (captions or answers)."""
+    if cfg.task != "caption":
+        return _vqa_metrics(ctx, y, prompts, texts["original"], texts[mode], mode, r)
+    o, t = texts["original"]["caption"], texts[mode]["caption"]
+    ev = _caption_metrics(ctx, target, y, o, t, mode, r)
+    if cfg.bertscore_model:
+        try:
+            ev["bertscore"] = bertscore(t, o, cfg.bertscore_model)
+        except Exception as e:  # any failure of an optional metric
+            r.skipped["bertscore"] = str(e)
+    return ev
 
 
 def _files(

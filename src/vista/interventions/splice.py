@@ -128,6 +128,70 @@ def _per_class(
         r.add(f"targeted_change/{kind}", float(np.nanmean(arr)), "none", ci, len(arr))
 
 
+def _add_reads(
+    r: Result, reads: dict[str, dict[str, np.ndarray]], base: np.ndarray, ctx: Context
+) -> None:
+    """Accuracy and cross-entropy of every condition; accuracy change and KL against clean."""
+    s = ctx.settings
+    for name, rd in reads.items():
+        n = len(rd["ok"])
+        r.add(
+            f"{name}/accuracy",
+            rd["ok"].mean(),
+            "none",
+            mean_ci(rd["ok"], s.n_boot, ctx.rng("splice", name), s.confidence),
+            n,
+        )
+        r.add(f"{name}/cross_entropy", rd["ce"].mean(), "none", n=n)
+        if name != "clean":
+            e = effect(rd["ok"] - base, ctx, "splice", name)
+            r.add(f"{name}/accuracy_change", e.value, "none", (e.low, e.high), e.n)
+            r.add(
+                f"{name}/kl",
+                rd["kl"].mean(),
+                "none",
+                mean_ci(rd["kl"], s.n_boot, ctx.rng("kl", name), s.confidence),
+                n,
+            )
+
+
+def _add_recovery(r: Result, reads: dict[str, dict[str, np.ndarray]], ctx: Context) -> None:
+    """Loss recovered by the SAE's reconstruction, against zero and mean ablation."""
+    s = ctx.settings
+    ce = {k: v["ce"] for k, v in reads.items()}
+    for ref in ("zero_ablation", "mean_ablation"):
+        num, den = ce[ref] - ce["passthrough"], ce[ref] - ce["clean"]
+        rec = float(num.sum() / den.sum()) if den.sum() else float("nan")
+        ci = ratio_ci(num, den, s.n_boot, ctx.rng("recovered", ref), s.confidence)
+        r.add(f"loss_recovered/{ref}", rec, "higher", ci, len(num))
+
+
+def _add_decomposition(
+    r: Result,
+    reads: dict[str, dict[str, np.ndarray]],
+    base: np.ndarray,
+    ctx: Context,
+    k: int,
+    n_features: int,
+) -> None:
+    """The accuracy change of suppression split into reconstruction error, the targeted part,
+    their interaction, and the random control."""
+    ok = {k: v["ok"] for k, v in reads.items()}
+    parts = {
+        "total": ok["suppressed"] - base,
+        "reconstruction_error": ok["passthrough"] - base,
+        "targeted": ok["suppressed_kept"] - base,
+        "interaction": ok["suppressed"] - ok["passthrough"] - ok["suppressed_kept"] + base,
+        "random_targeted": ok["random_kept"] - base,
+    }
+    for part, d in parts.items():
+        e = effect(d, ctx, "splice-decomposition", part)
+        r.add(f"decomposition/{part}", e.value, "none", (e.low, e.high), e.n)
+        r.tables.setdefault("decomposition", []).append(
+            {"component": part, "k_per_class": k, "n_features": n_features, **e.row()}
+        )
+
+
 @register_analysis(
     "splice",
     SpliceConfig,
@@ -150,46 +214,9 @@ def run(ctx: Context, cfg: SpliceConfig) -> Result:
     for name, edit in edits.items():
         reads[name] = _reads(forward(m, ctx, rows, edit, cfg.batch_size), clean, y)
     base = reads["clean"]["ok"]
-    for name, rd in reads.items():
-        n = len(rd["ok"])
-        r.add(
-            f"{name}/accuracy",
-            rd["ok"].mean(),
-            "none",
-            mean_ci(rd["ok"], s.n_boot, ctx.rng("splice", name), s.confidence),
-            n,
-        )
-        r.add(f"{name}/cross_entropy", rd["ce"].mean(), "none", n=n)
-        if name != "clean":
-            e = effect(rd["ok"] - base, ctx, "splice", name)
-            r.add(f"{name}/accuracy_change", e.value, "none", (e.low, e.high), e.n)
-            r.add(
-                f"{name}/kl",
-                rd["kl"].mean(),
-                "none",
-                mean_ci(rd["kl"], s.n_boot, ctx.rng("kl", name), s.confidence),
-                n,
-            )
-    ce = {k: v["ce"] for k, v in reads.items()}
-    for ref in ("zero_ablation", "mean_ablation"):
-        num, den = ce[ref] - ce["passthrough"], ce[ref] - ce["clean"]
-        rec = float(num.sum() / den.sum()) if den.sum() else float("nan")
-        ci = ratio_ci(num, den, s.n_boot, ctx.rng("recovered", ref), s.confidence)
-        r.add(f"loss_recovered/{ref}", rec, "higher", ci, len(num))
-    ok = {k: v["ok"] for k, v in reads.items()}
-    parts = {
-        "total": ok["suppressed"] - base,
-        "reconstruction_error": ok["passthrough"] - base,
-        "targeted": ok["suppressed_kept"] - base,
-        "interaction": ok["suppressed"] - ok["passthrough"] - ok["suppressed_kept"] + base,
-        "random_targeted": ok["random_kept"] - base,
-    }
-    for part, d in parts.items():
-        e = effect(d, ctx, "splice-decomposition", part)
-        r.add(f"decomposition/{part}", e.value, "none", (e.low, e.high), e.n)
-        r.tables.setdefault("decomposition", []).append(
-            {"component": part, "k_per_class": cfg.k, "n_features": n_features, **e.row()}
-        )
+    _add_reads(r, reads, base, ctx)
+    _add_recovery(r, reads, ctx)
+    _add_decomposition(r, reads, base, ctx, cfg.k, n_features)
     _per_class(ctx, m, sae, label, rows, y, base, per_class, cfg, r)
     r.headline = ["clean/accuracy", "passthrough/accuracy", "loss_recovered/zero_ablation",
                   "passthrough/kl", "decomposition/targeted", "targeted_change/sdf"]  # fmt: skip

@@ -129,6 +129,25 @@ def _write_report(run_dir: str | os.PathLike[str], cfg: ReportConfig | None) -> 
         images_note=thumbs.why,
         feature_note=f"{len(ids)} of {_n_alive(results)} alive features, ranked by best one-vs-rest AUC.",
     )
+    _write_pages(env, tmp, data, ids, thumbs, cfg, common, plots)
+    shutil.copy(Path(__file__).parent / "templates" / "report.css", tmp / "report.css")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    log.info("Report of %d features written in %.1fs.", len(ids), time.perf_counter() - t0)
+    return out / "index.html"
+
+
+def _write_pages(
+    env: Any,
+    tmp: Path,
+    data: FeatureData,
+    ids: Any,
+    thumbs: Thumbnails,
+    cfg: ReportConfig,
+    common: dict[str, Any],
+    plots: dict[str, list[Any]],
+) -> None:
+    """One page per listed feature and one per label."""
     pages = set(ids.tolist())
     for i in ids.tolist():
         ctx = feature_context(data, i, pages, thumbs, cfg, _maps(data, i, thumbs, tmp))
@@ -152,11 +171,6 @@ def _write_report(run_dir: str | os.PathLike[str], cfg: ReportConfig | None) -> 
             **ctx,
             title=f"label {label['name']}",
         )
-    shutil.copy(Path(__file__).parent / "templates" / "report.css", tmp / "report.css")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    log.info("Report of %d features written in %.1fs.", len(ids), time.perf_counter() - t0)
-    return out / "index.html"
 
 
 def _write(env: Any, template: str, path: Path, **ctx: Any) -> None:

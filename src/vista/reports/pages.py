@@ -55,27 +55,7 @@ def feature_context(
     freq = data.get("health", "firing_frequency")
     best, where = data.best_auc()
     sdf = data.sdf_membership().get(i, [])
-    per_label = []
-    for label in data.labels:
-        names = data.class_names(label)
-        counts = a.get(f"{label}/top_label_counts")
-        means = a.get(f"{label}/class_mean")
-        auc = data.get("feature_auc", f"{label}/auc_test")
-        per_label.append(
-            {
-                "name": label,
-                "top_counts": [(n, int(c)) for n, c in zip(names, counts[i], strict=False)]
-                if counts is not None
-                else [],
-                "means": [(n, float(m)) for n, m in zip(names, means[i], strict=False)]
-                if means is not None
-                else [],
-                "auc": f"{auc[i].max():.3f} for {names[int(auc[i].argmax())]}"
-                if auc is not None
-                else "",
-                "sdf": ", ".join(s.split("=", 1)[1] for s in sdf if s.startswith(label + "=")),
-            }
-        )
+    per_label = _per_label(data, i, sdf)
     conj = data.results.get("conjunction")
     return {
         "id": i,
@@ -99,6 +79,33 @@ def feature_context(
         ],
         "interventions": _feature_interventions(data, i),
     }
+
+
+def _per_label(data: FeatureData, i: int, sdf: list[str]) -> list[dict[str, Any]]:
+    """Per label: latent ``i``'s top-image class counts, class means, best AUC and SDF classes."""
+    a = data.results["exemplars"].arrays
+    per_label = []
+    for label in data.labels:
+        names = data.class_names(label)
+        counts = a.get(f"{label}/top_label_counts")
+        means = a.get(f"{label}/class_mean")
+        auc = data.get("feature_auc", f"{label}/auc_test")
+        per_label.append(
+            {
+                "name": label,
+                "top_counts": [(n, int(c)) for n, c in zip(names, counts[i], strict=False)]
+                if counts is not None
+                else [],
+                "means": [(n, float(m)) for n, m in zip(names, means[i], strict=False)]
+                if means is not None
+                else [],
+                "auc": f"{auc[i].max():.3f} for {names[int(auc[i].argmax())]}"
+                if auc is not None
+                else "",
+                "sdf": ", ".join(s.split("=", 1)[1] for s in sdf if s.startswith(label + "=")),
+            }
+        )
+    return per_label
 
 
 def _feature_interventions(data: FeatureData, i: int) -> str:

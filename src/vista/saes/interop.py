@@ -119,8 +119,18 @@ def from_dictionary_learning(path: Path) -> tuple[dict, dict]:
     trainer = json.loads(conf_file.read_text()).get("trainer", {})
     cls = trainer.get("dict_class", "")
     raw = torch.load(ae, map_location="cpu", weights_only=True)
-    cfg: dict[str, Any]
     sd = {k: v.float() if v.is_floating_point() else v for k, v in raw.items()}
+    cfg, state = _dl_state(path, cls, sd, trainer)
+    state = {k: v.contiguous() for k, v in state.items()}
+    cfg["d_model"], cfg["d_sae"] = state["W_dec"].shape[1], state["W_dec"].shape[0]
+    return cfg, state
+
+
+def _dl_state(
+    path: Path, cls: str, sd: dict[str, torch.Tensor], trainer: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """dictionary_learning's state dict of class ``cls`` -> vista's config and state."""
+    cfg: dict[str, Any]
     if cls in ("AutoEncoder",):
         state = {
             "W_enc": sd["encoder.weight"].t(),
@@ -170,8 +180,6 @@ def from_dictionary_learning(path: Path) -> tuple[dict, dict]:
             f"dictionary_learning class {cls!r} is not one vista reads (AutoEncoder, AutoEncoderTopK, "
             "BatchTopKSAE, MatryoshkaBatchTopKSAE, JumpReluAutoEncoder, GatedAutoEncoder).",
         )
-    state = {k: v.contiguous() for k, v in state.items()}
-    cfg["d_model"], cfg["d_sae"] = state["W_dec"].shape[1], state["W_dec"].shape[0]
     return cfg, state
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,34 @@ def _extract(
         s: SplitSpec(n_rows=len(idx), d_model=d_model, n_tokens=n_tokens, labels=ds.class_names)
         for s, idx in split_indices.items()
     }
-    attrs = {
+    attrs = _store_attrs(ds, enc, dataset_cfg, encoder_cfg, layer_name, d_model)
+    bs = int(encoder_cfg.batch_size)
+    with StoreWriter(out, specs, attrs, dtype=dtype, compression=compression, resume=resume) as w:
+        for split, idx in split_indices.items():
+            _write_split(w, split, idx, run, ds.labels, bs)
+        path = w.finish()
+    log.info(
+        "Wrote %s (%s, layer %s, tokens=%s, d_model=%d).",
+        path,
+        enc.name,
+        layer_name,
+        tokens,
+        d_model,
+    )
+    return path
+
+
+def _store_attrs(
+    ds: Any,
+    enc: Any,
+    dataset_cfg: DatasetConfig,
+    encoder_cfg: EncoderConfig,
+    layer_name: str,
+    d_model: int,
+) -> dict[str, Any]:
+    """What the store records about where its activations came from."""
+    tokens = str(encoder_cfg.tokens)
+    return {
         "model": enc.name,
         "encoder": enc.name,
         "encoder_path": str(encoder_cfg.path),
@@ -128,34 +156,27 @@ def _extract(
         "store_splits": {k: list(v) for k, v in ds.store_splits.items()},
         "split": ds.split_info,
     }
-    bs = int(encoder_cfg.batch_size)
-    with StoreWriter(out, specs, attrs, dtype=dtype, compression=compression, resume=resume) as w:
-        for split, idx in split_indices.items():
-            start = w.rows_written(split)
-            if start:
-                log.info("Resuming %s at image %d of %d.", split, start, len(idx))
-            # Batches keep the boundaries of an uninterrupted run (a resumed run recomputes the
-            # written head of its first batch), so resumed activations are bit-identical.
-            with Progress(f"extract {split}", len(idx), start, log) as progress:
-                for a in range(start - start % bs, len(idx), bs):
-                    batch = idx[a : a + bs]
-                    skip = max(start - a, 0)
-                    acts = run(batch)[skip:]
-                    batch = batch[skip:]
-                    w.append(
-                        split,
-                        acts,
-                        {k: v[batch] for k, v in ds.labels.items()},
-                        original_indices=batch,
-                    )
-                    progress.update(len(batch))
-        path = w.finish()
-    log.info(
-        "Wrote %s (%s, layer %s, tokens=%s, d_model=%d).",
-        path,
-        enc.name,
-        layer_name,
-        tokens,
-        d_model,
-    )
-    return path
+
+
+def _write_split(
+    w: StoreWriter,
+    split: str,
+    idx: np.ndarray,
+    run: Callable[[np.ndarray], np.ndarray],
+    labels: dict[str, np.ndarray],
+    bs: int,
+) -> None:
+    """Encode and append the images ``idx`` of ``split``, from where an interrupted run stopped."""
+    start = w.rows_written(split)
+    if start:
+        log.info("Resuming %s at image %d of %d.", split, start, len(idx))
+    # Batches keep the boundaries of an uninterrupted run (a resumed run recomputes the
+    # written head of its first batch), so resumed activations are bit-identical.
+    with Progress(f"extract {split}", len(idx), start, log) as progress:
+        for a in range(start - start % bs, len(idx), bs):
+            batch = idx[a : a + bs]
+            skip = max(start - a, 0)
+            acts = run(batch)[skip:]
+            batch = batch[skip:]
+            w.append(split, acts, {k: v[batch] for k, v in labels.items()}, original_indices=batch)
+            progress.update(len(batch))

@@ -107,12 +107,8 @@ def train_encoder(
     arch = trainable(str(cfg.architecture))
     options = dict(cfg.options or {})
     ds = make_dataset(dataset_cfg)
-    label = str(cfg.label) or next(iter(ds.labels))
-    if label not in ds.labels:
-        raise VistaError(f"Dataset {ds.name!r} has no label {label!r}; it has {sorted(ds.labels)}.")
+    label = _label(ds, str(cfg.label))
     n_classes = len(ds.class_names[label])
-    if "train" not in ds.splits:
-        raise VistaError(f"Dataset {ds.name!r} has no 'train' split to train an encoder on.")
     preprocess = arch.preprocess(options)
 
     def load(idx: np.ndarray) -> Tensor:
@@ -135,12 +131,49 @@ def train_encoder(
     val_loader = None
     if "val" in ds.splits:
         val_loader = torch.utils.data.DataLoader(batches("val"), batch_size=None)
-    tc = trainer_cfg or TrainerConfig()
+    trainer = _trainer(trainer_cfg or TrainerConfig(), int(cfg.epochs), out_dir)
+    trainer.fit(
+        module,
+        train_dataloaders=torch.utils.data.DataLoader(train_data, batch_size=None),
+        val_dataloaders=val_loader,
+    )
+    model = model.cpu().eval()
+    report: dict[str, Any] = {"dataset": ds.name, "label": label, "n_classes": n_classes}
+    for split in ("train", "val", "test"):
+        if split in ds.splits and len(ds.splits[split]):
+            report[f"{split}_accuracy"] = accuracy(model, batches(split))
+    meta = {
+        "n_classes": n_classes,
+        "class_names": ds.class_names[label],
+        "training": dataclasses.asdict(cfg),
+        **report,
+    }
+    save_trained_encoder(model, Path(out_dir), str(cfg.architecture), options, preprocess, meta)
+    log.info(
+        "Encoder saved to %s: test accuracy %.4f",
+        out_dir,
+        report.get("test_accuracy", report.get("val_accuracy", float("nan"))),
+    )
+    return meta
+
+
+def _label(ds: Any, label: str) -> str:
+    """The label to train on (the dataset's first when none is named), checked with the split."""
+    label = label or next(iter(ds.labels))
+    if label not in ds.labels:
+        raise VistaError(f"Dataset {ds.name!r} has no label {label!r}; it has {sorted(ds.labels)}.")
+    if "train" not in ds.splits:
+        raise VistaError(f"Dataset {ds.name!r} has no 'train' split to train an encoder on.")
+    return label
+
+
+def _trainer(tc: TrainerConfig, epochs: int, out_dir: str | os.PathLike[str]) -> Any:
+    """One device, no checkpoints or logger: the encoder trains in minutes and is saved whole."""
     from vista.progress import lightning_progress
 
     bar, lines = lightning_progress("train-encoder", tc.progress_bar)
-    trainer = tc.build(
-        max_epochs=cfg.epochs,
+    return tc.build(
+        max_epochs=epochs,
         accelerator=tc.accelerator,
         devices=1,
         precision=tc.precision,  # type: ignore[arg-type]
@@ -152,27 +185,3 @@ def train_encoder(
         num_sanity_val_steps=0,
         default_root_dir=str(out_dir),
     )
-    trainer.fit(
-        module,
-        train_dataloaders=torch.utils.data.DataLoader(train_data, batch_size=None),
-        val_dataloaders=val_loader,
-    )
-    model = model.cpu().eval()
-    report: dict[str, Any] = {"dataset": ds.name, "label": label, "n_classes": n_classes}
-    for split in ("train", "val", "test"):
-        if split in ds.splits and len(ds.splits[split]):
-            report[f"{split}_accuracy"] = accuracy(model, batches(split))
-    training = dataclasses.asdict(cfg)
-    meta = {
-        "n_classes": n_classes,
-        "class_names": ds.class_names[label],
-        "training": training,
-        **report,
-    }
-    save_trained_encoder(model, Path(out_dir), str(cfg.architecture), options, preprocess, meta)
-    log.info(
-        "Encoder saved to %s: test accuracy %.4f",
-        out_dir,
-        report.get("test_accuracy", report.get("val_accuracy", float("nan"))),
-    )
-    return meta
