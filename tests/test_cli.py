@@ -256,10 +256,15 @@ def test_synthetic_store_sweep_training_and_pursuit_evaluation(tmp_path: Path) -
     )
     assert r.returncode == 0, r.stderr
     names = sorted(p.name for p in (tmp_path / "run" / "sae").iterdir())
-    assert names == ["matryoshka_d64_k4", "topk_d64_k4", "topk_d64_k8", "vanilla_d64"]
+    assert names == [
+        "matryoshka_d64_k4_s0",
+        "topk_d64_k4_s0",
+        "topk_d64_k8_s0",
+        "vanilla_d64_l1-0.1_s0",
+    ]
     r = vista(
         "evaluate",
-        f"sae={tmp_path / 'run' / 'sae' / 'topk_d64_k8'}",
+        f"sae={tmp_path / 'run' / 'sae' / 'topk_d64_k8_s0'}",
         f"store={store}",
         "eval.pursuit=ihtp",
         "eval.pursuit_k=3",

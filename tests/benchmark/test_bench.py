@@ -124,7 +124,8 @@ def test_dvc_repro_reruns_only_the_stages_a_param_reaches(tmp_path: Path) -> Non
 
 def test_match_l0_puts_the_penalised_architectures_at_the_k_of_the_topk_family() -> None:
     from vista.benchmark.config import GridConfig
-    from vista.benchmark.grid import grid_configs, sae_name
+    from vista.benchmark.grid import grid_configs
+    from vista.saes.registry import sae_name
 
     grid = GridConfig(architectures=["topk", "vanilla", "jumprelu"], k=[4, 8], match_l0=True)
     names = [sae_name(c) for c in grid_configs(grid, d_model=16)]

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from tests.saes.test_saes import _trained_like
-from vista.saes.interop import SAELENS_EXPORT
+from vista.saes.interop import saelens_export
 from vista.saes.io import load_sae, save_sae
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ X = torch.randn(24, 8, generator=torch.Generator().manual_seed(7))
 
 # -- vista -> SAELens ---------------------------------------------------------------------------------
 def test_vista_exports_load_in_saelens_with_identical_encodings(tmp_path: Path) -> None:
-    archs = sorted(SAELENS_EXPORT)
+    archs = sorted(saelens_export())
     ours = {}
     for arch in archs:
         sae = _trained_like(arch)
@@ -295,3 +295,15 @@ def test_an_unknown_checkpoint_is_explained(tmp_path: Path) -> None:
     (tmp_path / "sae_weights.safetensors").write_bytes(b"")
     with pytest.raises(VistaError):
         load_sae(tmp_path)
+
+
+def test_each_architecture_declares_its_saelens_name_in_its_own_file() -> None:
+    assert saelens_export() == {
+        "vanilla": "standard",
+        "topk": "topk",
+        "jumprelu": "jumprelu",
+        "gated": "gated",
+        "batchtopk": "jumprelu",
+        "matryoshka": "jumprelu",
+        "mp": "matching_pursuit",
+    }

@@ -273,10 +273,10 @@ def test_save_load_round_trip_gives_identical_codes(arch: str, tmp_path: Path) -
     import json
 
     cfg = json.loads((tmp_path / "sae" / "cfg.json").read_text())
-    from vista.saes.interop import SAELENS_EXPORT
+    from vista.saes.interop import saelens_export
 
     assert cfg["d_in"] == 8 and cfg["d_sae"] == 32
-    assert cfg["architecture"] == SAELENS_EXPORT.get(arch, arch)  # the SAELens name
+    assert cfg["architecture"] == saelens_export().get(arch, arch)  # the SAELens name
     assert cfg["vista"]["config"]["architecture"] == arch
     assert cfg["vista"]["metadata"] == {"note": "test"}
 

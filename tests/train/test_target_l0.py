@@ -15,11 +15,12 @@ from tests.conftest import sae_cfg
 from vista.errors import VistaError
 from vista.saes import make_sae
 from vista.saes.io import load_sae, read_metadata
+from vista.saes.registry import sae_name
 from vista.sources.synthetic import SyntheticConfig, write_synthetic_store
 from vista.store import ActivationStore
 from vista.train.config import TrainConfig, TrainerConfig
 from vista.train.fit import train_saes
-from vista.train.module import SAETrainingModule, sae_name
+from vista.train.module import SAETrainingModule
 
 PENALISED = ("vanilla", "gated", "jumprelu")
 
@@ -58,7 +59,7 @@ def test_a_target_beyond_the_width_is_refused() -> None:
         make_sae(sae_cfg("vanilla", 8, 32, target_l0=40.0))
     with pytest.raises(VistaError, match=r"sae.target_l0_rate=-0.1 must not be negative"):
         make_sae(sae_cfg("gated", 8, 32, target_l0=4.0, target_l0_rate=-0.1))
-    assert sae_name(sae_cfg("jumprelu", 8, 32, target_l0=6.0)) == "jumprelu_d32_L0-6"
+    assert sae_name(sae_cfg("jumprelu", 8, 32, target_l0=6.0)) == "jumprelu_d32_L0-6_s0"
 
 
 @pytest.mark.slow

@@ -144,7 +144,12 @@ def test_the_same_seed_gives_the_same_model_and_a_sweep_trains_each_variant(tmp_
     ]
     first = train_saes(store, sweep, tc, trc, tmp_path / "a")
     second = train_saes(store, sweep, tc, trc, tmp_path / "b")
-    assert [p.name for p in first] == ["topk_d64_k4", "jumprelu_d64", "vanilla_d64", "gated_d64"]
+    assert [p.name for p in first] == [
+        "topk_d64_k4_s0",
+        "jumprelu_d64_l0-0.02_s0",
+        "vanilla_d64_l1-0.1_s0",
+        "gated_d64_l1-1_s0",
+    ]
     for p, q in zip(first, second, strict=True):
         a, b = load_sae(p), load_sae(q)
         for (name, t), (_, u) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
@@ -266,10 +271,12 @@ def test_sweep_names_tell_apart_configs_the_short_name_does_not(tmp_path: Path) 
     a = {"architecture": "matryoshka", "d_sae": 64, "k": 4, "group_sizes": [16, 16, 32]}
     b = {**a, "group_sizes": [32, 32]}
     names = sweep_names([a, b, {"architecture": "topk", "d_sae": 64, "k": 4}])
-    assert names[2] == "topk_d64_k4"
-    assert names[0].startswith("matryoshka_d64_k4_") and names[1].startswith("matryoshka_d64_k4_")
+    assert names[2] == "topk_d64_k4_s0"
+    assert names[0].startswith("matryoshka_d64_k4_s0_") and names[1].startswith(
+        "matryoshka_d64_k4_s0_"
+    )
     assert names[0] != names[1] and sweep_names([b, a])[::-1] == names[:2]
     store = _sparse_store(tmp_path / "s.h5", n=512)
     sae, tc, trc = _cfgs(512)
-    with pytest.raises(VistaError, match=r"same configuration \(topk_d64_k4\).*different seeds"):
+    with pytest.raises(VistaError, match=r"same configuration \(topk_d64_k4_s0\).*different seeds"):
         train_saes(store, [sae, sae], tc, trc, tmp_path / "run")

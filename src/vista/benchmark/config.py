@@ -17,8 +17,6 @@ BENCH_ANALYSES = (
 )
 """The benchmark's metrics (docs/benchmark.md); those the store cannot support are skipped."""
 
-TOPK_FAMILY = ("topk", "batchtopk", "matryoshka", "mp")
-
 
 @dataclass
 class GridConfig:

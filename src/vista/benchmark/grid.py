@@ -2,33 +2,34 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 
-from vista.benchmark.config import TOPK_FAMILY, GridConfig
+from vista.benchmark.config import GridConfig
 from vista.errors import VistaError
 from vista.saes import SAES, SAEConfig
-from vista.saes.registry import sae_config
-
-
-def sae_name(cfg: SAEConfig) -> str:
-    """``topk_d512_k16_s0``, ``vanilla_d512_l1-0.1_s0``, ``pca_d512_k16``."""
-    d = asdict(cfg)
-    parts = [cfg.architecture, f"d{cfg.d_sae}"]
-    for key, tag in (("k", "k"), ("target_l0", "L0-"), ("l1_coeff", "l1-"), ("l0_coeff", "l0-")):
-        if key in d and (key != "k" or cfg.architecture in (*TOPK_FAMILY, "pca", "nmf", "random")):
-            if key == "target_l0" and not d[key]:
-                continue
-            parts.append(f"{tag}{d[key]:g}")
-            break
-    if not getattr(SAES[cfg.architecture], "fitted", False):
-        parts.append(f"s{cfg.seed}")
-    return "_".join(parts)
+from vista.saes.registry import sae_config, sae_name
 
 
 def _with_shared(arch: str, shared: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     known = {f.name for f in fields(SAES.get_entry(arch).config_class)}
     return {**{k: v for k, v in shared.items() if k in known}, **own, "architecture": arch}
+
+
+def _sparsities(cls: Any, grid: GridConfig) -> list[dict[str, Any]]:
+    """The sparsity settings the grid sweeps for an architecture, read from its config's fields:
+    ``k`` (codes per token) from ``grid.k``; with ``grid.match_l0``, ``target_l0`` at each of
+    ``grid.k``; else ``l1_coeff`` (times the class's ``penalty_scale``) or ``l0_coeff``."""
+    known = {f.name for f in fields(cls.config_class)}
+    if "k" in known:
+        return [{"k": k} for k in grid.k]
+    if grid.match_l0 and "target_l0" in known:
+        return [{"target_l0": float(k)} for k in grid.k]
+    if "l1_coeff" in known:
+        return [{"l1_coeff": cls.penalty_scale * c} for c in grid.l1_coeff]
+    if "l0_coeff" in known:
+        return [{"l0_coeff": c} for c in grid.l0_coeff]
+    return [{}]
 
 
 def grid_configs(grid: GridConfig, d_model: int) -> list[SAEConfig]:
@@ -40,18 +41,7 @@ def grid_configs(grid: GridConfig, d_model: int) -> list[SAEConfig]:
             raise VistaError(
                 f"bench.grid.architectures: {arch!r} is not trainable; put baselines in grid.baselines."
             )
-        if arch in TOPK_FAMILY:
-            sparsities: list[dict[str, Any]] = [{"k": k} for k in grid.k]
-        elif grid.match_l0 and arch in ("vanilla", "gated", "jumprelu"):
-            sparsities = [{"target_l0": float(k)} for k in grid.k]
-        elif arch == "vanilla":
-            sparsities = [{"l1_coeff": c} for c in grid.l1_coeff]
-        elif arch == "gated":
-            sparsities = [{"l1_coeff": 5 * c} for c in grid.l1_coeff]
-        elif arch == "jumprelu":
-            sparsities = [{"l0_coeff": c} for c in grid.l0_coeff]
-        else:
-            sparsities = [{}]
+        sparsities = _sparsities(cls, grid)
         for width in grid.widths:
             for sp in sparsities:
                 for seed in grid.seeds:

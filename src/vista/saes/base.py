@@ -76,6 +76,12 @@ class SAE(nn.Module):
     """Codes of a token depend on the other tokens of its image (``encode_instances``)."""
     lr_scale: ClassVar[float] = 1.0
     """Multiplies the default learning rate (``train.lr=0``); an explicit ``train.lr`` is used as given."""
+    saelens_architecture: ClassVar[str] = ""
+    """The SAELens architecture whose inference encoding is identical ('' when SAELens has none):
+    ``save_sae`` writes the weights under it (``vista.saes.interop``)."""
+    penalty_scale: ClassVar[float] = 1.0
+    """For penalised architectures: how much larger a coefficient than vanilla's L1 reaches a
+    similar L0; the benchmark's grid multiplies its ``l1_coeff`` list by it."""
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()
@@ -182,9 +188,7 @@ class SAE(nn.Module):
     def export_architecture(self) -> str:
         """The SAELens architecture whose inference encoding equals this SAE's (vista's own name
         when SAELens has none); ``save_sae`` writes the weights under it."""
-        from vista.saes.interop import SAELENS_EXPORT
-
-        return SAELENS_EXPORT.get(self.cfg.architecture, self.cfg.architecture)
+        return self.saelens_architecture or self.cfg.architecture
 
     def non_finite(self) -> list[str]:
         """Names of the floating parameters and buffers holding NaN or infinite values."""

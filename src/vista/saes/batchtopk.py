@@ -34,6 +34,9 @@ class BatchTopKSAE(TopKSAE):
     Until it has been estimated, inference falls back to per-token TopK (still batch-independent).
     """
 
+    # BatchTopK-family inference is a per-latent threshold: exactly SAELens's JumpReLU.
+    saelens_architecture = "jumprelu"
+
     config_class = BatchTopKConfig
     cfg: BatchTopKConfig
     threshold: Tensor

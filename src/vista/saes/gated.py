@@ -35,6 +35,9 @@ class GatedSAE(SAE):
     names follow SAELens's gated SAE (``b_gate``, ``r_mag``, ``b_mag``); there is no ``b_enc``.
     """
 
+    saelens_architecture = "gated"
+    penalty_scale = 5.0  # its L1 acts on the gate pre-activations: about 5x vanilla's for one L0
+
     config_class = GatedConfig
     cfg: GatedConfig
 

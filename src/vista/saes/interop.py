@@ -22,18 +22,17 @@ from torch import Tensor
 
 from vista.errors import VistaError
 
-# vista architecture -> SAELens architecture whose inference encoding is identical.
-SAELENS_EXPORT = {
-    "vanilla": "standard",
-    "topk": "topk",
-    "jumprelu": "jumprelu",
-    "gated": "gated",
-    # BatchTopK-family inference is a per-latent threshold: exactly SAELens's JumpReLU.
-    "batchtopk": "jumprelu",
-    "matryoshka": "jumprelu",
-    # k pursuit steps with SAELens's stopping rules off (no residual threshold, no support check).
-    "mp": "matching_pursuit",
-}
+
+def saelens_export() -> dict[str, str]:
+    """vista architecture -> the SAELens architecture whose inference encoding is identical, for
+    every architecture that declares one (``SAE.saelens_architecture``, set in its own file)."""
+    from vista.saes.registry import SAES
+
+    return {
+        name: cls.saelens_architecture for name, cls in SAES.items() if cls.saelens_architecture
+    }
+
+
 SAELENS_KEYS = {
     "standard": {"W_enc", "b_enc", "W_dec", "b_dec"},
     "topk": {"W_enc", "b_enc", "W_dec", "b_dec"},

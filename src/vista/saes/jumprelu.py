@@ -96,6 +96,8 @@ class JumpReLUSAE(SAE):
     JumpReLU layout (``threshold`` tensor, no log) is what is exported.
     """
 
+    saelens_architecture = "jumprelu"
+
     config_class = JumpReLUConfig
     cfg: JumpReLUConfig
     preact_scale: Tensor

@@ -54,6 +54,9 @@ class MatchingPursuitSAE(SAE):
     Only ``W_dec`` and ``b_dec`` are parameters; ``W_enc`` is ``W_dec^T`` by construction.
     """
 
+    # k pursuit steps with SAELens's stopping rules off (no residual threshold, no support check).
+    saelens_architecture = "matching_pursuit"
+
     config_class = MatchingPursuitConfig
     cfg: MatchingPursuitConfig
     lr_scale = 2.0

@@ -50,6 +50,27 @@ def sae_config(node: Any, where: str = "sae") -> SAEConfig:
     return out
 
 
+SPARSITY_KEYS = (("k", "k"), ("target_l0", "L0-"), ("l1_coeff", "l1-"), ("l0_coeff", "l0-"))
+"""The settings that set an SAE's sparsity, with their tag in its name, in order of precedence."""
+
+
+def sae_name(cfg: SAEConfig | dict[str, Any]) -> str:
+    """The one name of an SAE config: architecture, width, the setting that sets its sparsity,
+    and for trained (not fitted) architectures the seed: ``topk_d512_k16_s0``,
+    ``vanilla_d512_l1-0.1_s0``, ``jumprelu_d512_L0-8_s0``, ``pca_d512_k16``."""
+    d = asdict(cfg) if isinstance(cfg, SAEConfig) else dict(cfg)
+    arch = str(d["architecture"])
+    parts = [arch, f"d{d['d_sae']}"]
+    for key, tag in SPARSITY_KEYS:
+        if d.get(key):  # a target_l0 of 0 means none
+            parts.append(f"{tag}{d[key]:g}")
+            break
+    fitted = arch in SAES and getattr(SAES[arch], "fitted", False)
+    if not fitted:
+        parts.append(f"s{d.get('seed', 0)}")
+    return "_".join(parts)
+
+
 def config_from_dict(d: dict[str, Any]) -> SAEConfig:
     """The architecture's own config class from a mapping; an unknown key is an error."""
     return check_keys(d)(**d)

@@ -71,6 +71,8 @@ class TopKSAE(SAE):
     decoder, so only the selected latents' rows are touched after the encoder GEMM.
     """
 
+    saelens_architecture = "topk"
+
     config_class = TopKConfig
     cfg: TopKConfig
     batch_selection: ClassVar[bool] = False

@@ -45,6 +45,8 @@ class VanillaSAE(SAE):
     against growing rows) and are rescaled to unit norm on export with the same function.
     """
 
+    saelens_architecture = "standard"
+
     config_class = VanillaConfig
     cfg: VanillaConfig
     unit_decoder = False

@@ -16,13 +16,13 @@ import torch
 
 from vista.errors import Stopped, VistaError
 from vista.saes.config import SAEConfig
-from vista.saes.registry import config_from_dict
+from vista.saes.registry import config_from_dict, sae_name
 from vista.store import ActivationStore, StreamConfig, TokenStream, store_fingerprint
 from vista.train.allocator import keep_freed_memory
 from vista.train.config import TrainConfig, TrainerConfig
 from vista.train.data import TokenBatches
 from vista.train.export import export_saes, run_record
-from vista.train.module import SAETrainingModule, sae_name, sweep_names
+from vista.train.module import SAETrainingModule, sweep_names
 from vista.train.resume import resume_from
 from vista.train.trainer import make_trainer, save_on_stop
 

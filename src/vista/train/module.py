@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from vista.errors import VistaError
 from vista.saes import make_sae
-from vista.saes.registry import config_from_dict
+from vista.saes.registry import config_from_dict, sae_name
 from vista.train.config import TrainConfig
 from vista.train.step import DeadLatentTracker, make_adam, train_step
 
@@ -185,28 +185,6 @@ class SAETrainingModule(pl.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.data is not None:
             self.data.skip_batches = int(checkpoint.get("global_step", 0))
-
-
-def _defaults(arch: str) -> dict[str, Any]:
-    from vista.saes import SAES
-
-    return asdict(SAES.get_entry(arch).config_class()) if arch in SAES else {}
-
-
-def sae_name(cfg: dict[str, Any]) -> str:
-    """A readable, unique-per-config name: ``topk_d4096_k32``."""
-    parts = [str(cfg["architecture"]), f"d{cfg['d_sae']}"]
-    if "k" in cfg:
-        parts.append(f"k{cfg['k']}")
-    defaults = _defaults(str(cfg["architecture"]))
-    for key, tag in (("l1_coeff", "l1-"), ("l0_coeff", "l0-")):
-        if key in cfg and cfg[key] != defaults.get(key):  # a coefficient set away from the default
-            parts.append(f"{tag}{cfg[key]:g}")
-    if cfg.get("target_l0"):
-        parts.append(f"L0-{cfg['target_l0']:g}")
-    if cfg.get("seed"):
-        parts.append(f"s{cfg['seed']}")
-    return "_".join(parts)
 
 
 def sweep_names(cfgs: list[dict[str, Any]]) -> list[str]:
