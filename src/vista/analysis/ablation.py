@@ -116,6 +116,7 @@ _DIRECTION = {
     AblationConfig,
     "Necessity and sufficiency of the top-k latents per label, against random latents.",
     needs_labels=1,
+    order=60,
 )
 def run(ctx: Context, cfg: AblationConfig) -> Result:
     r = Result("ablation")

@@ -147,6 +147,7 @@ def absorption_task(
     AbsorptionConfig,
     "Feature absorption on hierarchical labels (parity, loops, coarse age): lower is better.",
     needs_labels=1,
+    order=170,
 )
 def run(ctx: Context, cfg: AbsorptionConfig) -> Result:
     usable = ctx.require_labels()

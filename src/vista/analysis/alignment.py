@@ -68,6 +68,7 @@ def feature_alignment(
     AlignmentConfig,
     "Per label: latents by inter-class variance; bounded selectivity with a support floor.",
     needs_labels=1,
+    order=40,
 )
 def run(ctx: Context, cfg: AlignmentConfig) -> Result:
     enc, s = ctx.encoded, ctx.settings

@@ -149,6 +149,7 @@ def per_label(
     CompareConfig,
     "Two SAEs or two encoders on the same images: CKA, SDF overlap, principal angles, shared latents.",
     needs=_needs,
+    order=230,
 )
 def run(ctx: Context, cfg: CompareConfig) -> Result:
     from vista.analysis.context import Context as Ctx

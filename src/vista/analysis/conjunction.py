@@ -40,6 +40,7 @@ class ConjunctionConfig:
     ConjunctionConfig,
     "Latents firing for an intersection of two labels but for neither label alone, tested.",
     needs_labels=2,
+    order=100,
 )
 def run(ctx: Context, cfg: ConjunctionConfig) -> Result:
     names = ctx.pick_labels(cfg.labels, 2)

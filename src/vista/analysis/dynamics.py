@@ -111,6 +111,7 @@ def purities(r: Result, ctx: Context, label: str, kind: str, codes: Any) -> None
     DynamicsConfig,
     "Spectra of the weights, concept paths and latent purity, each against a random SAE.",
     needs=_needs,
+    order=120,
 )
 def run(ctx: Context, cfg: DynamicsConfig) -> Result:
     r = Result("dynamics")

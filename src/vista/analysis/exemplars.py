@@ -133,6 +133,7 @@ def token_maps(ctx: Context, feats: np.ndarray, rows: np.ndarray) -> np.ndarray:
     "exemplars",
     ExemplarsConfig,
     "Per latent: top and quantile images, activation histogram, label make-up, nearest latents.",
+    order=210,
 )
 def run(ctx: Context, cfg: ExemplarsConfig) -> Result:
     enc = ctx.encoded

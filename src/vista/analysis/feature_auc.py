@@ -80,6 +80,7 @@ def summary(auc_test: np.ndarray, auc_train: np.ndarray, cfg: FeatureAUCConfig) 
     FeatureAUCConfig,
     "Per latent and class: one-vs-rest AUC (train/test) and AP; selectivity, coverage, Purity@k.",
     needs_labels=1,
+    order=70,
 )
 def run(ctx: Context, cfg: FeatureAUCConfig) -> Result:
     codes, s = ctx.encoded.codes, ctx.settings

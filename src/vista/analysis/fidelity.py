@@ -140,6 +140,7 @@ def spread_p_value(
     FidelityConfig,
     "Per subgroup and intersection: NMSE, FVU, cosine, L0, dead latents; worst-group gap and test.",
     needs_labels=1,
+    order=110,
 )
 def run(ctx: Context, cfg: FidelityConfig) -> Result:
     names = ctx.pick_labels(cfg.labels)

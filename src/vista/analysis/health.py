@@ -26,7 +26,9 @@ class HealthConfig:
     """A latent firing on fewer than this fraction of tokens (but some) is rare."""
 
 
-@register_analysis("health", HealthConfig, "Dead, dense and rare latents; L0 per token and image.")
+@register_analysis(
+    "health", HealthConfig, "Dead, dense and rare latents; L0 per token and image.", order=10
+)
 def run(ctx: Context, cfg: HealthConfig) -> Result:
     enc, s = ctx.encoded, ctx.settings
     counts = enc.firing_counts

@@ -111,6 +111,7 @@ def single_attribute_sdfs(ctx: Context, names: list[str], cfg: IntersectionalCon
     IntersectionalConfig,
     "Intersections of labels: subgroup SDFs, novel features, ANOVA interactions, MI synergy.",
     needs_labels=2,
+    order=90,
 )
 def run(ctx: Context, cfg: IntersectionalConfig) -> Result:
     names = ctx.pick_labels(cfg.labels, 2)

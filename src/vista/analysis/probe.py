@@ -96,6 +96,7 @@ def score(
     "The seeds' multi-task linear probe (Lightning), raw activations vs SAE codes, with CIs.",
     needs_labels=1,
     needs=_needs,
+    order=130,
 )
 def run(ctx: Context, cfg: ProbeTrainingConfig) -> Result:
     from vista.train.probe import fit_multitask_probe

@@ -62,6 +62,7 @@ def probe_comparison(
     ProbeConfig,
     "Logistic probes on raw activations vs SAE codes per label: accuracy, CIs, paired test.",
     needs_labels=1,
+    order=50,
 )
 def run(ctx: Context, cfg: ProbeConfig) -> Result:
     enc, s = ctx.encoded, ctx.settings

@@ -32,7 +32,10 @@ def image_total_variance(pooled_raw: np.ndarray, scatter: np.ndarray, t: int) ->
 
 
 @register_analysis(
-    "reconstruction", ReconstructionConfig, "FVU, explained variance, cosine, shrinkage, with CIs."
+    "reconstruction",
+    ReconstructionConfig,
+    "FVU, explained variance, cosine, shrinkage, with CIs.",
+    order=20,
 )
 def run(ctx: Context, cfg: ReconstructionConfig) -> Result:
     enc, s = ctx.encoded, ctx.settings

@@ -32,6 +32,7 @@ class RecoveryConfig:
     "recovery",
     RecoveryConfig,
     "Ground truth: the share of a synthetic store's true directions the SAE found.",
+    order=30,
 )
 def run(ctx: Context, cfg: RecoveryConfig) -> Result:
     from vista.errors import VistaError

@@ -27,6 +27,9 @@ class AnalysisSpec:
     """Labels with two or more classes it needs (checked before any work)."""
     needs: Callable[[Any], str] | None = None
     """Further precondition on its config alone: '' if met, else why not."""
+    order: int = 1000
+    """Where it runs and is listed among the others, lowest first (the cheap, headline ones first;
+    one with none runs after all that have one)."""
 
 
 ANALYSES: Registry[AnalysisSpec] = Registry("analysis", "vista.analysis", "vista.interventions")
@@ -41,9 +44,16 @@ def register_analysis(
     *,
     needs_labels: int = 0,
     needs: Callable[[Any], str] | None = None,
+    order: int = 1000,
 ) -> Callable[[Callable[[Context, Any], Result]], Callable[[Context, Any], Result]]:
     def deco(fn: Callable[[Context, Any], Result]) -> Callable[[Context, Any], Result]:
-        ANALYSES.add(name, AnalysisSpec(name, config, fn, summary, needs_labels, needs))
+        ANALYSES.add(name, AnalysisSpec(name, config, fn, summary, needs_labels, needs, order))
         return fn
 
     return deco
+
+
+def run_order(names: list[str] | tuple[str, ...] | set[str]) -> list[str]:
+    """``names`` in the order analyses run and are listed in (``order``, then name); names not
+    registered come last."""
+    return sorted(names, key=lambda n: (ANALYSES[n].order if n in ANALYSES else 10**9, n))

@@ -18,38 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from vista.analysis.context import Context
-from vista.analysis.registry import ANALYSES, AnalysisSpec
+from vista.analysis.registry import ANALYSES, AnalysisSpec, run_order
 from vista.analysis.result import Result, Skip
 from vista.errors import VistaError
 from vista.jsonio import write_json
 
 log = logging.getLogger(__name__)
-
-ORDER = (
-    "health",
-    "reconstruction",
-    "recovery",
-    "alignment",
-    "probes",
-    "ablation",
-    "feature_auc",
-    "sdf",
-    "intersectional",
-    "conjunction",
-    "fidelity",
-    "dynamics",
-    "probe",
-    "sparse_probing",
-    "scr",
-    "tpp",
-    "absorption",
-    "intervene",
-    "splice",
-    "exemplars",
-    "stability",
-    "compare",
-)
-"""The order analyses run and are listed in (the cheap, headline ones first)."""
 
 
 @dataclass
@@ -70,8 +44,7 @@ def resolve_names(requested: list[str] | tuple[str, ...]) -> tuple[list[str], bo
         for r in req:
             ANALYSES.get_entry(r)  # unknown name: one sentence listing the choices
         names, explicit = list(dict.fromkeys(req)), True
-    rank = {n: i for i, n in enumerate(ORDER)}
-    return sorted(names, key=lambda n: (rank.get(n, len(ORDER)), n)), explicit
+    return run_order(names), explicit
 
 
 def precheck(spec: AnalysisSpec, ctx: Context, cfg: Any) -> str:

@@ -98,6 +98,7 @@ def scr_pair(ctx: Context, a: str, b: str, cfg: SCRConfig) -> dict[str, Any]:
     SCRConfig,
     "Spurious correlation removal: ablating a spurious label's latents unbiases a probe.",
     needs_labels=2,
+    order=150,
 )
 def run(ctx: Context, cfg: SCRConfig) -> Result:
     usable = ctx.require_labels(2)

@@ -142,6 +142,7 @@ def label_sdfs(ctx: Context, label: str, cfg: SDFConfig) -> dict[str, Any]:
     "Per class: its selective features (SDFs), importance-ranked, with alignment rates and CIs.",
     needs_labels=1,
     needs=_needs,
+    order=80,
 )
 def run(ctx: Context, cfg: SDFConfig) -> Result:
     s = ctx.settings

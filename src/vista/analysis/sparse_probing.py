@@ -81,6 +81,7 @@ def task_scores(
     SparseProbingConfig,
     "SAEBench sparse probing: balanced one-vs-rest probes on the top-k latents vs dense probes.",
     needs_labels=1,
+    order=140,
 )
 def run(ctx: Context, cfg: SparseProbingConfig) -> Result:
     enc, s = ctx.encoded, ctx.settings

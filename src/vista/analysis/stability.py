@@ -80,6 +80,7 @@ def _matched(ctx: Context, mine: np.ndarray, cfg: StabilityConfig) -> tuple[list
     StabilityConfig,
     "Reseed stability: Hungarian-matched decoder cosines against other seeds and a random null.",
     needs=_needs,
+    order=220,
 )
 def run(ctx: Context, cfg: StabilityConfig) -> Result:
     s = ctx.settings

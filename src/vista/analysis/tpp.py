@@ -52,6 +52,7 @@ def _drop(
     TPPConfig,
     "Targeted probe perturbation: ablating a class's latents hurts its probe, not the others'.",
     needs_labels=1,
+    order=160,
 )
 def run(ctx: Context, cfg: TPPConfig) -> Result:
     enc, s = ctx.encoded, ctx.settings

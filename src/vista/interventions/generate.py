@@ -367,6 +367,7 @@ def bertscore(candidates: list[str], references: list[str], model: str) -> dict[
     "A VLM's captions or answers, clean and with the SAE and a label's features edited in its vision tower.",
     needs_labels=1,
     needs=_needs,
+    order=200,
 )
 def run(ctx: Context, cfg: GenerateConfig) -> Result:
     s = ctx.settings

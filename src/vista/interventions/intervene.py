@@ -227,6 +227,7 @@ def _steering(edits: Edits, t: str, cfg: InterveneConfig, r: Result) -> None:
     "Suppress, scale, steer and erase each label's features, with passthrough, noise and random controls.",
     needs_labels=1,
     needs=_needs,
+    order=180,
 )
 def run(ctx: Context, cfg: InterveneConfig) -> Result:
     r = Result("intervene")

@@ -197,6 +197,7 @@ def _add_decomposition(
     SpliceConfig,
     "The SAE inside its encoder: accuracy, loss recovered, KL, and per-class suppression.",
     needs_labels=1,
+    order=190,
 )
 def run(ctx: Context, cfg: SpliceConfig) -> Result:
     s, sae = ctx.settings, ctx.sae.eval()

@@ -205,14 +205,13 @@ def _overview(run: Path, results: dict[str, Any], plots: dict[str, list]) -> dic
     if not isinstance(config, dict):
         config = {}
     meta = next(iter(results.values())).metadata
-    from vista.analysis.runner import ORDER
+    from vista.analysis.registry import run_order
 
-    rank = {n: i for i, n in enumerate(ORDER)}
     headline = [
-        {"analysis": n, "name": k, "scalar": r.scalars[k]}
-        for n, r in sorted(results.items(), key=lambda nr: rank.get(nr[0], len(ORDER)))
-        for k in r.headline
-        if k in r.scalars
+        {"analysis": n, "name": k, "scalar": results[n].scalars[k]}
+        for n in run_order(list(results))
+        for k in results[n].headline
+        if k in results[n].scalars
     ]
     return {
         "title": f"vista report: {meta.get('architecture', '')} SAE, {meta.get('d_sae', '')} latents",
