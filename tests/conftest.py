@@ -13,6 +13,8 @@ import pytest
 from vista.store import SplitSpec, StoreWriter
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# An analysis that writes an output it does not declare fails the test (vista.analysis.declared).
+os.environ.setdefault("VISTA_STRICT_OUTPUTS", "1")
 
 
 def write_original_vista_store(

@@ -101,8 +101,9 @@ def task_analyze(job: Any) -> None:
         job.sae, job.store, job.out_dir, list(job.analysis), configs_of(job), job.eval
     )
     print(analysis_summary(outcome.results, outcome.skipped))
-    if "intervene" in outcome.results:
-        print(decomposition_summary(outcome.results["intervene"]))
+    decomposition = decomposition_summary(outcome.results)
+    if decomposition:
+        print(decomposition)
     print(f"results: {Path(job.out_dir) / 'analyses'}")
 
 
@@ -117,10 +118,11 @@ def one_analysis_task(name: str, files: str = "") -> Callable[[Any], None]:
         outcome = analyze(
             job.sae, job.store, job.out_dir, [name], {name: getattr(job, name)}, job.eval
         )
-        if name == "intervene":
-            print(decomposition_summary(outcome.results[name]))
-        else:
-            print(analysis_summary(outcome.results, outcome.skipped))
+        # intervene's decomposition table says more than its headline numbers
+        print(
+            decomposition_summary(outcome.results)
+            or analysis_summary(outcome.results, outcome.skipped)
+        )
         also = f" and {job.out_dir}/{files}" if files else ""
         print(f"results: {Path(job.out_dir) / 'analyses' / name}{also}")
 

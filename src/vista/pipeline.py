@@ -131,8 +131,9 @@ def run(job: Any) -> dict[str, Any]:
     acc = enc_meta.get("test_accuracy")
     head = f"encoder test accuracy: {acc:.4f}\n" if acc is not None else ""
     print(head + analysis_summary(outcome.results, outcome.skipped))
-    if "intervene" in outcome.results:
-        print(decomposition_summary(outcome.results["intervene"]))
+    decomposition = decomposition_summary(outcome.results)
+    if decomposition:
+        print(decomposition)
     print(f"results: {out / 'analyses'} (and {out / 'evaluation_results.json'})")
     from vista.reports.html import write_report
 

@@ -62,7 +62,8 @@ class Registry(Mapping[str, T], Generic[T]):
             for name in self.packages:
                 package = importlib.import_module(name)
                 for module in pkgutil.iter_modules(package.__path__, f"{name}."):
-                    importlib.import_module(module.name)
+                    if not module.name.endswith(".__main__"):  # a script, not a definition
+                        importlib.import_module(module.name)
 
     # -- Mapping ----------------------------------------------------------------------------------
     def __getitem__(self, name: str) -> T:

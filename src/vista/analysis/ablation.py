@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.probing import ProbeConfig, fit_probe
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
@@ -111,12 +112,24 @@ _DIRECTION = {
 }
 
 
+OUT = Outputs("ablation")
+OUT.scalar("{label}/baseline_accuracy", "higher", "probe accuracy on all latents")
+OUT.scalar("{label}/k{k}/acc_only_top_k", "higher", "accuracy on the top k latents only")
+OUT.scalar("{label}/k{k}/acc_without_top_k", "none", "accuracy with the top k removed")
+OUT.scalar("{label}/k{k}/necessity_drop", "none", "baseline minus accuracy without the top k")
+OUT.scalar("{label}/k{k}/random_acc_only_k", "none", "accuracy on k random latents")
+OUT.scalar("{label}/k{k}/random_drop", "none", "drop when k random latents are removed")
+OUT.array("{label}/ranking", "latents by inter-class variance")
+ROWS = OUT.table("{label}", "per k: the ablation numbers")
+
+
 @register_analysis(
     "ablation",
     AblationConfig,
     "Necessity and sufficiency of the top-k latents per label, against random latents.",
     needs_labels=1,
     order=60,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: AblationConfig) -> Result:
     r = Result("ablation")

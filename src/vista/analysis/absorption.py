@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.latent_effects import fit_direction
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result, Skip
@@ -142,12 +143,20 @@ def absorption_task(
     }
 
 
+OUT = Outputs("absorption")
+FRACTION = OUT.scalar("mean_absorption_fraction_score", "lower", "mean absorption fraction")
+OUT.scalar("mean_full_absorption_score", "lower", "mean full-absorption rate")
+OUT.scalar("mean_num_split_features_score", "lower", "mean number of split features")
+OUT.table("tasks", "per class: absorption numbers")
+
+
 @register_analysis(
     "absorption",
     AbsorptionConfig,
     "Feature absorption on hierarchical labels (parity, loops, coarse age): lower is better.",
     needs_labels=1,
     order=170,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: AbsorptionConfig) -> Result:
     usable = ctx.require_labels()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.alignment import class_means, inter_class_variance, selectivity
@@ -63,12 +64,20 @@ def feature_alignment(
     return section, var, sel
 
 
+OUT = Outputs("alignment")
+OUT.scalar("{label}/selectivity_mean", "higher", "mean selectivity of the latents")
+OUT.scalar("{label}/selectivity_max", "none", "largest selectivity")
+SELECTIVITY = OUT.array("{label}/selectivity", "per latent: selectivity for the label")
+OUT.array("{label}/inter_class_variance", "per latent: variance of its class means")
+
+
 @register_analysis(
     "alignment",
     AlignmentConfig,
     "Per label: latents by inter-class variance; bounded selectivity with a support floor.",
     needs_labels=1,
     order=40,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: AlignmentConfig) -> Result:
     enc, s = ctx.encoded, ctx.settings

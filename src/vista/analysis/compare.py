@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.errors import VistaError
@@ -144,12 +145,25 @@ def per_label(
         )
 
 
+OUT = Outputs("compare")
+OUT.scalar("cka_codes", "none", "linear CKA of the two SAEs' codes")
+OUT.scalar("cka_raw", "none", "linear CKA of the two stores' activations")
+OUT.scalar("fraction_shared", "none", "share of latents matched above threshold")
+OUT.scalar("mean_matched_similarity", "none", "mean similarity of matched latents")
+OUT.scalar("{label}/sdf_overlap", "none", "overlap of the two SAEs' top latents by class variance")
+OUT.scalar("{label}/mean_cos_principal_angle", "none", "mean cosine of the principal angles")
+OUT.scalar("{label}/grassmann_distance", "none", "Grassmann distance of the top latents' spans")
+OUT.array("matched_similarity", "per latent: similarity with its match")
+OUT.array("matched_latent", "per latent: its match in the other SAE")
+
+
 @register_analysis(
     "compare",
     CompareConfig,
     "Two SAEs or two encoders on the same images: CKA, SDF overlap, principal angles, shared latents.",
     needs=_needs,
     order=230,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: CompareConfig) -> Result:
     from vista.analysis.context import Context as Ctx

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.conjunction import conjunction_scores
@@ -35,12 +36,21 @@ class ConjunctionConfig:
     """Family-wise level (Bonferroni over every latent and cell tested)."""
 
 
+OUT = Outputs("conjunction")
+OUT.scalar("max_gap", "none", "largest gap between a conjunction and its parts")
+OUT.scalar("n_conjunction_features", "none", "latents that fire for a conjunction of classes")
+OUT.scalar("n_tests", "none", "tests run")
+OUT.array("conjunction_features", "the conjunction latents")
+FEATURES = OUT.table("conjunction_features", "per conjunction latent: its classes and gap")
+
+
 @register_analysis(
     "conjunction",
     ConjunctionConfig,
     "Latents firing for an intersection of two labels but for neither label alone, tested.",
     needs_labels=2,
     order=100,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: ConjunctionConfig) -> Result:
     names = ctx.pick_labels(cfg.labels, 2)

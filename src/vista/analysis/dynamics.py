@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.paths import overlaps, select
@@ -106,12 +107,26 @@ def purities(r: Result, ctx: Context, label: str, kind: str, codes: Any) -> None
         r.arrays[f"{label}/purity_kind"] = pur["kind"].astype(np.int8)
 
 
+OUT = Outputs("dynamics")
+for _control in ("", "/random"):
+    OUT.scalar("{matrix}/{metric}" + _control, "none", "a spectral measure of W_enc or W_dec")
+    OUT.scalar("{label}/paths/{rule}/{metric}" + _control, "none", "activation-path overlap")
+    OUT.scalar("{label}/purity/mean_csi" + _control, "higher", "mean class-specificity index")
+    OUT.scalar("{label}/purity/n_{kind}" + _control, "none", "latents of each purity kind")
+OUT.table("spectra", "the spectral measures, trained and random")
+OUT.table("{label}/paths", "path overlaps per rule")
+OUT.table("{label}/purity", "purity counts, trained and random")
+OUT.array("{label}/csi", "per latent: class-specificity index")
+OUT.array("{label}/purity_kind", "per latent: pure, compositional or distributed")
+
+
 @register_analysis(
     "dynamics",
     DynamicsConfig,
     "Spectra of the weights, concept paths and latent purity, each against a random SAE.",
     needs=_needs,
     order=120,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: DynamicsConfig) -> Result:
     r = Result("dynamics")

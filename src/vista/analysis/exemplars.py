@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.alignment import class_means, selectivity
@@ -129,11 +130,35 @@ def token_maps(ctx: Context, feats: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+OUT = Outputs("exemplars")
+N_ALIVE = OUT.scalar("n_alive", "none", "latents that fire on the split")
+TOP_ROWS = OUT.array("top_rows", "(latents, top_k): rows of the top-activating images")
+TOP_VALUES = OUT.array("top_values", "(latents, top_k): their activations")
+QUANTILE_ROWS = OUT.array("quantile_rows", "(latents, 3 x quantiles): images at each quantile")
+QUANTILE_VALUES = OUT.array("quantile_values", "their activations")
+HISTOGRAM = OUT.array("histogram", "(latents, bins): activation histogram")
+HISTOGRAM_MAX = OUT.array("histogram_max", "per latent: the histogram's upper edge")
+NEIGHBOURS = OUT.array("neighbours", "(latents, n): nearest latents by decoder cosine")
+NEIGHBOUR_COSINE = OUT.array("neighbour_cosine", "their cosines")
+ORIGINAL_INDICES = OUT.array("original_indices", "per row: the dataset index of its image")
+CLASS_MEAN = OUT.array("{label}/class_mean", "(latents, classes): mean activation per class")
+TOP_LABEL_COUNTS = OUT.array("{label}/top_label_counts", "(latents, classes): top images per class")
+TOP_LABELS = OUT.array("{label}/top_labels", "(latents, top_k): the class of each top image")
+REPORT_ORDER = OUT.array("report_order", "alive latents in report order")
+MAP_FEATURES = OUT.array("map_features", "latents with token maps")
+TOKEN_MAPS = OUT.array("token_maps", "(map latents, images, tokens): activation per token")
+LABELS = OUT.meta("labels", "the labels analysed")
+CLASS_NAMES = OUT.meta("{label}/class_names", "the label's class names")
+DATASET = OUT.meta("dataset", "how to load the images of the rows")
+PREFIX_TOKENS = OUT.meta("prefix_tokens", "non-patch tokens before the patches")
+
+
 @register_analysis(
     "exemplars",
     ExemplarsConfig,
     "Per latent: top and quantile images, activation histogram, label make-up, nearest latents.",
     order=210,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: ExemplarsConfig) -> Result:
     enc = ctx.encoded

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.alignment import class_sums
@@ -75,12 +76,40 @@ def summary(auc_test: np.ndarray, auc_train: np.ndarray, cfg: FeatureAUCConfig) 
     }
 
 
+OUT = Outputs("feature_auc")
+OUT.scalar(
+    "{label}/fraction_selective", "higher", "share of latents with best AUC above selective_auc"
+)
+OUT.scalar("{label}/mean_best_auc_test", "higher", "mean of each latent's best test AUC")
+for _key in (
+    "digit_coverage",
+    "redundancy_score",
+    "mean_overfitting",
+    "entropy_best_class_assignments",
+):
+    OUT.scalar("{label}/" + _key, "none", "the seed's summary of the same name")
+OUT.scalar("{label}/top_{n}_auc_test_mean", "none", "mean best AUC of the top n latents")
+OUT.scalar("{label}/map", "higher", "mean average precision of each class's best latent")
+OUT.scalar(
+    "{label}/coverage_at_tau", "higher", "share of classes whose best latent's AP passes tau"
+)
+OUT.scalar(
+    "{label}/mean_purity_at_k", "higher", "mean purity of each class's best latent's top images"
+)
+CLASSES = OUT.table("{label}/classes", "per class: its best latent, AP and purity")
+AUC_TEST = OUT.array("{label}/auc_test", "(latents, classes): one-vs-rest test AUC")
+OUT.array("{label}/auc_train", "(latents, classes): one-vs-rest training AUC")
+OUT.array("{label}/ap_test", "(latents, classes): test average precision")
+OUT.array("{label}/best_class", "per latent: the class of its best test AUC")
+
+
 @register_analysis(
     "feature_auc",
     FeatureAUCConfig,
     "Per latent and class: one-vs-rest AUC (train/test) and AP; selectivity, coverage, Purity@k.",
     needs_labels=1,
     order=70,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: FeatureAUCConfig) -> Result:
     codes, s = ctx.encoded.codes, ctx.settings

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.reconstruction import image_total_variance
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
@@ -135,12 +136,21 @@ def spread_p_value(
     return (1 + hits) / (1 + n_perm)
 
 
+OUT = Outputs("fidelity")
+OUT.scalar("{label}/best_group_nmse", "lower", "NMSE of the best-reconstructed class")
+OUT.scalar("{label}/worst_group_nmse", "lower", "NMSE of the worst-reconstructed class")
+OUT.scalar("{label}/nmse_spread", "lower", "worst minus best NMSE")
+OUT.scalar("{label}/nmse_spread_p_value", "none", "permutation p-value of the spread")
+ROWS = OUT.table("{label}", "per class: its NMSE with interval")
+
+
 @register_analysis(
     "fidelity",
     FidelityConfig,
     "Per subgroup and intersection: NMSE, FVU, cosine, L0, dead latents; worst-group gap and test.",
     needs_labels=1,
     order=110,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: FidelityConfig) -> Result:
     names = ctx.pick_labels(cfg.labels)

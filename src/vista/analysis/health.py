@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.sparsity import firing_frequencies, frequency_histogram
@@ -26,8 +27,25 @@ class HealthConfig:
     """A latent firing on fewer than this fraction of tokens (but some) is rare."""
 
 
+OUT = Outputs("health")
+DEAD_COUNT = OUT.scalar("dead_count", "lower", "latents that never fire on the split")
+DEAD_FRACTION = OUT.scalar("dead_fraction", "lower", "share of latents that never fire")
+OUT.scalar("dense_fraction", "lower", "share firing on more than dense_threshold of tokens")
+OUT.scalar("rare_fraction", "lower", "share firing on fewer than rare_threshold of tokens")
+L0_MEAN = OUT.scalar("l0_mean", "none", "mean active latents per token")
+OUT.scalar("l0_per_instance_mean", "none", "mean active latents per image (pursuit encoders)")
+FIRING_COUNTS = OUT.array("firing_counts", "per latent: tokens it fires on")
+FIRING_FREQUENCY = OUT.array("firing_frequency", "per latent: share of tokens it fires on")
+OUT.array("image_l0", "per image: active latents")
+TOTAL_TOKENS = OUT.meta("total_tokens", "tokens of the split")
+
+
 @register_analysis(
-    "health", HealthConfig, "Dead, dense and rare latents; L0 per token and image.", order=10
+    "health",
+    HealthConfig,
+    "Dead, dense and rare latents; L0 per token and image.",
+    order=10,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: HealthConfig) -> Result:
     enc, s = ctx.encoded, ctx.settings

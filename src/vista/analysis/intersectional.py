@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result, Skip
 from vista.analysis.sdf import SDFConfig, find_sdfs
@@ -106,12 +107,29 @@ def single_attribute_sdfs(ctx: Context, names: list[str], cfg: IntersectionalCon
     return out
 
 
+OUT = Outputs("intersectional")
+for _key in ("n_subgroups", "n_excluded_images", "n_intersectional_features",
+             "n_single_attribute_features", "n_novel_intersectional", "anova_n_tested",
+             "anova_n_intersectional", "anova_fraction_intersectional", "max_synergy",
+             "mean_synergy", "n_synergistic_gt_001"):  # fmt: skip
+    OUT.scalar(_key, "none")
+OUT.table("subgroups", "the subgroups and their image counts")
+OUT.array("novel_features", "latents selective for a subgroup and for no single attribute")
+FEATURES = OUT.array("intersectional_features", "latents selective for a subgroup")
+OUT.array("anova_p_corrected", "(latents, terms): corrected p-values of the interaction terms")
+ETA = OUT.array("anova_partial_eta_sq", "(latents, terms): partial eta-squared")
+TERMS = OUT.meta("anova_terms", "the ANOVA's interaction terms, in column order")
+OUT.array("mi/{term}", "per latent: mutual information with the attribute or their product")
+OUT.array("synergy", "per latent: MI of the product minus the attributes' MIs")
+
+
 @register_analysis(
     "intersectional",
     IntersectionalConfig,
     "Intersections of labels: subgroup SDFs, novel features, ANOVA interactions, MI synergy.",
     needs_labels=2,
     order=90,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: IntersectionalConfig) -> Result:
     names = ctx.pick_labels(cfg.labels, 2)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.uncertainty import mean_ci, paired_permutation_pvalue
@@ -90,6 +91,13 @@ def score(
     return doc
 
 
+OUT = Outputs("probe")
+OUT.scalar("{label}/{codes}_accuracy", "higher", "probe accuracy on raw or sae inputs")
+OUT.scalar("{label}/{codes}_macro_f1", "higher", "probe macro F1 on raw or sae inputs")
+OUT.scalar("{label}/delta", "higher", "SAE minus raw accuracy")
+OUT.scalar("{label}/delta_p_value", "none", "paired permutation p-value of the delta")
+
+
 @register_analysis(
     "probe",
     ProbeTrainingConfig,
@@ -97,6 +105,7 @@ def score(
     needs_labels=1,
     needs=_needs,
     order=130,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: ProbeTrainingConfig) -> Result:
     from vista.train.probe import fit_multitask_probe
@@ -186,6 +195,7 @@ def probe_store(job: Any) -> Result:
         n_train=len(train),
         n_val=len(val),
     )
+    OUT.check(r)
     r.write(job.out_dir)
     return r
 

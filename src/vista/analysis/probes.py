@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.probing import ProbeConfig, fit_probe, split_indices
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
@@ -57,12 +58,20 @@ def probe_comparison(
     return section, raw_ok, sae_ok
 
 
+OUT = Outputs("probes")
+ACCURACY = OUT.scalar("{label}/{codes}_accuracy", "higher", "probe accuracy on raw or sae inputs")
+OUT.scalar("{label}/{codes}_macro_f1", "higher", "probe macro F1 on raw or sae inputs")
+OUT.scalar("{label}/delta", "higher", "SAE minus raw accuracy")
+OUT.scalar("{label}/delta_p_value", "none", "paired permutation p-value of the delta")
+
+
 @register_analysis(
     "probes",
     ProbeConfig,
     "Logistic probes on raw activations vs SAE codes per label: accuracy, CIs, paired test.",
     needs_labels=1,
     order=50,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: ProbeConfig) -> Result:
     enc, s = ctx.encoded, ctx.settings

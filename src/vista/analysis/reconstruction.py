@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.uncertainty import mean_ci, ratio_ci
@@ -31,11 +32,25 @@ def image_total_variance(pooled_raw: np.ndarray, scatter: np.ndarray, t: int) ->
     return scatter + t * ((pooled_raw.astype(np.float64) - mean) ** 2).sum(axis=1)
 
 
+OUT = Outputs("reconstruction")
+FVU = OUT.scalar("fvu", "lower", "fraction of variance unexplained")
+OUT.scalar("mse", "lower", "mean squared error per element")
+OUT.scalar("explained_variance", "higher", "1 - FVU")
+OUT.scalar("cosine_similarity", "higher", "mean cosine of input and reconstruction")
+OUT.scalar("l2_ratio", "none", "mean norm of reconstruction over input")
+OUT.scalar("relative_reconstruction_bias", "none", "SAEBench's shrinkage measure")
+OUT.scalar("saebench_mse", "lower", "SAEBench's MSE")
+OUT.scalar("saebench_explained_variance", "higher", "SAEBench's explained variance")
+OUT.array("image_fvu", "per image: FVU")
+OUT.array("image_cosine", "per image: cosine")
+
+
 @register_analysis(
     "reconstruction",
     ReconstructionConfig,
     "FVU, explained variance, cosine, shrinkage, with CIs.",
     order=20,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: ReconstructionConfig) -> Result:
     enc, s = ctx.encoded, ctx.settings

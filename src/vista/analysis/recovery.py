@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result, Skip
 from vista.metrics.similarity import unit_rows
@@ -28,11 +29,20 @@ class RecoveryConfig:
     """Cosine above which a true direction counts as recovered."""
 
 
+OUT = Outputs("recovery")
+RECOVERED = OUT.scalar("recovered", "higher", "share of true directions matched above threshold")
+OUT.scalar("mean_max_cosine", "higher", "mean best cosine of each true direction")
+OUT.scalar("recovered_rare_half", "higher", "recovered among the rarer half of true features")
+OUT.scalar("recovered_common_half", "higher", "recovered among the commoner half")
+OUT.array("best_cosine", "per true direction: its best cosine with a decoder row")
+
+
 @register_analysis(
     "recovery",
     RecoveryConfig,
     "Ground truth: the share of a synthetic store's true directions the SAE found.",
     order=30,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: RecoveryConfig) -> Result:
     from vista.errors import VistaError

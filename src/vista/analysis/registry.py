@@ -10,6 +10,7 @@ from vista.registry import Registry
 
 if TYPE_CHECKING:
     from vista.analysis.context import Context
+    from vista.analysis.declared import Outputs
     from vista.analysis.result import Result
 
 
@@ -27,6 +28,8 @@ class AnalysisSpec:
     """Labels with two or more classes it needs (checked before any work)."""
     needs: Callable[[Any], str] | None = None
     """Further precondition on its config alone: '' if met, else why not."""
+    outputs: Outputs | None = None
+    """What its results hold (``vista.analysis.declared``): readers go through these."""
     order: int = 1000
     """Where it runs and is listed among the others, lowest first (the cheap, headline ones first;
     one with none runs after all that have one)."""
@@ -45,9 +48,12 @@ def register_analysis(
     needs_labels: int = 0,
     needs: Callable[[Any], str] | None = None,
     order: int = 1000,
+    outputs: Outputs | None = None,
 ) -> Callable[[Callable[[Context, Any], Result]], Callable[[Context, Any], Result]]:
     def deco(fn: Callable[[Context, Any], Result]) -> Callable[[Context, Any], Result]:
-        ANALYSES.add(name, AnalysisSpec(name, config, fn, summary, needs_labels, needs, order))
+        ANALYSES.add(
+            name, AnalysisSpec(name, config, fn, summary, needs_labels, needs, outputs, order)
+        )
         return fn
 
     return deco

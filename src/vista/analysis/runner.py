@@ -97,6 +97,8 @@ def run_analyses(
         result.metadata = {**ctx.metadata(), **result.metadata}
         result.metadata["seconds"] = time.perf_counter() - t0
         _take_fragments(result, fragments)
+        if spec.outputs is not None:
+            spec.outputs.check(result)
         result.write(out)
         outcome.results[n] = result
         _write_index(out, outcome, ctx)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.latent_effects import ablate, accuracy, attribution, fit_direction
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result, Skip
@@ -93,12 +94,18 @@ def scr_pair(ctx: Context, a: str, b: str, cfg: SCRConfig) -> dict[str, Any]:
     return out
 
 
+OUT = Outputs("scr")
+METRIC = OUT.scalar("scr_metric_threshold_{n}", "higher", "SCR with the top n latents ablated")
+OUT.table("pairs", "per label pair: baseline, oracle and SCR")
+
+
 @register_analysis(
     "scr",
     SCRConfig,
     "Spurious correlation removal: ablating a spurious label's latents unbiases a probe.",
     needs_labels=2,
     order=150,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: SCRConfig) -> Result:
     usable = ctx.require_labels(2)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.sdf import alignment_hits, paper_variant, three_stage
@@ -136,6 +137,17 @@ def label_sdfs(ctx: Context, label: str, cfg: SDFConfig) -> dict[str, Any]:
     return out
 
 
+OUT = Outputs("sdf")
+OUT.scalar("{label}/mean_alignment_rate", "higher", "mean alignment rate of the SDFs")
+OUT.scalar("{label}/mean_chance_rate", "none", "the alignment rate chance gives")
+OUT.scalar("{label}/mean_lift", "higher", "alignment rate over chance")
+OUT.scalar("{label}/n_sdfs", "none", "selective features found")
+RANKING = OUT.array("{label}/ranking", "the SDFs of every class, in importance order")
+RANKING_CLASS = OUT.array("{label}/ranking_class", "the class of each ranked SDF")
+OUT.array("{label}/ranking_rate", "the alignment rate of each ranked SDF")
+CLASSES = OUT.table("{label}/classes", "per class: its SDFs, alignment rate and interval")
+
+
 @register_analysis(
     "sdf",
     SDFConfig,
@@ -143,6 +155,7 @@ def label_sdfs(ctx: Context, label: str, cfg: SDFConfig) -> dict[str, Any]:
     needs_labels=1,
     needs=_needs,
     order=80,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: SDFConfig) -> Result:
     s = ctx.settings

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.probing import fit_logistic
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
@@ -76,12 +77,20 @@ def task_scores(
     return out
 
 
+OUT = Outputs("sparse_probing")
+OUT.scalar("raw_test_accuracy", "higher", "probe accuracy on the raw activations")
+OUT.scalar("sae_test_accuracy", "higher", "probe accuracy on all SAE latents")
+TOP_K = OUT.scalar("sae_top_{k}_test_accuracy", "higher", "probe accuracy on the top k latents")
+OUT.table("tasks", "per task: the accuracies")
+
+
 @register_analysis(
     "sparse_probing",
     SparseProbingConfig,
     "SAEBench sparse probing: balanced one-vs-rest probes on the top-k latents vs dense probes.",
     needs_labels=1,
     order=140,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: SparseProbingConfig) -> Result:
     enc, s = ctx.encoded, ctx.settings

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.similarity import matched_similarity, unit_rows
@@ -75,12 +76,25 @@ def _matched(ctx: Context, mine: np.ndarray, cfg: StabilityConfig) -> tuple[list
     return matched, how
 
 
+OUT = Outputs("stability")
+STABILITY_MEAN = OUT.scalar("mean_stability", "higher", "mean matched cosine over the other SAEs")
+OUT.scalar("null_mean", "none", "mean matched cosine against random dictionaries")
+OUT.scalar("null_threshold", "none", "the null quantile a stable latent must pass")
+OUT.scalar("fraction_stable", "higher", "share of latents above the null threshold")
+OUT.scalar("n_other_saes", "none", "SAEs compared with")
+STABILITY = OUT.array("stability", "per latent: mean matched cosine")
+STABLE = OUT.array("stable", "per latent: above the null threshold")
+OUT.array("null_matched_cosine", "matched cosines against the null dictionaries")
+OUT.array("matched_cosine_per_sae", "(other SAEs, latents): matched cosines")
+
+
 @register_analysis(
     "stability",
     StabilityConfig,
     "Reseed stability: Hungarian-matched decoder cosines against other seeds and a random null.",
     needs=_needs,
     order=220,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: StabilityConfig) -> Result:
     s = ctx.settings

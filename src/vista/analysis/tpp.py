@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.latent_effects import ablate, accuracy, attribution, fit_direction
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
@@ -47,12 +48,20 @@ def _drop(
     return clean - ablated
 
 
+OUT = Outputs("tpp")
+TOTAL = OUT.scalar(
+    "{label}/tpp_threshold_{n}_total_metric", "higher", "intended minus unintended drop"
+)
+OUT.table("{label}", "per n: intended, unintended and total")
+
+
 @register_analysis(
     "tpp",
     TPPConfig,
     "Targeted probe perturbation: ablating a class's latents hurts its probe, not the others'.",
     needs_labels=1,
     order=160,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: TPPConfig) -> Result:
     enc, s = ctx.encoded, ctx.settings

@@ -16,7 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vista.benchmark.grid import baseline_configs, grid_configs, sae_name
+from vista.analysis import stability
+from vista.benchmark.grid import baseline_configs, grid_configs
+from vista.saes.registry import sae_name
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +126,8 @@ def analyze_stage(job: Any) -> list[Path]:
         seeds = [
             n for c, n in zip(cfgs, names, strict=False) if n != name and _same_but_seed(c, cfg)
         ]
-        configs["stability"] = replace(
-            configs["stability"], saes=[str(out / "saes" / s) for s in seeds]
-        )
+        name_ = stability.OUT.analysis
+        configs[name_] = replace(configs[name_], saes=[str(out / "saes" / s) for s in seeds])
         log.info("Analysing %s.", name)
         analyze(
             out / "saes" / name,

@@ -12,6 +12,17 @@ from typing import Any
 
 import numpy as np
 
+from vista.analysis import (
+    absorption,
+    health,
+    reconstruction,
+    recovery,
+    scr,
+    sparse_probing,
+    stability,
+    tpp,
+)
+from vista.analysis.declared import STORE, Key
 from vista.analysis.result import read_results
 from vista.jsonio import write_json
 
@@ -28,20 +39,20 @@ FAMILIES = {
     "nmf": "baseline",
     "random": "baseline",
 }
-HEADLINE = {
-    "fvu": ("reconstruction", "fvu"),
-    "l0": ("health", "l0_mean"),
-    "dead_fraction": ("health", "dead_fraction"),
-    "sparse_probing_top_1": ("sparse_probing", "sae_top_1_test_accuracy"),
-    "sparse_probing_top_5": ("sparse_probing", "sae_top_5_test_accuracy"),
-    "scr_20": ("scr", "scr_metric_threshold_20"),
-    "tpp_10": ("tpp", r".*/tpp_threshold_10_total_metric"),
-    "absorption_fraction": ("absorption", "mean_absorption_fraction_score"),
-    "stability": ("stability", "mean_stability"),
-    "recovered": ("recovery", "recovered"),
+HEADLINE: dict[str, tuple[Key, dict[str, object]]] = {
+    "fvu": (reconstruction.FVU, {}),
+    "l0": (health.L0_MEAN, {}),
+    "dead_fraction": (health.DEAD_FRACTION, {}),
+    "sparse_probing_top_1": (sparse_probing.TOP_K, {"k": 1}),
+    "sparse_probing_top_5": (sparse_probing.TOP_K, {"k": 5}),
+    "scr_20": (scr.METRIC, {"n": 20}),
+    "tpp_10": (tpp.TOTAL, {"n": 10}),
+    "absorption_fraction": (absorption.FRACTION, {}),
+    "stability": (stability.STABILITY_MEAN, {}),
+    "recovered": (recovery.RECOVERED, {}),
 }
-"""Short names of the metrics plotted and tracked by DVC: (analysis, scalar or regex; a regex
-averages the matching scalars, e.g. TPP over labels)."""
+"""Short names of the metrics plotted and tracked by DVC: a declared scalar with the parts fixed;
+a part left open (TPP's label) averages the scalars it matches."""
 
 
 def row_of(name: str, results: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
@@ -63,9 +74,8 @@ def row_of(name: str, results: dict[str, Any], cfg: dict[str, Any]) -> dict[str,
     for analysis, r in results.items():
         for key, s in r.scalars.items():
             row["metrics"][f"{analysis}/{key}"] = s.to_json()
-    for short, (analysis, pattern) in HEADLINE.items():
-        r = results.get(analysis)
-        vals = [s for k, s in (r.scalars.items() if r else []) if re.fullmatch(pattern, k)]
+    for short, (key, fixed) in HEADLINE.items():
+        vals = list(key.matching(results, **fixed).values())
         if vals:
             row[short] = float(np.mean([s.value for s in vals]))
             row[f"{short}_direction"] = vals[0].direction
@@ -91,7 +101,7 @@ def merge(out_dir: str | Path) -> list[dict[str, Any]]:
     variance = reseed_variance(rows)
     store = ""
     for d in sorted((out / "results").glob("*"))[:1]:
-        store = next((str(r.metadata.get("store", "")) for r in read_results(d).values()), "")
+        store = str(STORE.of(read_results(d)) or "")
     write_json(
         out / "bench_results.json", {"store": store, "rows": rows, "reseed_variance": variance}
     )

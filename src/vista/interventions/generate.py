@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result, Skip
 from vista.analysis.sdf import SDFConfig
@@ -361,6 +362,18 @@ def bertscore(candidates: list[str], references: list[str], model: str) -> dict[
     }
 
 
+OUT = Outputs("generate")
+OUT.scalar("{mode}/{label}/dcr_original", "none", "keyword detection rate of the original texts")
+OUT.scalar("{mode}/{label}/dcr_modified", "none", "the same for the edited texts")
+OUT.scalar("{mode}/{label}/dcr_delta", "none", "modified minus original")
+OUT.scalar("{mode}/causal_effect", "none", "the edit's effect on the answers")
+SAMPLES = OUT.table("samples", "original and edited texts of the first images")
+DCR = OUT.table("dcr", "per mode and attribute: detection rates")
+OUT.table("dcr_per_class", "per mode, attribute and class: detection rates")
+VQA = OUT.table("vqa", "per mode and question: answer changes")
+TARGET = OUT.meta("target", "the label whose features were edited")
+
+
 @register_analysis(
     "generate",
     GenerateConfig,
@@ -368,6 +381,7 @@ def bertscore(candidates: list[str], references: list[str], model: str) -> dict[
     needs_labels=1,
     needs=_needs,
     order=200,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: GenerateConfig) -> Result:
     s = ctx.settings

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista.analysis.declared import Outputs
 from vista.analysis.probing import ProbeConfig
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
@@ -221,6 +222,27 @@ def _steering(edits: Edits, t: str, cfg: InterveneConfig, r: Result) -> None:
         )
 
 
+OUT = Outputs("intervene")
+OUT.scalar("{label}/k{k}/{probe}/{component}", "none", "a part of the suppression effect")
+OUT.scalar("{label}/k{k}/{probe}/selectivity", "higher", "targeted over random effect")
+OUT.scalar("{label}/k{k}/cosine", "none", "cosine of edited and original embeddings")
+OUT.scalar("{label}/{mode}/alpha{alpha}/fixed/delta", "none", "accuracy change of a scaled edit")
+OUT.scalar("{label}/leace/fresh/delta", "none", "accuracy change after LEACE erasure")
+OUT.scalar("{label}/leace/fresh/acc_after", "none", "accuracy after LEACE erasure")
+OUT.scalar(
+    "{label}/steering/alpha{alpha}/success_rate", "none", "steered images read as the target"
+)
+OUT.scalar("{label}/steering/alpha{alpha}/delta", "none", "target probability change")
+OUT.scalar("{label}/steering/alpha{alpha}/random_delta", "none", "the same for random directions")
+RANKED = OUT.array("{label}/ranked_features", "latents in targeting order")
+DECOMPOSITION = OUT.table("{label}/decomposition", "the suppression effect split into its parts")
+OUT.table("{label}/effects", "per k and probe: every effect with interval")
+OUT.table("{label}/dose_response", "per alpha: the scaled edits")
+ERASURE = OUT.table("{label}/erasure", "LEACE and S&P erasure rows")
+OUT.table("{label}/steering", "per class pair and alpha: steering rows")
+STEERING_SUMMARY = OUT.table("{label}/steering_summary", "per alpha: steering summary")
+
+
 @register_analysis(
     "intervene",
     InterveneConfig,
@@ -228,6 +250,7 @@ def _steering(edits: Edits, t: str, cfg: InterveneConfig, r: Result) -> None:
     needs_labels=1,
     needs=_needs,
     order=180,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: InterveneConfig) -> Result:
     r = Result("intervene")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result, Skip
 from vista.analysis.sdf import SDFConfig
@@ -192,12 +193,25 @@ def _add_decomposition(
         )
 
 
+OUT = Outputs("splice")
+OUT.scalar("{condition}/accuracy", "none", "the encoder's accuracy with the condition spliced in")
+OUT.scalar("{condition}/cross_entropy", "none", "its cross-entropy")
+OUT.scalar("{condition}/accuracy_change", "none", "accuracy change against clean")
+OUT.scalar("{condition}/kl", "none", "KL divergence from the clean outputs")
+OUT.scalar("loss_recovered/{reference}", "higher", "loss recovered against an ablation")
+OUT.scalar("decomposition/{component}", "none", "a part of the suppression effect")
+OUT.scalar("targeted_change/{features}", "none", "other-class minus own-class change")
+OUT.table("decomposition", "the suppression effect split into its parts")
+OUT.table("per_class", "per class and feature set: own and other change")
+
+
 @register_analysis(
     "splice",
     SpliceConfig,
     "The SAE inside its encoder: accuracy, loss recovered, KL, and per-class suppression.",
     needs_labels=1,
     order=190,
+    outputs=OUT,
 )
 def run(ctx: Context, cfg: SpliceConfig) -> Result:
     s, sae = ctx.settings, ctx.sae.eval()

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from vista.analysis import alignment, exemplars, feature_auc, health, sdf, stability
+from vista.analysis.declared import Key
 from vista.analysis.result import Result
 
 
@@ -17,24 +19,22 @@ class FeatureData:
 
     results: dict[str, Result]
 
-    def get(self, analysis: str, key: str) -> np.ndarray | None:
-        r = self.results.get(analysis)
-        return None if r is None else r.arrays.get(key)
+    def get(self, key: Key, **parts: object) -> Any:
+        """The value of a declared output (``feature_auc.AUC_TEST``, label=...), or None."""
+        return key.of(self.results, **parts)
 
     @property
     def labels(self) -> list[str]:
-        ex = self.results.get("exemplars")
-        return list(ex.metadata.get("labels", [])) if ex else []
+        return list(self.get(exemplars.LABELS) or [])
 
     def class_names(self, label: str) -> list[str]:
-        ex = self.results.get("exemplars")
-        return list(ex.metadata.get(f"{label}/class_names", [])) if ex else []
+        return list(self.get(exemplars.CLASS_NAMES, label=label) or [])
 
     def best_auc(self) -> tuple[np.ndarray | None, list[str]]:
         """Per latent, its best test AUC over every label and class, and where it is reached."""
         best, where = None, []
         for label in self.labels:
-            auc = self.get("feature_auc", f"{label}/auc_test")
+            auc = self.get(feature_auc.AUC_TEST, label=label)
             if auc is None:
                 continue
             names = self.class_names(label)
@@ -53,10 +53,7 @@ class FeatureData:
         """Latent -> the classes it is an SDF of (``label=class``)."""
         out: dict[int, list[str]] = {}
         for label in self.labels:
-            ids, cls = (
-                self.get("sdf", f"{label}/ranking"),
-                self.get("sdf", f"{label}/ranking_class"),
-            )
+            ids, cls = self.get(sdf.RANKING, label=label), self.get(sdf.RANKING_CLASS, label=label)
             if ids is None or cls is None:
                 continue
             names = self.class_names(label)
@@ -67,7 +64,7 @@ class FeatureData:
 
 def feature_order(data: FeatureData, max_features: int) -> np.ndarray:
     """The latents that get pages: alive ones, by best AUC (then the exemplars' order)."""
-    order = data.get("exemplars", "report_order")
+    order = data.get(exemplars.REPORT_ORDER)
     if order is None:
         return np.zeros(0, dtype=np.int64)
     best, _ = data.best_auc()
@@ -90,12 +87,12 @@ COLUMNS = [
 
 def feature_rows(data: FeatureData, ids: np.ndarray) -> list[dict[str, Any]]:
     """One table row per feature (strings, formatted)."""
-    freq = data.get("health", "firing_frequency")
+    freq = data.get(health.FIRING_FREQUENCY)
     best, where = data.best_auc()
-    stab, stable = data.get("stability", "stability"), data.get("stability", "stable")
+    stab, stable = data.get(stability.STABILITY), data.get(stability.STABLE)
     sel = [
         a
-        for a in (data.get("alignment", f"{lab}/selectivity") for lab in data.labels)
+        for a in (data.get(alignment.SELECTIVITY, label=lab) for lab in data.labels)
         if a is not None
     ]
     sel_best = None
@@ -104,7 +101,7 @@ def feature_rows(data: FeatureData, ids: np.ndarray) -> list[dict[str, Any]]:
             warnings.simplefilter("ignore", RuntimeWarning)  # latents below the support floor
             sel_best = np.nanmax(np.vstack(sel), axis=0)
     spec = specificity(data)
-    sdf = data.sdf_membership()
+    members = data.sdf_membership()
     rows = []
     for i in ids.tolist():
         rows.append(
@@ -119,7 +116,7 @@ def feature_rows(data: FeatureData, ids: np.ndarray) -> list[dict[str, Any]]:
                 "specificity": f"{spec[i]:.3f}" if spec is not None else "",
                 "stability": f"{stab[i]:.3f}" if stab is not None else "",
                 "stable": ("yes" if stable[i] else "no") if stable is not None else "not measured",
-                "sdf": ", ".join(sdf.get(i, [])),
+                "sdf": ", ".join(members.get(i, [])),
             }
         )
     return rows
@@ -130,7 +127,7 @@ def specificity(data: FeatureData) -> np.ndarray | None:
     (1: it fires for one subgroup only)."""
     out = None
     for label in data.labels:
-        m = data.get("exemplars", f"{label}/class_mean")
+        m = data.get(exemplars.CLASS_MEAN, label=label)
         if m is None:
             continue
         share = np.abs(m).max(axis=1) / np.maximum(np.abs(m).sum(axis=1), 1e-30)

@@ -23,6 +23,18 @@ from typing import Any
 
 import numpy as np
 
+from vista.analysis import exemplars
+from vista.analysis.declared import (
+    ARCHITECTURE,
+    CONFIDENCE,
+    D_SAE,
+    ENCODER,
+    LAYER,
+    N_IMAGES,
+    SPLIT,
+    STORE,
+    Key,
+)
 from vista.analysis.result import read_results
 from vista.errors import VistaError
 from vista.reports.features import COLUMNS, FeatureData, feature_order, feature_rows
@@ -112,8 +124,7 @@ def _write_report(run_dir: str | os.PathLike[str], cfg: ReportConfig | None) -> 
     (tmp / "features").mkdir(parents=True)
     (tmp / "labels").mkdir()
     env, data = _env(), FeatureData(results)
-    ex = results.get("exemplars")
-    thumbs = Thumbnails(ex.metadata.get("dataset", {}) if ex else {}, tmp, cfg.thumb_size)
+    thumbs = Thumbnails(exemplars.DATASET.of(results) or {}, tmp, cfg.thumb_size)
     ids = feature_order(data, cfg.max_features)
     common = _common(run, data)
     plots = _plots(run, tmp, results)
@@ -204,8 +215,11 @@ def _overview(run: Path, results: dict[str, Any], plots: dict[str, list]) -> dic
         config = read_json_object(run / "run.json", "a vista run record", fix).get("config", {})
     if not isinstance(config, dict):
         config = {}
-    meta = next(iter(results.values())).metadata
     from vista.analysis.registry import run_order
+
+    def meta(key: Key) -> Any:
+        value = key.of(results)
+        return "" if value is None else value
 
     headline = [
         {"analysis": n, "name": k, "scalar": results[n].scalars[k]}
@@ -214,11 +228,11 @@ def _overview(run: Path, results: dict[str, Any], plots: dict[str, list]) -> dic
         if k in results[n].scalars
     ]
     return {
-        "title": f"vista report: {meta.get('architecture', '')} SAE, {meta.get('d_sae', '')} latents",
-        "subtitle": f"{meta.get('encoder', '')} {meta.get('layer', '')} · store {meta.get('store', '')} "
-        f"· split {meta.get('split', '')} · {meta.get('n_images', '')} images",
+        "title": f"vista report: {meta(ARCHITECTURE)} SAE, {meta(D_SAE)} latents",
+        "subtitle": f"{meta(ENCODER)} {meta(LAYER)} · store {meta(STORE)} "
+        f"· split {meta(SPLIT)} · {meta(N_IMAGES)} images",
         "headline": headline,
-        "confidence": f"{float(meta.get('confidence') or 0.95):.0%}",
+        "confidence": f"{float(meta(CONFIDENCE) or 0.95):.0%}",
         "ran": [
             (n, v.get("seconds") if isinstance(v, dict) else None)
             for n, v in _entries(index, "ran").items()
@@ -230,8 +244,8 @@ def _overview(run: Path, results: dict[str, Any], plots: dict[str, list]) -> dic
 
 
 def _n_alive(results: dict[str, Any]) -> int:
-    ex = results.get("exemplars")
-    return int(ex.scalars["n_alive"].value) if ex and "n_alive" in ex.scalars else 0
+    n = exemplars.N_ALIVE.of(results)
+    return int(n.value) if n is not None else 0
 
 
 def _plots(run: Path, tmp: Path, results: dict[str, Any]) -> dict[str, list]:
@@ -242,14 +256,14 @@ def _plots(run: Path, tmp: Path, results: dict[str, Any]) -> dict[str, list]:
 
 def _maps(data: FeatureData, i: int, thumbs: Thumbnails, tmp: Path) -> list[dict[str, Any]]:
     """Heatmap overlays of feature ``i`` on its top images (token stores only)."""
-    feats, maps = data.get("exemplars", "map_features"), data.get("exemplars", "token_maps")
+    feats, maps = data.get(exemplars.MAP_FEATURES), data.get(exemplars.TOKEN_MAPS)
     if feats is None or maps is None or thumbs.dataset is None:
         return []
     where = np.flatnonzero(feats == i)
     if not len(where):
         return []
-    ex = data.results["exemplars"]
-    rows, oi = ex.arrays["top_rows"][i], ex.arrays["original_indices"]
+    rows, oi = data.get(exemplars.TOP_ROWS)[i], data.get(exemplars.ORIGINAL_INDICES)
+    prefix = int(data.get(exemplars.PREFIX_TOKENS) or 0)
     out = []
     for j in range(maps.shape[1]):
         if rows[j] < 0:
@@ -257,9 +271,7 @@ def _maps(data: FeatureData, i: int, thumbs: Thumbnails, tmp: Path) -> list[dict
         img = thumbs.array(int(oi[rows[j]]))
         path = tmp / "maps" / f"{i}_{j}.png"
         path.parent.mkdir(exist_ok=True)
-        if img is not None and heatmap_overlay(
-            img, maps[where[0], j], int(ex.metadata.get("prefix_tokens", 0)), path
-        ):
+        if img is not None and heatmap_overlay(img, maps[where[0], j], prefix, path):
             out.append(
                 {"src": f"../maps/{i}_{j}.png", "index": int(oi[rows[j]]), "size": img.shape[0]}
             )

@@ -6,6 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from vista.analysis import ablation, conjunction, exemplars, feature_auc, fidelity, health, sdf
+from vista.analysis import stability as stability_
+from vista.analysis.declared import config_of
+from vista.analysis.exemplars import ExemplarsConfig
+from vista.interventions import generate, intervene
+from vista.interventions.intervene import InterveneConfig
 from vista.reports.features import FeatureData
 
 
@@ -13,7 +19,7 @@ def _images(
     data: FeatureData, rows: np.ndarray, vals: np.ndarray, thumbs: Any, size: int
 ) -> list[dict]:
     """Thumbnails (or their absence) of split rows ``rows`` with activations ``vals``."""
-    oi = data.results["exemplars"].arrays["original_indices"]
+    oi = data.get(exemplars.ORIGINAL_INDICES)
     return [
         {"src": _up(thumbs(int(oi[r]))), "index": int(oi[r]), "value": v, "label": "", "size": size}
         for r, v in zip(rows.tolist(), vals.tolist(), strict=True)
@@ -30,19 +36,19 @@ def feature_context(
     data: FeatureData, i: int, pages: set[int], thumbs: Any, cfg: Any, maps: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Everything the feature page of latent ``i`` shows."""
-    ex = data.results["exemplars"]
-    a = ex.arrays
-    size = cfg.thumb_size
-    top = _images(
-        data, a["top_rows"][i][: cfg.top_images], a["top_values"][i][: cfg.top_images], thumbs, size
-    )
+    ex = exemplars.OUT.of(data.results)
+    assert ex is not None  # a report needs the exemplars
+    size, n_top = cfg.thumb_size, cfg.top_images
+    top_rows, top_values = data.get(exemplars.TOP_ROWS), data.get(exemplars.TOP_VALUES)
+    top = _images(data, top_rows[i][:n_top], top_values[i][:n_top], thumbs, size)
     first = data.labels[0] if data.labels else ""
-    if first and f"{first}/top_labels" in a:
+    top_labels = data.get(exemplars.TOP_LABELS, label=first) if first else None
+    if top_labels is not None:
         names = data.class_names(first)
-        for t, c in zip(top, a[f"{first}/top_labels"][i].tolist(), strict=False):
+        for t, c in zip(top, top_labels[i].tolist(), strict=False):
             t["label"] = names[c] if 0 <= c < len(names) else ""
-    quants = ex.config.get("quantiles", [])
-    qrows, qvals = a["quantile_rows"][i], a["quantile_values"][i]
+    quants = config_of(ex, ExemplarsConfig).quantiles
+    qrows, qvals = data.get(exemplars.QUANTILE_ROWS)[i], data.get(exemplars.QUANTILE_VALUES)[i]
     quantiles = [
         {
             "name": f"{q:g}",
@@ -52,11 +58,10 @@ def feature_context(
         }
         for k, q in enumerate(quants)
     ]
-    freq = data.get("health", "firing_frequency")
+    freq = data.get(health.FIRING_FREQUENCY)
     best, where = data.best_auc()
-    sdf = data.sdf_membership().get(i, [])
-    per_label = _per_label(data, i, sdf)
-    conj = data.results.get("conjunction")
+    per_label = _per_label(data, i, data.sdf_membership().get(i, []))
+    neighbours, cosines = data.get(exemplars.NEIGHBOURS), data.get(exemplars.NEIGHBOUR_COSINE)
     return {
         "id": i,
         "freq": f"{freq[i]:.3%}" if freq is not None else "an unknown share",
@@ -65,31 +70,26 @@ def feature_context(
         "top": top,
         "maps": maps,
         "quantiles": quantiles,
-        "hist": a["histogram"][i].tolist(),
-        "hist_max": float(a["histogram_max"][i]),
+        "hist": data.get(exemplars.HISTOGRAM)[i].tolist(),
+        "hist_max": float(data.get(exemplars.HISTOGRAM_MAX)[i]),
         "per_label": per_label,
         "neighbours": [
             {"id": int(n), "cos": float(c), "page": int(n) in pages}
-            for n, c in zip(a["neighbours"][i], a["neighbour_cosine"][i], strict=True)
+            for n, c in zip(neighbours[i], cosines[i], strict=True)
         ],
-        "conjunctions": [
-            c
-            for c in (conj.tables.get("conjunction_features", []) if conj else [])
-            if c["feature"] == i
-        ],
+        "conjunctions": [c for c in data.get(conjunction.FEATURES) or [] if c["feature"] == i],
         "interventions": _feature_interventions(data, i),
     }
 
 
 def _per_label(data: FeatureData, i: int, sdf: list[str]) -> list[dict[str, Any]]:
     """Per label: latent ``i``'s top-image class counts, class means, best AUC and SDF classes."""
-    a = data.results["exemplars"].arrays
     per_label = []
     for label in data.labels:
         names = data.class_names(label)
-        counts = a.get(f"{label}/top_label_counts")
-        means = a.get(f"{label}/class_mean")
-        auc = data.get("feature_auc", f"{label}/auc_test")
+        counts = data.get(exemplars.TOP_LABEL_COUNTS, label=label)
+        means = data.get(exemplars.CLASS_MEAN, label=label)
+        auc = data.get(feature_auc.AUC_TEST, label=label)
         per_label.append(
             {
                 "name": label,
@@ -110,15 +110,13 @@ def _per_label(data: FeatureData, i: int, sdf: list[str]) -> list[dict[str, Any]
 
 def _feature_interventions(data: FeatureData, i: int) -> str:
     """Which suppressions of ``intervene`` edited latent ``i`` (its rank among a label's features)."""
-    res = data.results.get("intervene")
+    res = intervene.OUT.of(data.results)
     if res is None:
         return "No intervention results in this run (vista analyze analysis=intervene)."
-    ks = sorted(int(k) for k in res.config.get("ks", []))
+    ks = sorted(int(k) for k in config_of(res, InterveneConfig).ks)
     used = []
-    for key, ranked in res.arrays.items():
-        if not key.endswith("/ranked_features"):
-            continue
-        label = key.rsplit("/", 1)[0]
+    for parts, ranked in intervene.RANKED.each(data.results):
+        label = parts["label"]
         hit = np.flatnonzero(ranked == i)
         if hit.size:
             r = int(hit[0]) + 1
@@ -131,7 +129,7 @@ def _feature_interventions(data: FeatureData, i: int) -> str:
 
 
 def _stability(data: FeatureData, i: int) -> str:
-    stab, stable = data.get("stability", "stability"), data.get("stability", "stable")
+    stab, stable = data.get(stability_.STABILITY), data.get(stability_.STABLE)
     if stab is None or stable is None:
         return "not measured (train other seeds: vista run reseeds=2, or stability.saes=[...])"
     return f"{'stable' if stable[i] else 'not stable'} (matched cosine {stab[i]:.3f})"
@@ -141,13 +139,15 @@ def label_context(
     data: FeatureData, label: str, pages: set[int], plots: dict[str, list]
 ) -> dict[str, Any]:
     """Everything the page of ``label`` shows."""
-    sdf_res = data.results.get("sdf")
     sdf_rows = []
-    if sdf_res is not None:
-        ids = sdf_res.arrays.get(f"{label}/ranking", np.zeros(0, int))
-        cls = sdf_res.arrays.get(f"{label}/ranking_class", np.zeros(0, int))
+    if sdf.OUT.of(data.results) is not None:
+        ids = data.get(sdf.RANKING, label=label)
+        cls = data.get(sdf.RANKING_CLASS, label=label)
+        ids, cls = (
+            (np.zeros(0, int), np.zeros(0, int)) if ids is None or cls is None else (ids, cls)
+        )
         names = data.class_names(label)
-        for row in sdf_res.tables.get(f"{label}/classes", []):
+        for row in data.get(sdf.CLASSES, label=label) or []:
             c = names.index(row["class"]) if row["class"] in names else -1
             lo, hi = (row.get("ci") or [float("nan")] * 2)[:2]
             sdf_rows.append(
@@ -164,14 +164,10 @@ def label_context(
                     ][:5],
                 }
             )
-    auc = data.results.get("feature_auc")
     classes = []
-    for row in auc.tables.get(f"{label}/classes", []) if auc else []:
+    for row in data.get(feature_auc.CLASSES, label=label) or []:
         purity = next((v for k, v in row.items() if k.startswith("purity_at_")), float("nan"))
         classes.append({**row, "purity": purity, "page": row["best_latent"] in pages})
-    abl = data.results.get("ablation")
-    fid = data.results.get("fidelity")
-    conj = data.results.get("conjunction")
     return {
         **_label_interventions(data, label),
         **_label_generation(data, label),
@@ -179,12 +175,10 @@ def label_context(
         "plots": [p for p in plots.get("labels", []) if p.get("label") == label],
         "sdf": sdf_rows,
         "classes": classes,
-        "ablation": abl.tables.get(label, []) if abl else [],
-        "fidelity": fid.tables.get(label, []) if fid else [],
+        "ablation": data.get(ablation.ROWS, label=label) or [],
+        "fidelity": data.get(fidelity.ROWS, label=label) or [],
         "conjunctions": [
-            c
-            for c in (conj.tables.get("conjunction_features", []) if conj else [])
-            if label in c["labels"].split("x")
+            c for c in data.get(conjunction.FEATURES) or [] if label in c["labels"].split("x")
         ],
     }
 
@@ -195,10 +189,9 @@ _COMPONENTS = ("total", "reconstruction_error", "targeted", "interaction", "nois
 
 def _label_interventions(data: FeatureData, label: str) -> dict[str, Any]:
     """The decomposition at the largest k, the erasure comparison and the steering summary."""
-    res = data.results.get("intervene")
-    if res is None:
+    if intervene.OUT.of(data.results) is None:
         return {"decomposition": [], "erasure": [], "steering": []}
-    rows = res.tables.get(f"{label}/decomposition", [])
+    rows = data.get(intervene.DECOMPOSITION, label=label) or []
     kmax = max((r["k"] for r in rows), default=0)
     decomp = sorted(
         (r for r in rows if r["k"] == kmax),
@@ -206,32 +199,31 @@ def _label_interventions(data: FeatureData, label: str) -> dict[str, Any]:
     )
     erasure = [
         {**r, "lo": _plus(r["acc_before"], r["ci"][0]), "hi": _plus(r["acc_before"], r["ci"][1])}
-        for r in res.tables.get(f"{label}/erasure", [])
+        for r in data.get(intervene.ERASURE, label=label) or []
         if r["role"] == "target" and r.get("alpha", 1.0) == 1.0
     ]
     return {
         "decomposition": decomp,
         "decomposition_k": kmax,
         "erasure": erasure,
-        "steering": res.tables.get(f"{label}/steering_summary", []),
+        "steering": data.get(intervene.STEERING_SUMMARY, label=label) or [],
     }
 
 
 def _label_generation(data: FeatureData, label: str) -> dict[str, Any]:
     """What the VLM's captions say about the label under each mode (``generate``), and samples
     when the label was the edited target."""
-    res = data.results.get("generate")
-    if res is None:
+    if generate.OUT.of(data.results) is None:
         return {"vlm_dcr": [], "vlm_samples": [], "vlm_modes": []}
-    target = res.metadata.get("target") == label
-    samples = res.tables.get("samples", [])[:8] if target else []
+    target = data.get(generate.TARGET) == label
+    samples = (data.get(generate.SAMPLES) or [])[:8] if target else []
     modes = [k for k in (samples[0] if samples else {}) if k not in ("index", "prompt", "original")]
     return {
-        "vlm_dcr": [r for r in res.tables.get("dcr", []) if r["attribute"] == label],
-        "vlm_vqa": [r for r in res.tables.get("vqa", []) if r["attribute"] == label]
+        "vlm_dcr": [r for r in data.get(generate.DCR) or [] if r["attribute"] == label],
+        "vlm_vqa": [r for r in data.get(generate.VQA) or [] if r["attribute"] == label]
         if target
         else [],
-        "vlm_target": res.metadata.get("target", ""),
+        "vlm_target": data.get(generate.TARGET) or "",
         "vlm_samples": samples,
         "vlm_modes": modes,
     }

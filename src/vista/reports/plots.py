@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from vista.analysis import ablation, exemplars, fidelity, health, intersectional, probes
+from vista.analysis.declared import ARCHITECTURE, D_SAE, SPLIT
 from vista.analysis.result import read_results
 
 
@@ -62,31 +64,30 @@ def plots_from_results(out_dir: str | os.PathLike[str]) -> list[Path]:
     out = Path(out_dir)
     results = read_results(out)
     made = []
-    health = results.get("health")
-    if health is not None and "firing_counts" in health.arrays:
-        meta = health.metadata
+    counts = health.FIRING_COUNTS.of(results)
+    if counts is not None:
         made.append(
             firing_frequency_histogram(
-                health.arrays["firing_counts"],
-                int(meta.get("total_tokens", 0)),
+                counts,
+                int(health.TOTAL_TOKENS.of(results) or 0),
                 out / "plots" / "latent_firing_frequency.png",
-                title=f"{meta.get('architecture', '')} SAE, {meta.get('d_sae', '')} latents "
-                f"({meta.get('split', '')})",
+                title=f"{ARCHITECTURE.of(results) or ''} SAE, {D_SAE.of(results) or ''} latents "
+                f"({SPLIT.of(results) or ''})",
             )
         )
     return made
 
 
-def probes_figure(r: Any, path: Path) -> Path | None:
+def probes_figure(results: dict[str, Any], path: Path) -> Path | None:
     """Raw vs SAE probe accuracy per label, with the intervals."""
-    labels = sorted({k.split("/")[0] for k in r.scalars if k.endswith("/raw_accuracy")})
+    labels = sorted({parts["label"] for parts, _ in probes.ACCURACY.each(results, codes="raw")})
     if not labels:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(labels), 3.4), dpi=110)
     x = np.arange(len(labels))
     for off, kind, color in ((-0.18, "raw", "#9aa7b8"), (0.18, "sae", "#3b6ea8")):
-        s = [r.scalars[f"{lab}/{kind}_accuracy"] for lab in labels]
+        s = [probes.ACCURACY.of(results, label=lab, codes=kind) for lab in labels]
         err = [
             [v.value - (v.low if v.low is not None else v.value) for v in s],
             [(v.high if v.high is not None else v.value) - v.value for v in s],
@@ -157,17 +158,17 @@ def fidelity_figure(rows: list[dict[str, Any]], label: str, path: Path) -> Path 
     return _save(fig, path)
 
 
-def anova_figure(r: Any, path: Path, top: int = 40) -> Path | None:
+def anova_figure(results: dict[str, Any], path: Path, top: int = 40) -> Path | None:
     """Partial eta^2 of the interaction terms for the candidates with the largest."""
-    eta = r.arrays.get("anova_partial_eta_sq")
-    feats = r.arrays.get("intersectional_features")
+    eta = intersectional.ETA.of(results)
+    feats = intersectional.FEATURES.of(results)
     if eta is None or feats is None or eta.size == 0:
         return None
     plt = _plt()
     order = np.argsort(-eta.max(axis=0))[:top]
     fig, ax = plt.subplots(figsize=(7.0, 1.2 + 0.3 * eta.shape[0]), dpi=110)
     im = ax.imshow(eta[:, order], aspect="auto", cmap="Blues")
-    ax.set_yticks(range(eta.shape[0]), r.metadata.get("anova_terms", []), fontsize=8)
+    ax.set_yticks(range(eta.shape[0]), intersectional.TERMS.of(results) or [], fontsize=8)
     ax.set_xticks(range(len(order)), [str(int(f)) for f in feats[order]], fontsize=6, rotation=90)
     ax.set_xlabel("latent")
     ax.set_title("Interaction effects (partial eta squared), strongest latents", fontsize=10)
@@ -179,29 +180,27 @@ def anova_figure(r: Any, path: Path, top: int = 40) -> Path | None:
 def report_figures(results: dict[str, Any], out: Path) -> dict[str, list[dict[str, Any]]]:
     """The report's figures: ``overview`` and per-``labels`` lists of ``{src, caption[, label]}``."""
     figs: dict[str, list[dict[str, Any]]] = {"overview": [], "labels": []}
-    health = results.get("health")
-    if health is not None and "firing_counts" in health.arrays:
+    counts = health.FIRING_COUNTS.of(results)
+    if counts is not None:
         firing_frequency_histogram(
-            health.arrays["firing_counts"],
-            int(health.metadata.get("total_tokens", 0)),
-            out / "firing_frequency.png",
+            counts, int(health.TOTAL_TOKENS.of(results) or 0), out / "firing_frequency.png"
         )
         figs["overview"].append(
             {"src": "plots/firing_frequency.png", "caption": "latent firing frequency"}
         )
-    if "probes" in results and probes_figure(results["probes"], out / "probes.png"):
+    if probes_figure(results, out / "probes.png"):
         figs["overview"].append(
             {"src": "plots/probes.png", "caption": "probes: raw activations vs SAE codes"}
         )
-    if "intersectional" in results and anova_figure(results["intersectional"], out / "anova.png"):
+    if anova_figure(results, out / "anova.png"):
         figs["overview"].append(
             {"src": "plots/anova.png", "caption": "intersectional: interaction effects"}
         )
-    ex = results.get("exemplars")
-    abl, fid = results.get("ablation"), results.get("fidelity")
-    for i, label in enumerate(ex.metadata.get("labels", []) if ex is not None else []):
-        if abl is not None and ablation_figure(abl.tables.get(label, []), label, out / f"a{i}.png"):
+    for i, label in enumerate(exemplars.LABELS.of(results) or []):
+        rows = ablation.ROWS.of(results, label=label)
+        if rows is not None and ablation_figure(rows, label, out / f"a{i}.png"):
             figs["labels"].append({"src": f"plots/a{i}.png", "caption": "ablation", "label": label})
-        if fid is not None and fidelity_figure(fid.tables.get(label, []), label, out / f"f{i}.png"):
+        rows = fidelity.ROWS.of(results, label=label)
+        if rows is not None and fidelity_figure(rows, label, out / f"f{i}.png"):
             figs["labels"].append({"src": f"plots/f{i}.png", "caption": "fidelity", "label": label})
     return figs

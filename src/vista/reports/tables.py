@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
+from vista.analysis.declared import CONFIDENCE
 from vista.analysis.result import Result, Scalar
+from vista.interventions import intervene
 
 
 def format_table(rows: list[tuple[str, str]], title: str = "") -> str:
@@ -40,7 +43,7 @@ def analysis_summary(results: dict[str, Result], skipped: dict[str, str] | None 
                 rows.append((f"{name}: {key}", format_scalar(r.scalars[key])))
     for name, why in (skipped or {}).items():
         rows.append((f"{name}", f"skipped: {why}"))
-    ci = next((r.metadata.get("confidence") for r in results.values()), None) or 0.95
+    ci = CONFIDENCE.of(results) or 0.95
     return format_table(rows, f"vista analyses (intervals: {ci:.0%} percentile bootstrap)")
 
 
@@ -54,13 +57,14 @@ _PARTS = (
 )
 
 
-def decomposition_summary(result: Result, reader: str = "fresh") -> str:
+def decomposition_summary(results: Mapping[str, Result], reader: str = "fresh") -> str:
     """``intervene``'s decomposition per target label at its largest k: the change in held-out
-    probe accuracy on the label, with interval and p-value, and the mean change on the others."""
+    probe accuracy on the label, with interval and p-value, and the mean change on the others
+    ('' when there is none)."""
     blocks = []
-    targets = sorted({k.split("/", 1)[0] for k in result.tables if k.endswith("/decomposition")})
-    for t in targets:
-        rows = [r for r in result.tables[f"{t}/decomposition"] if r["reader"] == reader]
+    for parts, table in sorted(intervene.DECOMPOSITION.each(results), key=lambda e: e[0]["label"]):
+        t = parts["label"]
+        rows = [r for r in table if r["reader"] == reader]
         kmax = max((r["k"] for r in rows), default=0)
         by = {r["component"]: r for r in rows if r["k"] == kmax}
         lines = []
