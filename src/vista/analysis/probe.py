@@ -187,14 +187,8 @@ def probe_store(job: Any) -> Result:
 
     r.config = asdict(cfg)
     r.skipped.update({k: v for k, v in why.items() if v})
-    r.metadata.update(
-        store=str(job.store),
-        sae=job.sae,
-        train_split=job.train_split,
-        val_split=job.val_split,
-        n_train=len(train),
-        n_val=len(val),
-    )
+    r.metadata.update(store=str(job.store), sae=job.sae, n_train=len(train), n_val=len(val))
+    r.metadata.update(train_split=job.train_split, val_split=job.val_split)
     OUT.check(r)
     r.write(job.out_dir)
     return r
