@@ -66,8 +66,8 @@ def _inputs(job: Any) -> list[tuple[str, Path]]:
 
     for name in ("store", "sae", "params", "model_path"):
         add(name, getattr(job, name, None))
-    for name, value in enumerate(getattr(job, "files", None) or []):
-        add(f"files[{name}]", value)
+    for i, value in enumerate(getattr(job, "files", None) or []):
+        add(f"files[{i}]", value)
     for group, attrs in (
         ("dataset", ("root",)),
         ("encoder", ("path",)),

@@ -15,6 +15,7 @@ Anything else is refused with a sentence naming the file. Loading a whole pickle
 
 from __future__ import annotations
 
+import gzip
 import pickle
 from pathlib import Path
 from typing import IO, Any
@@ -85,7 +86,7 @@ class _NumpyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not a numpy array part")
 
 
-def numpy_pickle(f: IO[bytes], path: str | Path, encoding: str = "latin1") -> Any:
+def numpy_pickle(f: IO[bytes] | gzip.GzipFile, path: str | Path, encoding: str = "latin1") -> Any:
     """One object from an open pickle: numpy arrays in tuples, lists and dicts, nothing else."""
     try:
         return _NumpyUnpickler(f, encoding=encoding).load()

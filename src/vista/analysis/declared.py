@@ -69,12 +69,13 @@ class Key:
         return self.regex.fullmatch(key) is not None
 
     def _store(self, result: Result) -> Mapping[str, Any]:
-        return {
+        stores: dict[str, Mapping[str, Any]] = {
             "scalar": result.scalars,
             "array": result.arrays,
             "table": result.tables,
             "metadata": result.metadata,
-        }[self.kind]
+        }
+        return stores[self.kind]
 
     def of(self, results: Mapping[str, Result], **parts: object) -> Any:
         """The value under this key in its analysis's result, or None when either is absent

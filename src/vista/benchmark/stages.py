@@ -97,7 +97,7 @@ def fit_baselines(job: Any, bases: list[Any]) -> list[Path]:
                 ),
             )
             sample = torch.from_numpy(next(iter(stream.epoch(0)))).float()
-        sae = make_sae(cfg)
+        sae: Any = make_sae(cfg)  # a baseline: fitted, not trained
         sae.fit_(sample)
         save_sae(sae, target, {"fitted_tokens": len(sample), "baseline": True})
         log.info("Fitted the %s baseline (%d latents).", cfg.architecture, cfg.d_sae)

@@ -102,9 +102,10 @@ class Splice(ForwardHook):
         if isinstance(out, tuple):
             return (self._write(out[0], inputs), *out[1:])
         if hasattr(out, "last_hidden_state"):
-            out.last_hidden_state = self._write(out.last_hidden_state, inputs)
+            model_output: Any = out  # a transformers ModelOutput: attributes and dict keys
+            model_output.last_hidden_state = self._write(model_output.last_hidden_state, inputs)
             if isinstance(out, dict) and "last_hidden_state" in out:
-                out["last_hidden_state"] = out.last_hidden_state
+                out["last_hidden_state"] = model_output.last_hidden_state
             return out
         raise VistaError(f"Cannot splice into a module output of type {type(out).__name__}.")
 

@@ -138,7 +138,7 @@ class Judge:
             raise VistaError(
                 f"{cfg.model_path!r} does not load as a causal LM ({str(e).splitlines()[0]})."
             ) from None
-        self.model.to(cfg.device).eval()
+        self.model.to(cfg.device).eval()  # type: ignore[arg-type]  # transformers' stub
         self.tok.padding_side = "left"
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token

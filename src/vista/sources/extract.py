@@ -40,7 +40,7 @@ def encoder_fingerprint(enc: Any) -> str:
                 else flat.numpy().tobytes()
             )
     pre = enc.preprocess
-    proc = getattr(pre, "processor", None)
+    proc: Any = getattr(pre, "processor", None)
     if hasattr(proc, "to_json_string"):
         desc = proc.to_json_string()
     else:  # plain values only: an object's repr may hold its address, which changes every run

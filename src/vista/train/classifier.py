@@ -176,7 +176,7 @@ def _trainer(tc: TrainerConfig, epochs: int, out_dir: str | os.PathLike[str]) ->
         max_epochs=epochs,
         accelerator=tc.accelerator,
         devices=1,
-        precision=tc.precision,  # type: ignore[arg-type]
+        precision=tc.precision,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,

@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -137,7 +137,7 @@ def sae_dicts(
         cfg = config_from_dict(d)
         if getattr(cfg, "dead_tokens", None) == 0:  # 0 = from the budget
             window = min(10_000_000, max(10 * tc.batch_size, tc.max_tokens // 10))
-            cfg = replace(cfg, dead_tokens=window)  # type: ignore[type-var]
+            cfg = replace(cast(Any, cfg), dead_tokens=window)  # an architecture with AuxK
         if cfg.problems():
             raise VistaError(f"Invalid SAE settings: {'; '.join(cfg.problems())}.")
         if asdict(cfg) in cfgs:

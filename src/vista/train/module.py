@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
 from vista.errors import VistaError
-from vista.saes import make_sae
+from vista.saes import SAE, make_sae
 from vista.saes.registry import config_from_dict, sae_name
 from vista.train.config import TrainConfig
 from vista.train.step import DeadLatentTracker, make_adam, train_step
@@ -39,6 +39,7 @@ class SAETrainingModule(pl.LightningModule):
 
     input_scale: Tensor
     tokens_seen: Tensor
+    sparsity_gain: Tensor
 
     def __init__(
         self,
@@ -55,7 +56,7 @@ class SAETrainingModule(pl.LightningModule):
         self.trackers = nn.ModuleList(
             [
                 DeadLatentTracker(s.d_sae, int(getattr(s.cfg, "dead_tokens", 0) or 10_000_000))
-                for s in self.saes
+                for s in self.sae_list
             ]
         )
         self.register_buffer("input_scale", torch.tensor(1.0))
@@ -66,6 +67,15 @@ class SAETrainingModule(pl.LightningModule):
         self.data: Any = None  # the TokenBatches dataset, told how far to skip on resume
         self._t_last = 0.0
         self._tokens_last = 0
+
+    @property
+    def sae_list(self) -> list[SAE]:
+        """The SAEs, typed (``self.saes`` is the ``nn.ModuleList`` the checkpoints name)."""
+        return cast(list[SAE], list(self.saes))
+
+    @property
+    def tracker_list(self) -> list[DeadLatentTracker]:
+        return cast(list[DeadLatentTracker], list(self.trackers))
 
     @torch.no_grad()
     def initialize_from_sample(self, sample: Tensor) -> None:
@@ -82,11 +92,11 @@ class SAETrainingModule(pl.LightningModule):
                     "STORE) and re-extract it."
                 )
             self.input_scale.fill_(scale)
-        for sae in self.saes:
+        for sae in self.sae_list:
             sae.init_from_data_(sample * self.input_scale, self.train_cfg.b_dec_init)
 
     def sae_names(self) -> list[str]:
-        return sweep_names([asdict(s.cfg) for s in self.saes])
+        return sweep_names([asdict(s.cfg) for s in self.sae_list])
 
     # -- the step -------------------------------------------------------------------------------
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
@@ -96,7 +106,7 @@ class SAETrainingModule(pl.LightningModule):
         ramp = min(1.0, (self.global_step + 1) / warm) if warm > 0 else 1.0
         scales = ramp * self.sparsity_gain.exp()  # 0-d tensors: no host sync per step
         step = train_step(
-            list(self.saes), list(self.trackers), x, sync_fired=sync, sparsity_scale=scales
+            self.sae_list, self.tracker_list, x, sync_fired=sync, sparsity_scale=scales
         )
         if ramp >= 1.0:
             self._steer_to_target_l0(step.outputs, sync)
@@ -113,7 +123,7 @@ class SAETrainingModule(pl.LightningModule):
         """Move the sparsity coefficient of every SAE with a ``target_l0`` towards it: a
         multiplicative integral controller on the batch L0 (averaged over ranks under DDP, so
         every rank keeps the same coefficient)."""
-        targets = [float(getattr(s.cfg, "target_l0", 0.0)) for s in self.saes]
+        targets = [float(getattr(s.cfg, "target_l0", 0.0)) for s in self.sae_list]
         if not any(targets):
             return
         l0 = torch.stack([o.l0.detach().float() for o in outputs]).to(self.sparsity_gain)
@@ -122,10 +132,10 @@ class SAETrainingModule(pl.LightningModule):
 
             dist.all_reduce(l0)
             l0 /= self.trainer.world_size
-        for i, (sae, target) in enumerate(zip(self.saes, targets, strict=True)):
+        for i, (sae, target) in enumerate(zip(self.sae_list, targets, strict=True)):
             if target > 0:
                 err = torch.log((l0[i] + 1e-3) / target).clamp(-1.0, 1.0)
-                self.sparsity_gain[i] += float(sae.cfg.target_l0_rate) * err
+                self.sparsity_gain[i] += float(getattr(sae.cfg, "target_l0_rate", 0.0)) * err
 
     def sparsity_factor(self, i: int) -> float:
         """What SAE ``i``'s sparsity coefficient is multiplied by now (1 without a target L0)."""
@@ -138,14 +148,16 @@ class SAETrainingModule(pl.LightningModule):
             logs["tokens_per_s"] = (seen - self._tokens_last) / max(now - self._t_last, 1e-9)
         self._t_last, self._tokens_last = now, seen
         names = self.sae_names()
-        for i, (name, out, tracker) in enumerate(zip(names, outputs, self.trackers, strict=True)):
+        for i, (name, out, tracker) in enumerate(
+            zip(names, outputs, self.tracker_list, strict=True)
+        ):
             prefix = "" if len(outputs) == 1 else f"{name}/"
             logs[f"{prefix}fvu"] = float(out.recon_loss)
             logs[f"{prefix}l0"] = float(out.l0)
             logs[f"{prefix}dead"] = float(tracker.dead_mask().float().mean())
             logs[f"{prefix}aux_loss"] = float(out.aux_loss)
             logs[f"{prefix}sparsity_loss"] = float(out.sparsity_loss)
-            if getattr(self.saes[i].cfg, "target_l0", 0.0):
+            if getattr(self.sae_list[i].cfg, "target_l0", 0.0):
                 logs[f"{prefix}sparsity_factor"] = self.sparsity_factor(i)
             logs[f"{prefix}loss"] = float(out.loss.detach())
             if not math.isfinite(logs[f"{prefix}loss"]):
@@ -160,20 +172,20 @@ class SAETrainingModule(pl.LightningModule):
 
     # -- decoder constraint around the optimiser step -------------------------------------------
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        for sae in self.saes:
+        for sae in self.sae_list:
             sae.before_optimizer_step()
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         # Renormalise right after the step, before any callback (e.g. checkpointing) sees the weights.
         super().optimizer_step(*args, **kwargs)
-        for sae in self.saes:
+        for sae in self.sae_list:
             sae.after_optimizer_step()
 
     def configure_optimizers(self) -> Any:
         c = self.train_cfg
         groups = [
             {"params": list(sae.parameters()), "lr": c.lr or default_lr(sae.d_sae, sae.lr_scale)}
-            for sae in self.saes
+            for sae in self.sae_list
         ]
         opt = make_adam(groups, (c.beta1, c.beta2))
         sched = torch.optim.lr_scheduler.LambdaLR(

@@ -43,7 +43,7 @@ def make_trainer(t: TrainerConfig, out: Path, tc: TrainConfig) -> Any:
         devices=devices,
         num_nodes=t.num_nodes,
         strategy=t.strategy,
-        precision=t.precision,  # type: ignore[arg-type]
+        precision=t.precision,
         logger=_make_logger(t.logger, out),
         callbacks=[ckpt, *lines],
         plugins=[AtomicCheckpointIO()],

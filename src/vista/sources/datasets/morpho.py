@@ -72,8 +72,8 @@ def measure_digits(images: np.ndarray, threshold: float = 0.5) -> dict[str, np.n
         "length": length,
         "thickness": thickness,
         "slant": slant,
-        "width": extent(any_col),
-        "height": extent(any_row),
+        "width": extent(np.asarray(any_col)),
+        "height": extent(np.asarray(any_row)),
     }
 
 
@@ -111,7 +111,7 @@ def load_morpho_mnist(cfg: DatasetConfig) -> LabelledImages:
         measures = measure_digits(ds.images)
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **measures)
+        np.savez(tmp, **measures)  # type: ignore[arg-type]  # numpy's stub: keyword arrays
         tmp.replace(cache)
     fit_on = ds.split_indices(ds.store_splits["training"])
     labels = dict(ds.labels)

@@ -143,12 +143,17 @@ def _build(n_classes: int = 10, image_size: int = 224, **options: Any) -> AlexNe
     return AlexNetTransformer(n_classes=n_classes, **options)
 
 
+def _blocks(model: Any) -> Any:
+    """The transformer's block list (``model.transformer.blocks``)."""
+    return model.transformer.blocks
+
+
 register_trainable(
     "alexnet_transformer",
     TrainableArchitecture(
         build=_build,
         preprocess=alexnet_preprocess,
         default_layer=lambda o: str(min(6, int(o.get("n_layer", 16)) - 1)),
-        blocks=lambda m: [f"transformer.blocks.{i}" for i in range(len(m.transformer.blocks))],
+        blocks=lambda m: [f"transformer.blocks.{i}" for i in range(len(_blocks(m)))],
     ),
 )
