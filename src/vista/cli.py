@@ -7,11 +7,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vista import __version__
 from vista.boundary import check_overrides, failure
+from vista.conf import schema
 from vista.errors import VistaError
+
+if TYPE_CHECKING:
+    from vista.conf import schema
 
 USAGE = """usage: vista VERB [key=value ...] [--help] [--cfg job] [-m]
 
@@ -81,7 +85,7 @@ def _setup_logging() -> None:
 
 
 # -- tasks: each takes the verb's typed job (vista.conf.typed.to_job) -------------------------------
-def task_train(job: Any) -> None:
+def task_train(job: schema.TrainJob) -> None:
     from vista.store import ActivationStore
 
     with ActivationStore(job.store):  # a missing or corrupt store fails before Lightning loads
@@ -93,7 +97,7 @@ def task_train(job: Any) -> None:
         print(f"SAE written to {p}")
 
 
-def task_analyze(job: Any) -> None:
+def task_analyze(job: schema.AnalysesJob) -> None:
     from vista.analysis.runner import analyze, configs_of
     from vista.reports.tables import analysis_summary, decomposition_summary
 
@@ -109,9 +113,9 @@ def task_analyze(job: Any) -> None:
 
 def one_analysis_task(name: str, files: str = "") -> Callable[[Any], None]:
     """The task of a verb that runs the registered analysis ``name`` alone (its job from
-    ``schema.single_analysis_job``); ``files`` names the seeds' files it also writes."""
+    ``schema.OneAnalysisJob``); ``files`` names the seeds' files it also writes."""
 
-    def task(job: Any) -> None:
+    def task(job: schema.OneAnalysisJob) -> None:
         from vista.analysis.runner import analyze
         from vista.reports.tables import analysis_summary, decomposition_summary
 
@@ -129,7 +133,7 @@ def one_analysis_task(name: str, files: str = "") -> Callable[[Any], None]:
     return task
 
 
-def task_judge(job: Any) -> None:
+def task_judge(job: schema.JudgeJob) -> None:
     from vista.interventions.judge import run_judge
     from vista.reports.tables import analysis_summary
 
@@ -138,7 +142,7 @@ def task_judge(job: Any) -> None:
     print(f"results: {Path(job.out_dir) / 'analyses' / 'judge'}")
 
 
-def task_probe(job: Any) -> None:
+def task_probe(job: schema.ProbeJob) -> None:
     from vista.analysis.probe import probe_store
     from vista.reports.tables import analysis_summary
 
@@ -147,13 +151,13 @@ def task_probe(job: Any) -> None:
     print(f"results: {Path(job.out_dir) / 'analyses' / 'probe'}")
 
 
-def task_report(job: Any) -> None:
+def task_report(job: schema.ReportJob) -> None:
     from vista.reports.html import write_report
 
     print(f"report written to {write_report(job.run_dir, job.report)}")
 
 
-def task_bench(job: Any) -> None:
+def task_bench(job: schema.BenchBase) -> None:
     from vista.benchmark.stages import run_bench
 
     if job.stage == "init":
@@ -167,7 +171,7 @@ def task_bench(job: Any) -> None:
         print(f"results: {out / 'bench_results.csv'} (and .json); plots: {out / 'plots'}")
 
 
-def task_evaluate(job: Any) -> None:
+def task_evaluate(job: schema.AnalysesJob) -> None:
     from vista.pipeline import evaluate_into
     from vista.reports.tables import evaluation_summary
 
@@ -176,7 +180,7 @@ def task_evaluate(job: Any) -> None:
     print(f"results: {Path(job.out_dir) / 'evaluation_results.json'}")
 
 
-def task_extract(job: Any) -> None:
+def task_extract(job: schema.ExtractJob) -> None:
     from vista.sources.extract import extract
 
     compression = None if str(job.compression).lower() in ("none", "null", "") else job.compression
@@ -192,7 +196,7 @@ def task_extract(job: Any) -> None:
     print(f"store written to {path}")
 
 
-def task_encode(job: Any) -> None:
+def task_encode(job: schema.EncodeJob) -> None:
     from vista.analysis.codes import encode_store
 
     compression = None if str(job.compression).lower() in ("none", "null", "") else job.compression
@@ -210,7 +214,7 @@ def task_encode(job: Any) -> None:
     print("codes written to " + ", ".join(str(p) for p in paths.values()))
 
 
-def task_train_encoder(job: Any) -> None:
+def task_train_encoder(job: schema.TrainEncoderJob) -> None:
     from vista.train.classifier import train_encoder
 
     meta = train_encoder(job.dataset, job.encoder, job.out_dir, job.trainer)
@@ -219,7 +223,7 @@ def task_train_encoder(job: Any) -> None:
     )
 
 
-def task_synthetic(job: Any) -> None:
+def task_synthetic(job: schema.SyntheticJob) -> None:
     from vista.sources.synthetic import write_synthetic_store
 
     if Path(job.out).exists() and not job.overwrite:
@@ -231,7 +235,7 @@ def task_synthetic(job: Any) -> None:
     )
 
 
-def task_run(job: Any) -> None:
+def task_run(job: schema.RunBase) -> None:
     from vista.pipeline import run
 
     run(job)

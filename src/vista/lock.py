@@ -88,7 +88,7 @@ def output_lock(target: str | os.PathLike[str], verb: str) -> Iterator[None]:
         os.close(fd)
 
 
-def output_of(job: Any) -> str:
+def output_of(job: object) -> str:
     """The output a verb's job writes ('' = none): its out_dir, its output file, or its run."""
     for attr in ("out_dir", "out", "run_dir"):
         value = getattr(job, attr, None)

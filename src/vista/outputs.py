@@ -56,7 +56,7 @@ WRITES_IN_OUT_DIR: dict[str, tuple[str, ...]] = {
 left alone, so a run directory can hold the store and the SAE a later verb reads."""
 
 
-def _inputs(job: Any) -> list[tuple[str, Path]]:
+def _inputs(job: object) -> list[tuple[str, Path]]:
     """``(setting, path)`` of every file or folder the job reads."""
     out: list[tuple[str, Path]] = []
 
@@ -84,7 +84,7 @@ def _inputs(job: Any) -> list[tuple[str, Path]]:
     return out
 
 
-def _output_files(verb: str, job: Any) -> list[tuple[str, Path]]:
+def _output_files(verb: str, job: object) -> list[tuple[str, Path]]:
     """``(what, path)`` of every file a job with an ``out=`` file writes."""
     out = getattr(job, "out", None)
     if verb not in ("extract", "encode", "synthetic") or not out:
@@ -111,7 +111,7 @@ def _same_or_inside(a: Path, b: Path) -> bool:
     return rb in ra.parents
 
 
-def check_outputs(verb: str, job: Any) -> None:
+def check_outputs(verb: str, job: object) -> None:
     """Refuse, before any work, a job that would write over one of its inputs or whose output
     path is of the wrong kind."""
     for name in ("out", "out_dir", "run_dir"):

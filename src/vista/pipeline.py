@@ -21,10 +21,14 @@ import logging
 import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from vista.cache import cache_root
 from vista.jsonio import write_json
+
+if TYPE_CHECKING:
+    from vista.analysis.runner import AnalysisJob
+    from vista.conf.schema import RunBase
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,7 @@ def _key(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def ensure_encoder(job: Any, out_dir: Path) -> Path:
+def ensure_encoder(job: RunBase, out_dir: Path) -> Path:
     """Train the encoder, or copy a cached one trained with the same settings, into out_dir/encoder."""
     from vista.sources.encoders.trainable import is_trained_encoder
     from vista.train.classifier import train_encoder
@@ -62,7 +66,9 @@ def ensure_encoder(job: Any, out_dir: Path) -> Path:
     return target
 
 
-def analyze_into(sae_dir: Any, store: Any, out: Any, job: Any, explicit: bool | None = None) -> Any:
+def analyze_into(
+    sae_dir: Any, store: Any, out: Any, job: AnalysisJob, explicit: bool | None = None
+) -> Any:
     """Run the job's analyses and draw the plots that read their results."""
     from vista.analysis.runner import analyze, configs_of
     from vista.reports.plots import plots_from_results
@@ -74,7 +80,7 @@ def analyze_into(sae_dir: Any, store: Any, out: Any, job: Any, explicit: bool | 
     return outcome
 
 
-def evaluate_into(sae_dir: Any, store: Any, out: Any, job: Any) -> dict[str, Any]:
+def evaluate_into(sae_dir: Any, store: Any, out: Any, job: AnalysisJob) -> dict[str, Any]:
     """The ``evaluate`` preset; returns the ``evaluation_results.json`` document. What cannot run
     on the store (the label sections of a store without labels) is skipped, and the document's
     ``skipped`` section says which and why."""
@@ -83,7 +89,7 @@ def evaluate_into(sae_dir: Any, store: Any, out: Any, job: Any) -> dict[str, Any
     return {**doc, "skipped": dict(outcome.skipped)} if outcome.skipped else doc
 
 
-def run(job: Any) -> dict[str, Any]:
+def run(job: RunBase) -> dict[str, Any]:
     from vista.reports.tables import analysis_summary, decomposition_summary, run_summary
     from vista.sources.extract import extract
     from vista.train.fit import train_saes
@@ -115,12 +121,10 @@ def run(job: Any) -> dict[str, Any]:
         )
     else:
         log.info("Reusing the trained SAE %s.", sae_dir)
-    if (
-        reseed_dirs
-        and not job.stability.saes
-        and all((d / "cfg.json").is_file() for d in reseed_dirs)
-    ):
-        job = replace(job, stability=replace(job.stability, saes=[str(d) for d in reseed_dirs]))
+    stability = getattr(job, "stability")  # noqa: B009  (an analysis config, from the registry)
+    if reseed_dirs and not stability.saes and all((d / "cfg.json").is_file() for d in reseed_dirs):
+        saes = [str(d) for d in reseed_dirs]
+        job = replace(cast(Any, job), stability=replace(stability, saes=saes))
 
     outcome = analyze_into(sae_dir, store, out, job)
     summary = run_summary(outcome.results, enc_meta.get("test_accuracy"))

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from omegaconf import MISSING
 
+from vista.analysis.context import AnalysisSettings
 from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
@@ -137,7 +139,7 @@ def run(ctx: Context, cfg: ProbeTrainingConfig) -> Result:
     return r
 
 
-def probe_store(job: Any) -> Result:
+def probe_store(job: ProbeJob) -> Result:
     """``vista probe``: train on the store's ``train_split``, score its ``val_split``."""
     from vista.errors import VistaError
     from vista.metrics.uncertainty import rng_for
@@ -194,7 +196,7 @@ def probe_store(job: Any) -> Result:
     return r
 
 
-def _features(job: Any) -> dict[str, list[Any]]:
+def _features(job: ProbeJob) -> dict[str, list[Any]]:
     """Per input (``raw``, and ``sae`` when an SAE is given), the pooled features of the train
     and the validation split."""
     from vista.analysis.encoding import encode_split, pooled_activations
@@ -215,7 +217,7 @@ def _features(job: Any) -> dict[str, list[Any]]:
     return feats
 
 
-def _unusable(name: str, y_train: np.ndarray, y_val: np.ndarray, job: Any) -> str:
+def _unusable(name: str, y_train: np.ndarray, y_val: np.ndarray, job: ProbeJob) -> str:
     """Why label ``name`` cannot be probed ('' = it can): two classes among the labelled
     training images and one labelled validation image at least."""
     classes = np.unique(y_train[y_train >= 0])
@@ -232,3 +234,19 @@ def _stack(parts: list[Any]) -> Any:
 
         return sparse.vstack([sparse.csr_matrix(p) for p in parts]).tocsr()
     return np.concatenate(parts)
+
+
+@dataclass
+class ProbeJob:
+    """vista probe: the multi-task linear probe (one head per label) trained on a store's training
+    split and scored on its validation split: on the store's activations (raw, or the pooled
+    codes of `vista encode`), or given sae=DIR on the raw activations and the SAE codes."""
+
+    store: str = MISSING
+    out_dir: str = MISSING
+    sae: str = ""
+    """Optional SAE: train on its codes too, side by side with the raw activations."""
+    train_split: str = "training"
+    val_split: str = "validation"
+    probe: ProbeTrainingConfig = field(default_factory=ProbeTrainingConfig)
+    eval: AnalysisSettings = field(default_factory=AnalysisSettings)

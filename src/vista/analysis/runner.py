@@ -15,15 +15,23 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from vista.analysis.context import Context
+from vista.analysis.context import AnalysisSettings, Context
 from vista.analysis.registry import ANALYSES, AnalysisSpec, run_order
 from vista.analysis.result import Result, Skip
 from vista.errors import VistaError
 from vista.jsonio import write_json
 
 log = logging.getLogger(__name__)
+
+
+class AnalysisJob(Protocol):
+    """What a job that runs analyses holds besides one config per registered analysis (read
+    with ``configs_of``): the names to run and the shared settings."""
+
+    analysis: list[str]
+    eval: AnalysisSettings
 
 
 @dataclass
@@ -265,7 +273,7 @@ def _write_index(out: Path, outcome: Outcome, ctx: Context) -> None:
     write_json(index, doc)
 
 
-def configs_of(job: Any) -> dict[str, Any]:
+def configs_of(job: AnalysisJob) -> dict[str, Any]:
     """The per-analysis configs held by an analysing verb's job (a field per analysis)."""
     return {name: getattr(job, name) for name in ANALYSES if hasattr(job, name)}
 

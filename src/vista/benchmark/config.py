@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from vista.analysis.context import AnalysisSettings
+from vista.sources.datasets.base import DatasetConfig
+from vista.sources.encoders.base import EncoderConfig
+from vista.train.config import TrainConfig, TrainerConfig
+
 BENCH_ANALYSES = (
     "health",
     "reconstruction",
@@ -52,3 +57,41 @@ class GridConfig:
     """Dictionaries fitted to the store, one per width (k = the median of ``k``)."""
     fit_tokens: int = 20000
     """Tokens the baselines are fitted on."""
+
+
+@dataclass
+class BenchBase:
+    """The typed part of ``vista bench``; the per-analysis configs are added from the registry
+    (``conf.schema.analysis_fields``)."""
+
+    store: str = "activations.h5"
+    """The activation store the grid is trained and evaluated on."""
+    out_dir: str = "bench"
+    """Where the SAEs, results, table and plots go (`vista bench init DIR`: the pipeline's folder)."""
+    stage: str = "all"
+    """all (train -> analyze -> merge -> plot; the store must exist) or one of extract, train,
+    analyze, merge, plot (the stages of the DVC pipeline of `vista bench init`)."""
+    params: str = ""
+    """A YAML file of settings (the DVC pipeline's params.yaml) read over these."""
+    grid: GridConfig = field(default_factory=GridConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    """stage=extract: the images."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """stage=extract: the encoder."""
+    # Half the default run's 2M tokens: the 21-SAE grid then trains in about 15 minutes on 2 cores.
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            max_tokens=1_000_000,
+            batch_size=1024,
+            lr=2e-3,
+            lr_warmup_steps=50,
+            init_tokens=16384,
+            checkpoint_every_steps=500,
+        )
+    )
+    trainer: TrainerConfig = field(
+        default_factory=lambda: TrainerConfig(logger="csv", progress_bar=False)
+    )
+    analysis: list[str] = field(default_factory=lambda: list(BENCH_ANALYSES))
+    """The benchmark's metrics (docs/benchmark.md)."""
+    eval: AnalysisSettings = field(default_factory=AnalysisSettings)

@@ -12,11 +12,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from vista.benchmark.config import BenchBase
+
 STORE = "activations.h5"
 OUT = "bench"
 
 
-def params_of(job: Any) -> dict[str, Any]:
+def params_of(job: BenchBase) -> dict[str, Any]:
     """The job as the params file: every setting but the stage and the params file itself."""
     doc = {k: v for k, v in asdict(job).items() if k not in ("stage", "params", "defaults")}
     doc["store"], doc["out_dir"] = STORE, OUT
@@ -59,7 +61,7 @@ def pipeline(analysis_params: list[str]) -> dict[str, Any]:
     }
 
 
-def init(job: Any, directory: str | Path) -> Path:
+def init(job: BenchBase, directory: str | Path) -> Path:
     """Write ``directory/dvc.yaml`` and ``directory/params.yaml`` (refusing to overwrite them)."""
     import yaml
 

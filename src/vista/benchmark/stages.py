@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vista.analysis import stability
+from vista.benchmark.config import BenchBase
 from vista.benchmark.grid import baseline_configs, grid_configs
 from vista.saes.registry import sae_name
 
@@ -30,7 +31,7 @@ def _d_model(store: Any) -> int:
         return st.d_model
 
 
-def planned(job: Any) -> tuple[list[Any], list[Any]]:
+def planned(job: BenchBase) -> tuple[list[Any], list[Any]]:
     """``(grid configs, baseline configs)``, all checked before any work."""
     from vista.errors import VistaError
 
@@ -47,7 +48,7 @@ def planned(job: Any) -> tuple[list[Any], list[Any]]:
     return cfgs, bases
 
 
-def train_stage(job: Any) -> list[Path]:
+def train_stage(job: BenchBase) -> list[Path]:
     """Train the grid in one pass over the store (resumable), then fit the baselines."""
     from vista.train.fit import train_saes
 
@@ -71,7 +72,7 @@ def train_stage(job: Any) -> list[Path]:
     return dirs + fit_baselines(job, bases)
 
 
-def fit_baselines(job: Any, bases: list[Any]) -> list[Path]:
+def fit_baselines(job: BenchBase, bases: list[Any]) -> list[Path]:
     import torch
 
     from vista.saes import make_sae
@@ -104,7 +105,7 @@ def fit_baselines(job: Any, bases: list[Any]) -> list[Path]:
     return paths
 
 
-def analyze_stage(job: Any) -> list[Path]:
+def analyze_stage(job: BenchBase) -> list[Path]:
     """Every benchmark analysis on every SAE; SAEs whose analyses are all written are skipped."""
     import json
 
@@ -146,7 +147,7 @@ def _same_but_seed(a: Any, b: Any) -> bool:
     return type(a) is type(b) and replace(a, seed=0) == replace(b, seed=0)
 
 
-def extract_stage(job: Any) -> Path:
+def extract_stage(job: BenchBase) -> Path:
     from vista.sources.extract import extract
 
     if Path(job.store).is_file():
@@ -155,7 +156,7 @@ def extract_stage(job: Any) -> Path:
     return extract(job.dataset, job.encoder, job.store)
 
 
-def merge_stage(job: Any) -> Path:
+def merge_stage(job: BenchBase) -> Path:
     from vista.benchmark.table import merge
     from vista.errors import VistaError
 
@@ -169,7 +170,7 @@ def merge_stage(job: Any) -> Path:
     return Path(job.out_dir) / "bench_results.csv"
 
 
-def plot_stage(job: Any) -> list[Path]:
+def plot_stage(job: BenchBase) -> list[Path]:
     import json
 
     from vista.reports.html import write_sweep_report
@@ -184,7 +185,7 @@ def plot_stage(job: Any) -> list[Path]:
 STAGES = ("extract", "train", "analyze", "merge", "plot")
 
 
-def run_bench(job: Any) -> None:
+def run_bench(job: BenchBase) -> None:
     """``stage=all``: everything after extraction (the store must exist); or one stage."""
     from vista.errors import VistaError
 

@@ -13,9 +13,9 @@ from typing import Any
 from omegaconf import MISSING
 
 from vista.analysis.context import AnalysisSettings
-from vista.analysis.probe import ProbeTrainingConfig
+from vista.analysis.probe import ProbeJob
 from vista.analysis.registry import ANALYSES, EVALUATE_PRESET
-from vista.benchmark.config import BENCH_ANALYSES, GridConfig
+from vista.benchmark.config import BenchBase
 from vista.interventions.generate import GenerateConfig
 from vista.interventions.intervene import InterveneConfig
 from vista.interventions.judge import JudgeConfig
@@ -33,16 +33,38 @@ def sae_group() -> dict[str, type]:
     return {name: cls.config_class for name, cls in SAES.items() if cls.trainable}
 
 
-def analysis_fields(default: tuple[str, ...]) -> list[tuple[str, Any, Any]]:
-    """The fields every analysing verb has: the list to run, the shared settings, one config
-    per registered analysis."""
-    out: list[tuple[str, Any, Any]] = [
-        ("analysis", list[str], field(default_factory=lambda: list(default))),
-        ("eval", AnalysisSettings, field(default_factory=AnalysisSettings)),
-    ]
+def analysis_fields(default: tuple[str, ...] | None = None) -> list[tuple[str, Any, Any]]:
+    """One config field per registered analysis (``NAME.setting=value``), made from the registry
+    so that a new analysis file is a new setting of every analysing verb; ``default`` replaces
+    the base class's list of analyses to run."""
+    out: list[tuple[str, Any, Any]] = []
+    if default is not None:
+        out.append(("analysis", list[str], field(default_factory=lambda: list(default))))
     for name, spec in ANALYSES.items():
         out.append((name, spec.config, field(default_factory=spec.config)))
     return out
+
+
+@dataclass
+class SAEInputs:
+    """What a verb about one trained SAE reads and where it writes."""
+
+    sae: str = MISSING
+    """The SAE: a directory or file in any format vista reads (vista, SAELens, sparsify, ...)."""
+    store: str = MISSING
+    """The activation store it is measured on."""
+    out_dir: str = MISSING
+    """Where the results go (OUT/analyses/<name>/)."""
+
+
+@dataclass
+class AnalysesJob(SAEInputs):
+    """The typed part of ``vista analyze`` and ``vista evaluate``; the per-analysis configs are
+    added from the registry (``analysis_fields``) and read with ``runner.configs_of``."""
+
+    analysis: list[str] = field(default_factory=lambda: ["all"])
+    """The analyses to run (``all``, or names)."""
+    eval: AnalysisSettings = field(default_factory=AnalysisSettings)
 
 
 @dataclass
@@ -62,62 +84,52 @@ class TrainJob:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
-_SAE_INPUT = [
-    ("sae", str, field(default=MISSING)),
-    ("store", str, field(default=MISSING)),
-    ("out_dir", str, field(default=MISSING)),
-]
-
-AnalyzeJob = make_dataclass("AnalyzeJob", [*_SAE_INPUT, *analysis_fields(("all",))])
+AnalyzeJob = make_dataclass("AnalyzeJob", analysis_fields(), bases=(AnalysesJob,))
 AnalyzeJob.__doc__ = (
     "vista analyze: run analyses of an SAE on a store split (analysis=[a,b] or all); each writes "
     "OUT/analyses/<name>/result.json + arrays.npz, and the seeds' files in their original schemas."
 )
-EvaluateJob = make_dataclass("EvaluateJob", [*_SAE_INPUT, *analysis_fields(EVALUATE_PRESET)])
+EvaluateJob = make_dataclass("EvaluateJob", analysis_fields(EVALUATE_PRESET), bases=(AnalysesJob,))
 EvaluateJob.__doc__ = (
     "vista evaluate: the analyses " + ", ".join(EVALUATE_PRESET) + " of an SAE on a store split; "
     "writes evaluation_results.json (VISTA schema) and OUT/analyses/."
 )
 
 
-def single_analysis_job(name: str, config: type, doc: str) -> type:
-    """The config of a verb that runs one registered analysis (``vista intervene``, ``splice``,
-    ``generate``): the SAE, the store, the output, the analysis's own config under its name and
-    the shared analysis settings."""
-    cls = make_dataclass(
-        f"{name.capitalize()}Job",
-        [
-            *_SAE_INPUT,
-            (name, config, field(default_factory=config)),
-            ("eval", AnalysisSettings, field(default_factory=AnalysisSettings)),
-        ],
-    )
-    cls.__doc__ = doc
-    return cls
+@dataclass
+class OneAnalysisJob(SAEInputs):
+    """The typed part of a verb that runs one registered analysis (intervene, splice, generate);
+    each adds the analysis's own config under its name."""
+
+    eval: AnalysisSettings = field(default_factory=AnalysisSettings)
 
 
-InterveneJob = single_analysis_job(
-    "intervene",
-    InterveneConfig,
-    "vista intervene: suppress, scale, steer and erase each label's features in the stored "
-    "embeddings (modes=[...], targets=[...]), with the passthrough, noise and random-feature "
-    "controls; writes OUT/analyses/intervene/ and intervention_<mode>_results.json.",
-)
-SpliceJob = single_analysis_job(
-    "splice",
-    SpliceConfig,
-    "vista splice: the SAE inside the encoder the store came from (rebuilt from the store), at "
-    "its layer and tokens: accuracy, loss recovered, KL, and suppression per class, with "
-    "controls; writes OUT/analyses/splice/.",
-)
-GenerateJob = single_analysis_job(
-    "generate",
-    GenerateConfig,
-    "vista generate: a vision-language model's captions (task=caption) or answers (task=vqa), "
-    "clean and with the SAE spliced into its vision tower and the target label's features "
-    "edited (modes=[...]); keyword DCR, VQA accuracy and the causal effect with intervals; "
-    "writes OUT/analyses/generate/, causal_<task>_<target>_<mode>.json and their eval_ files.",
-)
+@dataclass
+class InterveneJob(OneAnalysisJob):
+    """vista intervene: suppress, scale, steer and erase each label's features in the stored
+    embeddings (modes=[...], targets=[...]), with the passthrough, noise and random-feature
+    controls; writes OUT/analyses/intervene/ and intervention_<mode>_results.json."""
+
+    intervene: InterveneConfig = field(default_factory=InterveneConfig)
+
+
+@dataclass
+class SpliceJob(OneAnalysisJob):
+    """vista splice: the SAE inside the encoder the store came from (rebuilt from the store), at
+    its layer and tokens: accuracy, loss recovered, KL, and suppression per class, with
+    controls; writes OUT/analyses/splice/."""
+
+    splice: SpliceConfig = field(default_factory=SpliceConfig)
+
+
+@dataclass
+class GenerateJob(OneAnalysisJob):
+    """vista generate: a vision-language model's captions (task=caption) or answers (task=vqa),
+    clean and with the SAE spliced into its vision tower and the target label's features
+    edited (modes=[...]); keyword DCR, VQA accuracy and the causal effect with intervals;
+    writes OUT/analyses/generate/, causal_<task>_<target>_<mode>.json and their eval_ files."""
+
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
 
 
 @dataclass
@@ -127,22 +139,6 @@ class JudgeJob(JudgeConfig):
     pair describes the attribute more explicitly; writes OUT/analyses/judge/."""
 
     out_dir: str = MISSING
-
-
-@dataclass
-class ProbeJob:
-    """vista probe: the multi-task linear probe (one head per label) trained on a store's training
-    split and scored on its validation split: on the store's activations (raw, or the pooled
-    codes of `vista encode`), or given sae=DIR on the raw activations and the SAE codes."""
-
-    store: str = MISSING
-    out_dir: str = MISSING
-    sae: str = ""
-    """Optional SAE: train on its codes too, side by side with the raw activations."""
-    train_split: str = "training"
-    val_split: str = "validation"
-    probe: ProbeTrainingConfig = field(default_factory=ProbeTrainingConfig)
-    eval: AnalysisSettings = field(default_factory=AnalysisSettings)
 
 
 @dataclass
@@ -240,45 +236,16 @@ class RunBase:
     reseeds: int = 2
     """More SAEs of the same config with the next seeds, trained in the same pass and exported
     to reseeds/; the stability analysis matches the SAE against them (0 = no stability)."""
+    analysis: list[str] = field(default_factory=lambda: ["all"])
+    """The analyses to run (``all``, or names)."""
+    eval: AnalysisSettings = field(default_factory=AnalysisSettings)
 
 
-RunJob = make_dataclass("RunJob", analysis_fields(("all",)), bases=(RunBase,))
+RunJob = make_dataclass("RunJob", analysis_fields(), bases=(RunBase,))
 RunJob.__doc__ = "vista run: train-encoder (or reuse a cached one) -> extract -> train SAE -> analyze (all) -> report."
 
 
-@dataclass
-class BenchBase:
-    store: str = "activations.h5"
-    """The activation store the grid is trained and evaluated on."""
-    out_dir: str = "bench"
-    """Where the SAEs, results, table and plots go (`vista bench init DIR`: the pipeline's folder)."""
-    stage: str = "all"
-    """all (train -> analyze -> merge -> plot; the store must exist) or one of extract, train,
-    analyze, merge, plot (the stages of the DVC pipeline of `vista bench init`)."""
-    params: str = ""
-    """A YAML file of settings (the DVC pipeline's params.yaml) read over these."""
-    grid: GridConfig = field(default_factory=GridConfig)
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    """stage=extract: the images."""
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    """stage=extract: the encoder."""
-    # Half the default run's 2M tokens: the 21-SAE grid then trains in about 15 minutes on 2 cores.
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            max_tokens=1_000_000,
-            batch_size=1024,
-            lr=2e-3,
-            lr_warmup_steps=50,
-            init_tokens=16384,
-            checkpoint_every_steps=500,
-        )
-    )
-    trainer: TrainerConfig = field(
-        default_factory=lambda: TrainerConfig(logger="csv", progress_bar=False)
-    )
-
-
-BenchJob = make_dataclass("BenchJob", analysis_fields(BENCH_ANALYSES), bases=(BenchBase,))
+BenchJob = make_dataclass("BenchJob", analysis_fields(), bases=(BenchBase,))
 BenchJob.__doc__ = (
     "vista bench: a grid of SAEs (architectures x widths x sparsities x seeds) trained on one pass "
     "over the store, baseline dictionaries, the benchmark metrics on each, one merged table "
