@@ -18,7 +18,6 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from vista.errors import VistaError
 
