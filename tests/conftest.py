@@ -22,7 +22,7 @@ def write_original_vista_store(
     splits: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
     batch: int = 8,
 ) -> Path:
-    """Write a file exactly as the original VISTA extractor does (SPEC 3.2).
+    """Write a file exactly as the original VISTA extractor does (docs/originals.md §3.2).
 
     float16 ``/{split}/encoded`` chunked ``(min(batch, N), T, D)`` with hdf5plugin Zstd level 3,
     int64 labels chunked ``(min(4 * batch, N),)``, ``original_indices``, root attrs model/dataset,

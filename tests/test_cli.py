@@ -161,7 +161,7 @@ def test_vista_run_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     r = vista(*args)
     assert r.returncode == 0, r.stderr
     doc = json.loads((out / "evaluation_results.json").read_text())
-    # The VISTA schema (SPEC 4.2) plus fvu / explained variance.
+    # The VISTA schema (docs/originals.md §4.2) plus fvu / explained variance.
     assert set(doc) >= {
         "sae_health",
         "reconstruction_quality",

@@ -1,4 +1,4 @@
-"""A vision-language model with the SAE in its vision tower (SPEC 4.6-4.8): bit-for-bit
+"""A vision-language model with the SAE in its vision tower (docs/originals.md §4.6-4.8): bit-for-bit
 passthrough with an exact SAE, edits that reach the text, keyword DCR and VQA metrics checked by
 hand, the original files, and the LLM judge's parsing and plumbing on a tiny random LM."""
 

@@ -36,7 +36,7 @@ def test_feature_auc_equals_the_seeds_balanced_logistic_auc(ctx: Context, tmp_pa
     r = _run(ctx, "feature_auc", tmp_path)
     codes, y = ctx.encoded.dense_codes(), ctx.labels["a"]
     tr, te = ctx.train_test("a")
-    for j in range(8):  # the seed's per-feature loop (SPEC 5.1) on a slice
+    for j in range(8):  # the seed's per-feature loop (docs/originals.md §5.1) on a slice
         sc = StandardScaler().fit(codes[tr, j : j + 1])
         for c in range(3):
             clf = LogisticRegression(class_weight="balanced", max_iter=1000)

@@ -1,4 +1,4 @@
-"""Spectra, concept paths and purity (SPEC 5.2-5.4) against hand-computed values."""
+"""Spectra, concept paths and purity (docs/originals.md §5.2-5.4) against hand-computed values."""
 
 from __future__ import annotations
 

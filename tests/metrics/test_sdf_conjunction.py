@@ -1,4 +1,4 @@
-"""SDF discovery against a direct per-class loop of the SPEC, and conjunction features by hand."""
+"""SDF discovery against a direct per-class loop of the original filter (docs/originals.md §4.3), and conjunction features by hand."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from vista.metrics.sdf import alignment_hits, paper_variant, three_stage
 
 
 def _spec_three_stage(x: np.ndarray, y: np.ndarray, c: int, k1: int, k2: int, k3: int, k_top: int):
-    """SPEC 4.3 written as plainly as possible."""
+    """docs/originals.md §4.3 written as plainly as possible."""
     freq = (x[y == c] > 0).mean(axis=0)
     s1 = np.argsort(-freq, kind="stable")[:k1]
     mean = x[y == c].mean(axis=0)

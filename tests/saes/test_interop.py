@@ -246,7 +246,7 @@ def test_sparsify_saes_load_in_vista_with_identical_encodings(tmp_path: Path) ->
     )
 
 
-# -- original VISTA checkpoints (hand-computed from SPEC 1.1-1.6) -------------------------------------
+# -- original VISTA checkpoints (hand-computed from docs/originals.md §1.1-1.6) -------------------------------------
 @pytest.mark.parametrize("variant", ["vanilla", "topk", "batchtopk", "jumprelu"])
 @pytest.mark.parametrize("layout", ["lightning", "legacy"])
 def test_original_vista_checkpoints_load_with_the_original_encoding(
@@ -270,7 +270,7 @@ def test_original_vista_checkpoints_load_with_the_original_encoding(
         ckpt = {"config": hp, "model_state_dict": state}
     path = tmp_path / "sae.ckpt"
     torch.save(ckpt, path)
-    # The original's encoding, written out from SPEC 1.1-1.6.
+    # The original's encoding, written out from docs/originals.md §1.1-1.6.
     p = torch.relu((X - state["b_dec"]) @ state["W_enc"] + state["b_enc"])
     if variant == "vanilla":
         ref = p

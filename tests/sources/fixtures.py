@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# HuggingFaceM4/FairFace's ClassLabel orders (they differ from the project's, SPEC 3.1).
+# HuggingFaceM4/FairFace's ClassLabel orders (they differ from the project's, docs/originals.md §3.1).
 HF_FAIRFACE_NAMES = {
     "age": ["0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70"],
     "gender": ["Male", "Female"],

@@ -56,7 +56,7 @@ def test_reads_the_original_vista_layout_unchanged(
         assert info.label_names == ("gender", "race")
         np.testing.assert_array_equal(st.read_rows("validation", 3, 7), enc[3:7].astype(np.float16))
         np.testing.assert_array_equal(st.original_indices("validation"), np.arange(20) * 3)
-        # No stored names: FairFace's encodings (SPEC 3.1) for a FairFace file.
+        # No stored names: FairFace's encodings (docs/originals.md §3.1) for a FairFace file.
         assert st.class_names("validation", "race")[0] == "White"
         assert st.class_names("validation", "gender") == ["Male", "Female"]
 

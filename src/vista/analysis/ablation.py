@@ -1,5 +1,5 @@
 """``ablation``: are the latents that vary most between classes necessary and sufficient for a
-probe to read the label? (VISTA's ``ablation_study``, SPEC 4.1, with a random control and CIs.)
+probe to read the label? (VISTA's ``ablation_study``, docs/originals.md §4.1, with a random control and CIs.)
 
 Latents are ranked by the inter-class variance of their class means on the training part only.
 For each k a fresh probe is trained without the top k (necessity) and on the top k alone

@@ -1,5 +1,5 @@
 """``alignment``: which latents separate the classes of each label, and how selective they are
-(VISTA's ``feature_demographic_alignment``, with a bounded selectivity, SPEC D7)."""
+(VISTA's ``feature_demographic_alignment``, with a bounded selectivity, docs/originals.md D7)."""
 
 from __future__ import annotations
 

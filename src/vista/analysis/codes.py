@@ -1,6 +1,6 @@
 """SAE latent datasets (``vista encode``): an SAE's codes for every token of a store, and per image.
 
-Seeds 000/001 wrote these with a ``data`` dataset that no reader could open (SPEC 3.4, D14). vista
+Seeds 000/001 wrote these with a ``data`` dataset that no reader could open (docs/originals.md §3.4, D14). vista
 writes three ordinary activation stores instead, so every verb reads them as they are:
 
 - ``OUT`` (e.g. ``codes.h5``): ``/{split}/encoded`` = the codes of every token, ``(N, T, d_sae)``

@@ -1,11 +1,11 @@
-"""``compare``: two SAEs, or two encoders' SAEs, on the same images (SPEC 4.9).
+"""``compare``: two SAEs, or two encoders' SAEs, on the same images (docs/originals.md §4.9).
 
-- Linear CKA (unbiased HSIC, computed in feature space: no N x N matrix, SPEC D9) between the two
+- Linear CKA (unbiased HSIC, computed in feature space: no N x N matrix, docs/originals.md D9) between the two
   SAEs' per-image codes, and between the two stores' raw activations when they differ.
 - SDF overlap: 1 - KS distance between the cumulative curves of the latents' inter-class variances.
 - Principal angles between the decoder spans of each SAE's top latents for a label, only when both
   read the same input space (same store); across encoders the seed zero-padded the dimensions,
-  which has no geometric meaning (SPEC D19), so it is skipped there.
+  which has no geometric meaning (docs/originals.md D19), so it is skipped there.
 - Shared and unique latents: one-to-one matching on decoder cosine (same input space) or on the
   correlation of the per-image codes (different encoders); matched above ``threshold`` = shared.
 
@@ -125,7 +125,7 @@ def per_label(
         r.add(f"{label}/sdf_overlap", ks_overlap(va, vb), "none")
         if not same_space:
             r.skipped[f"{label}/principal_angles"] = (
-                "the two SAEs read different input spaces (SPEC D19)"
+                "the two SAEs read different input spaces (docs/originals.md D19)"
             )
             continue
         ta = np.argsort(-va, kind="stable")[: cfg.top_latents]

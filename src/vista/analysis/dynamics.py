@@ -1,4 +1,4 @@
-"""``dynamics``: the MNIST concept-dynamics metrics (SPEC 5.2-5.5), each next to the same metric
+"""``dynamics``: the MNIST concept-dynamics metrics (docs/originals.md §5.2-5.5), each next to the same metric
 on a randomly initialised SAE of the same shape, so a number means something.
 
 - Spectra of the encoder and decoder: stable rank, effective rank, participation ratio,
@@ -154,7 +154,7 @@ def run(ctx: Context, cfg: DynamicsConfig) -> Result:
 
 
 def legacy(r: Result, label: str) -> None:
-    """The seed's result files (SPEC 5.2-5.4, pickles there) as JSON, trained and random side by
+    """The seed's result files (docs/originals.md §5.2-5.4, pickles there) as JSON, trained and random side by
     side: ``stable_rank_results.json``, ``concept_paths.json``, ``purity_results.json``."""
     spectra_doc: dict[str, Any] = {}
     for row in r.tables["spectra"]:

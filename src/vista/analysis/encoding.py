@@ -9,7 +9,7 @@ batch-independent), decoded through the non-zero codes only, and folded into:
   cosine, mean L0) from which subgroup fidelity and its bootstrap are computed exactly later.
 
 The pooled codes are kept dense when they fit in ``dense_codes_mb``, else as a CSR matrix, so
-memory grows with images times active latents, never with tokens (SPEC D9).
+memory grows with images times active latents, never with tokens (docs/originals.md D9).
 """
 
 from __future__ import annotations

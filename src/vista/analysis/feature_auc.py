@@ -1,4 +1,4 @@
-"""``feature_auc``: how well each latent alone detects each class (SPEC 5.1), plus saev's
+"""``feature_auc``: how well each latent alone detects each class (docs/originals.md §5.1), plus saev's
 trait-discovery metrics (average precision, Purity@k, Coverage@tau).
 
 The seed fits, for every (latent, class), a balanced one-feature logistic regression on the

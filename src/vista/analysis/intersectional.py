@@ -1,4 +1,4 @@
-"""``intersectional``: features of intersections of attributes (SPEC 4.4), and conjunction features.
+"""``intersectional``: features of intersections of attributes (docs/originals.md §4.4), and conjunction features.
 
 - Composite subgroups: every combination of the labels with at least ``min_subgroup_size`` images
   (named ``20-29_Female_Black``); smaller ones are excluded.

@@ -1,4 +1,4 @@
-"""``probe``: the seeds' multi-task linear probe (one head per label, SPEC 2) trained with
+"""``probe``: the seeds' multi-task linear probe (one head per label, docs/originals.md §2) trained with
 Lightning on the raw activations and on the SAE codes, side by side: did the SAE keep the labels?
 
 In ``vista analyze`` it trains on 80% of the analysed split's images and scores the other 20%

@@ -1,11 +1,11 @@
 """``sdf``: the selective demographic features (SDFs) of each class, and how aligned they are
-(SPEC 4.3; VISTA's 3-stage filter by default, the paper's definition with ``sdf.method=paper``).
+(docs/originals.md §4.3; VISTA's 3-stage filter by default, the paper's definition with ``sdf.method=paper``).
 
 An SDF's alignment rate is the share of its ``k_top`` highest-activating images that belong to its
 class; chance is the class's share of the images, so ``lift = rate / chance`` says how much better
 than chance it is. Intervals: per SDF, a bootstrap over its top images; per class, over its SDFs.
 SDFs are listed in importance order (lowest label entropy first), and ``ranking`` orders the union
-of all SDFs by alignment rate, so "the first k SDFs" are the most aligned (SPEC D17).
+of all SDFs by alignment rate, so "the first k SDFs" are the most aligned (docs/originals.md D17).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 @dataclass
 class SDFConfig:
     method: str = "three_stage"
-    """three_stage (VISTA's code) or paper (the paper's description, SPEC D16)."""
+    """three_stage (VISTA's code) or paper (the paper's description, docs/originals.md D16)."""
     k1: int = 200
     """three_stage: latents kept by firing frequency within the class."""
     k2: int = 100

@@ -1,7 +1,7 @@
 """Erasing a label from the embeddings without the SAE's decoder: LEACE and S&P Top-K.
 
 - ``leace``: the ``concept-erasure`` package's eraser, fitted on the label's training part only
-  (VISTA fitted it on the split it scored, SPEC 4.5), applied to every image. Its guarantee: no
+  (VISTA fitted it on the split it scored, docs/originals.md §4.5), applied to every image. Its guarantee: no
   linear probe retrained on the erased embeddings beats a constant predictor on the label.
 - ``sp_topk`` (Barbalau et al.): the label's top-k latents by inter-class variance (or SDFs), a
   logistic probe on their codes, the control axis ``a = W_enc[:, S] w`` in input space and the

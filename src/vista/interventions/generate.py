@@ -1,5 +1,5 @@
 """``generate``: what a vision-language model says about an image, with the SAE spliced into its
-vision tower and a label's features edited (SPEC 4.6-4.7, D17, D18).
+vision tower and a label's features edited (docs/originals.md §4.6-4.7, D17, D18).
 
 The store's model is reloaded with its language model (a Hugging Face ``ImageTextToText`` model:
 PaliGemma 2, Qwen2-VL, LLaVA, ...); a stratified sample of the target label's held-out images is

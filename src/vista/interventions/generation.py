@@ -1,5 +1,5 @@
 """Greedy generation by a vision-language model, clean and with an edit spliced into its vision
-tower (SPEC 4.6).
+tower (docs/originals.md §4.6).
 
 The prompt goes through the processor's chat template when it has one (Qwen2-VL, LLaVA, ...:
 the image first, then the text, then the generation prompt); a processor without one (PaliGemma)

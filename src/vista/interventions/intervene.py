@@ -1,6 +1,6 @@
 """``intervene``: suppress, scale, steer and erase a label's features in the stored embeddings, with
 the controls that separate the targeted effect from the SAE's reconstruction error and from chance
-(SPEC 4.5, D17, D18). See ``vista.interventions`` for each mode and docs/interventions.md.
+(docs/originals.md §4.5, D17, D18). See ``vista.interventions`` for each mode and docs/interventions.md.
 
 For every target label (each usable label in turn unless ``intervene.targets`` names some), every
 attribute of the split is read by a fixed and a fresh probe before and after each edit; each effect

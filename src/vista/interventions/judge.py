@@ -1,4 +1,4 @@
-"""LLM-as-judge over caption files (SPEC 4.8): does a caption mention an attribute, and which of
+"""LLM-as-judge over caption files (docs/originals.md §4.8): does a caption mention an attribute, and which of
 two captions describes it more explicitly.
 
 - ``binary``: per caption and attribute, the judge answers Yes or No to "does this caption

@@ -1,4 +1,4 @@
-"""Interventions as pure functions of arrays (SPEC 4.5).
+"""Interventions as pure functions of arrays (docs/originals.md §4.5).
 
 Everything here acts on per-image embeddings. An SAE intervention edits codes and decodes; both
 steps are affine in the codes and mean pooling is linear, so editing the per-image mean codes and

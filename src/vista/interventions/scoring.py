@@ -9,7 +9,7 @@
 
 Each reader gives a per-image 0/1 correctness on the same held-out images as the original, so
 every effect is a paired per-image contrast: its mean, a bootstrap interval over images and a
-paired sign-flip permutation p-value (SPEC D18).
+paired sign-flip permutation p-value (docs/originals.md D18).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``splice``: the SAE inside the encoder it was trained on (SPEC 4.5-4.6 at the model level).
+"""``splice``: the SAE inside the encoder it was trained on (docs/originals.md §4.5-4.6 at the model level).
 
 The store's encoder is rebuilt from the store's attributes, the SAE is spliced in at the store's
 layer and token selection, and the model's classification head reads the held-out images (of the

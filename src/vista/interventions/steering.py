@@ -1,4 +1,4 @@
-"""Steering a label from one class to another through its SAE features (SPEC 4.5 ``steering``).
+"""Steering a label from one class to another through its SAE features (docs/originals.md §4.5 ``steering``).
 
 For an ordered class pair (src, tgt), the held-out images of class src are edited on the features
 of both classes (each class's top ``k`` SDFs), and the label's fixed probe (trained on the original

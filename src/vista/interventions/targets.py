@@ -3,7 +3,7 @@
 Features are chosen on the label's training part only (the held-out images score the edit). With
 ``select=sdf`` they are the label's SDFs (``sdf`` analysis), taken round-robin over its classes in
 each class's importance order, so the first k cover every class and are the most selective ones,
-never the k smallest indices (SPEC D17). With ``select=variance`` they are the latents whose class
+never the k smallest indices (docs/originals.md D17). With ``select=variance`` they are the latents whose class
 means vary most (``ablation``'s ranking). The random control draws the same number of latents among
 those that fire on the split, other than the ones edited (a dead latent would make it no control).
 """

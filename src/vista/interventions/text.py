@@ -1,4 +1,4 @@
-"""What generated text says about a label (SPEC 4.7): keyword hits, demographic content rate,
+"""What generated text says about a label (docs/originals.md §4.7): keyword hits, demographic content rate,
 VQA answers judged against the image's true class.
 
 - A keyword hit is a case-insensitive whole-word match (``\\b...\\b``) of any word of a list.
@@ -37,7 +37,7 @@ KEYWORDS: dict[str, list[str]] = {
         "middle-aged", "middle aged", "senior", "adult", "kid", "adolescent", *_DECADES,
     ],
 }  # fmt: skip
-"""The seeds' curated keyword lists (SPEC 4.7) for FairFace's labels."""
+"""The seeds' curated keyword lists (docs/originals.md §4.7) for FairFace's labels."""
 
 
 def _numbers(lo: int, hi: int) -> list[str]:
@@ -73,7 +73,7 @@ FAIRFACE_SYNONYMS: dict[str, dict[str, list[str]]] = {
         "70+": ["seventies", "eighties", "nineties", "senior", "elderly", *_numbers(70, 99)],
     },
 }  # fmt: skip
-"""Per class, the answers that name it (SPEC 4.7's tables, matched as whole words)."""
+"""Per class, the answers that name it (docs/originals.md §4.7's tables, matched as whole words)."""
 
 _DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
@@ -135,7 +135,7 @@ QUESTIONS: dict[str, str] = {
     "gender": "Describe this person's gender.",
     "race": "What is this person's race or ethnicity?",
 }
-"""The seeds' VQA probes of FairFace's labels (SPEC 4.6)."""
+"""The seeds' VQA probes of FairFace's labels (docs/originals.md §4.6)."""
 
 CONTROL_QUESTIONS = [
     "What is this person wearing?",

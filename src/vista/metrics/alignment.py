@@ -42,7 +42,7 @@ def selectivity(means: np.ndarray) -> np.ndarray:
     ``mu_rest`` is the mean over the other classes; magnitudes are used, so signed codes work too.
     The value lies in ``[0, 1]`` (1 = fires for one class only, 0 = equal for all); a feature that
     never fires has NaN. This replaces VISTA's ``max / max(min, 1e-12)``, which explodes to ~1e12
-    whenever one class mean is zero (SPEC D7).
+    whenever one class mean is zero (docs/originals.md D7).
     """
     m = np.abs(means[~np.isnan(means).any(axis=1)])
     if m.shape[0] < 2:

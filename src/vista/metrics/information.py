@@ -1,6 +1,6 @@
 """Binned mutual information between latents and labels, with the Panzeri-Treves correction.
 
-As in the seed (SPEC 4.4): each latent is cut into ``n_bins`` equal-width bins over its own
+As in the seed (docs/originals.md §4.4): each latent is cut into ``n_bins`` equal-width bins over its own
 ``[min, max]``; MI is the plug-in estimate in bits minus the Panzeri-Treves bias
 ``(n_bins - 1)(|Y| - 1) / (2 N ln 2)``, clipped at 0; a constant latent has MI 0. All latents at
 once: one ``bincount`` over (latent, bin, label).

@@ -1,4 +1,4 @@
-"""Concept paths (SPEC 5.3): the set of latents each image selects, and how these sets overlap
+"""Concept paths (docs/originals.md §5.3): the set of latents each image selects, and how these sets overlap
 between classes, within classes and for random pairs (seeded: the seed's pairs were not, D36)."""
 
 from __future__ import annotations

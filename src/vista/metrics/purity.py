@@ -1,4 +1,4 @@
-"""Class purity of each latent's strongest images (SPEC 5.4)."""
+"""Class purity of each latent's strongest images (docs/originals.md §5.4)."""
 
 from __future__ import annotations
 

@@ -3,12 +3,12 @@
 Two definitions, both pure functions of the per-image codes ``(N, d_sae)`` (dense or scipy-sparse)
 and the labels:
 
-- ``three_stage``: the VISTA code's filter (SPEC 4.3): per class, the ``k1`` latents that fire on
+- ``three_stage``: the VISTA code's filter (docs/originals.md §4.3): per class, the ``k1`` latents that fire on
   the largest share of the class's images, of those the ``k2`` with the largest class-mean
   activation, of those the ``k3`` whose top-``k_top`` images have the lowest activation-weighted
   label entropy. The result is ordered by that entropy (most class-pure first), so truncating to
-  the first k keeps the most important SDFs, not the smallest indices (SPEC D17).
-- ``paper_variant``: the paper's description (SPEC D16): latents firing on more than
+  the first k keeps the most important SDFs, not the smallest indices (docs/originals.md D17).
+- ``paper_variant``: the paper's description (docs/originals.md D16): latents firing on more than
   ``min_freq`` of the class's images, whose largest class mean is this class, ranked by the ratio
   of the largest to the smallest class mean, kept when the entropy of their class-mean profile is
   below the median of the candidates; aligned when a Kruskal-Wallis test across classes is

@@ -2,7 +2,7 @@
 
 - ``linear_cka``: the seeds' linear CKA with the unbiased HSIC of Song et al. (2012) on
   column-centred inputs, computed from ``X^T Y`` products instead of ``N x N`` Gram matrices
-  (SPEC D9): with centred rows ``x_i`` and ``a_i = ||x_i||^2``, ``tr(K~L~) = ||X^T Y||_F^2 -
+  (docs/originals.md D9): with centred rows ``x_i`` and ``a_i = ||x_i||^2``, ``tr(K~L~) = ||X^T Y||_F^2 -
   sum a_i b_i``, ``1^T K~ 1 = -sum a_i`` and ``1^T K~ L~ 1 = sum a_i b_i``.
 - ``match``: the one-to-one assignment maximising total similarity (Hungarian, scipy's
   ``linear_sum_assignment``), greedy above ``max_exact`` rows.

@@ -1,4 +1,4 @@
-"""Spectral summaries of a weight matrix (SPEC 5.2): how many directions it really uses."""
+"""Spectral summaries of a weight matrix (docs/originals.md §5.2): how many directions it really uses."""
 
 from __future__ import annotations
 

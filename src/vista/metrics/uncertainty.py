@@ -3,7 +3,7 @@
 Every interval is a percentile bootstrap over the independent unit of the data (images, as a
 rule), with a seeded generator; every p-value is a Monte-Carlo permutation test with the +1
 correction (Phipson & Smyth 2010), so it is never exactly 0. The VISTA paper promises both and the
-code has neither (SPEC D18).
+code has neither (docs/originals.md D18).
 """
 
 from __future__ import annotations

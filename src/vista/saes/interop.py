@@ -7,7 +7,7 @@ libraries in tests/saes/test_interop.py):
 - dictionary_learning (``ae.pt`` + ``config.json``): AutoEncoder, AutoEncoderTopK, BatchTopKSAE,
   MatryoshkaBatchTopKSAE, JumpReluAutoEncoder, GatedAutoEncoder;
 - EleutherAI sparsify (``cfg.json`` + ``sae.safetensors``): TopK sparse coders;
-- original VISTA checkpoints (SPEC 3.4): Lightning ``.ckpt`` (``hyper_parameters`` + ``model.``
+- original VISTA checkpoints (docs/originals.md §3.4): Lightning ``.ckpt`` (``hyper_parameters`` + ``model.``
   state dict) and legacy ``{config, model_state_dict}`` files.
 """
 
@@ -219,7 +219,7 @@ def _dl_threshold(sd: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -
 # -- original VISTA checkpoints ----------------------------------------------------------------------
 def from_vista_checkpoint(path: Path) -> tuple[dict, dict]:
     """Lightning ``.ckpt`` (``hyper_parameters`` + ``state_dict`` with a ``model.`` prefix) or a
-    legacy ``{config, model_state_dict}`` file of the original VISTA code (SPEC 1.1-1.6, 3.4)."""
+    legacy ``{config, model_state_dict}`` file of the original VISTA code (docs/originals.md §1.1-1.6, 3.4)."""
     from vista.safeload import load_torch
 
     try:
@@ -254,7 +254,7 @@ def from_vista_checkpoint(path: Path) -> tuple[dict, dict]:
     if variant in ("topk", "batchtopk"):
         cfg["k"] = int(hp.get("top_k", 32))
     if variant == "batchtopk":
-        # The original has no inference threshold (SPEC D3): vista's BatchTopK without one
+        # The original has no inference threshold (docs/originals.md D3): vista's BatchTopK without one
         # encodes with per-token TopK, which does not depend on the batch.
         state["threshold"] = torch.full((cfg["d_sae"],), -1.0)
     if variant == "jumprelu":

@@ -85,7 +85,7 @@ def _least_squares(atoms: Tensor, targets: Tensor, solver: str, ridge: float) ->
     """Coefficients ``c`` minimising ``||c @ atoms - targets||`` for ``atoms (..., m, d)``.
 
     ``min_norm`` uses the pseudo-inverse: the least-squares solution of smallest norm, correct
-    also when ``m > d`` or the atoms are dependent (SPEC D40). ``ridge`` adds ``lambda I`` to the
+    also when ``m > d`` or the atoms are dependent (docs/originals.md D40). ``ridge`` adds ``lambda I`` to the
     Gram matrix. Solved in float64.
     """
     a = atoms.double()

@@ -28,7 +28,7 @@ CLASS_NAMES_ATTR = "class_names"
 # Attributes on a split group of a file under construction (removed when the file is finished).
 ROWS_WRITTEN_ATTR = "rows_written"
 
-# FairFace label encodings of the original extractor (SPEC 3.1), used when a version-0 file from
+# FairFace label encodings of the original extractor (docs/originals.md §3.1), used when a version-0 file from
 # a FairFace extraction carries no class names.
 FAIRFACE_CLASS_NAMES: dict[str, list[str]] = {
     "race": [

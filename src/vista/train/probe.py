@@ -1,4 +1,4 @@
-"""The seeds' multi-task linear probe (SPEC 2) as a Lightning module.
+"""The seeds' multi-task linear probe (docs/originals.md §2) as a Lightning module.
 
 One linear head per label on a shared input (no hidden layer, no shared trunk); token inputs are
 mean-pooled; the loss is the unweighted sum of the heads' cross-entropies over the labels an image

@@ -18,7 +18,7 @@ from vista.train.allocator import keep_freed_memory
 class DeadLatentTracker(nn.Module):
     """Training tokens since each latent last fired; a latent is dead past ``dead_tokens``.
 
-    It lives in the training module only: evaluation and export never touch it (SPEC D5).
+    It lives in the training module only: evaluation and export never touch it (docs/originals.md D5).
     """
 
     tokens_since_fired: Tensor

@@ -138,7 +138,7 @@ def stratified_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train/validation indices preserving the joint distribution of the labels ``on``.
 
-    Each joint class (e.g. every age x gender x race cell, not race alone: SPEC D15) sends
+    Each joint class (e.g. every age x gender x race cell, not race alone: docs/originals.md D15) sends
     ``round(val_fraction * n)`` of its ``n`` images to validation, keeping at least one image on
     each side when it has two or more. Both outputs are sorted.
     """

@@ -1,4 +1,4 @@
-"""FairFace (Karkkainen & Joo 2021) in both public formats, with the label encodings of SPEC 3.1.
+"""FairFace (Karkkainen & Joo 2021) in both public formats, with the label encodings of docs/originals.md §3.1.
 
 - The original release: ``fairface_label_train.csv`` / ``fairface_label_val.csv`` (columns
   ``file,age,gender,race,service_test``) beside the ``train/`` and ``val/`` image folders.
@@ -9,7 +9,7 @@
 Labels: race 0 White .. 6 Middle Eastern, gender 0 Male / 1 Female, age 0 "0-2" .. 8 "70+"
 ("more than 70" in the data). With both official splits present, train is the store's training
 split and val its validation split. With only train (as the original VISTA used), the split is
-seeded and stratified on the joint age x gender x race classes, not race alone (SPEC D15).
+seeded and stratified on the joint age x gender x race classes, not race alone (docs/originals.md D15).
 """
 
 from __future__ import annotations

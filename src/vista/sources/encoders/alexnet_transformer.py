@@ -1,4 +1,4 @@
-"""Seed 002's AlexNet + Transformer classifier (SPEC 3.7), trainable by `vista train-encoder`.
+"""Seed 002's AlexNet + Transformer classifier (docs/originals.md §3.7), trainable by `vista train-encoder`.
 
 AlexNet-style features (conv 11/4 -> ReLU -> BN -> maxpool; conv 5 (2 groups) -> ReLU -> BN ->
 maxpool; conv 3; conv 3 (2 groups); conv 3 (2 groups) -> maxpool) -> adaptive average pool to a

@@ -1,4 +1,4 @@
-"""The small MNIST CNN vista trains itself (the "oracle" of the concept-dynamics study, SPEC 3.6).
+"""The small MNIST CNN vista trains itself (the "oracle" of the concept-dynamics study, docs/originals.md §3.6).
 
 conv(1->32, 3x3) -> ReLU -> maxpool 2 -> conv(32->64, 3x3) -> ReLU -> maxpool 2 -> fc1 (3136->128)
 -> ReLU -> fc2 (128->10). Every step is a named module, so any of them can be hooked:
