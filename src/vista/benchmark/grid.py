@@ -66,8 +66,9 @@ def baseline_configs(grid: GridConfig, d_model: int) -> list[SAEConfig]:
     out = []
     for base in grid.baselines:
         if not getattr(SAES.get_entry(base), "fitted", False):
+            fitted = sorted(n for n, c in SAES.items() if getattr(c, "fitted", False))
             raise VistaError(
-                f"bench.grid.baselines: {base!r} is not a baseline (pca, kmeans, nmf, random)."
+                f"bench.grid.baselines: {base!r} is not a baseline ({', '.join(fitted)})."
             )
         for width in grid.widths:
             out.append(
