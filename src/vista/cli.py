@@ -28,6 +28,9 @@ verbs:
                  encoder.path=... encoder.layer=INT|MODULE encoder.tokens=... out=FILE.h5)
   train          train SAE(s) on a store (store=FILE.h5 sae=topk|batchtopk|... out_dir=DIR)
   encode         an SAE's codes as stores, per token and mean/max per image (sae= store= out=)
+  shard          a store as a directory of shards, read by every verb as store=DIR
+                 (store=FILE.h5 out=DIR [shard_gb=2] [compression=zstd|lz4|none])
+  unshard        a sharded store as one file, exactly (store=DIR out=FILE.h5)
   analyze        any analyses of an SAE on a store (sae=DIR store=FILE.h5 analysis=[a,b]|all out_dir=DIR)
   probe          the multi-task linear probe on a store (store=FILE.h5 [sae=DIR] out_dir=DIR)
   report         RUN_DIR/report/index.html from a run's results (vista report RUN_DIR)
@@ -45,7 +48,7 @@ verbs:
   judge          a local causal LM judges caption files: LLM-DCR, pairwise preference
                  (model_path=DIR files=a.json,b.json out_dir=DIR [mode=binary|pairwise])
   synthetic      a store with a known dictionary, the ground truth (out=FILE.h5 synthetic.*=...)
-  info           describe a store or an SAE directory (vista info PATH)
+  info           describe a store (file or sharded directory) or an SAE directory (vista info PATH)
 
 `vista VERB --help` shows the verb's configuration. Results land in the out_dir of each verb.
 """
@@ -183,7 +186,7 @@ def task_evaluate(job: schema.AnalysesJob) -> None:
 def task_extract(job: schema.ExtractJob) -> None:
     from vista.sources.extract import extract
 
-    compression = None if str(job.compression).lower() in ("none", "null", "") else job.compression
+    compression = _compression(job.compression)
     path = extract(
         job.dataset,
         job.encoder,
@@ -196,10 +199,35 @@ def task_extract(job: schema.ExtractJob) -> None:
     print(f"store written to {path}")
 
 
+def _compression(value: str) -> str | None:
+    return None if str(value).lower() in ("none", "null", "") else str(value)
+
+
+def task_shard(job: schema.ShardJob) -> None:
+    from vista.store import shard_store
+
+    if not job.shard_gb > 0:
+        raise VistaError(f"shard_gb={job.shard_gb} must be above 0 (GiB of activations per shard).")
+    out = shard_store(
+        job.store,
+        job.out,
+        shard_bytes=int(job.shard_gb * 1024**3),
+        compression=_compression(job.compression),
+    )
+    print(f"sharded store written to {out}")
+
+
+def task_unshard(job: schema.UnshardJob) -> None:
+    from vista.store import merge_store
+
+    out = merge_store(job.store, job.out, compression=_compression(job.compression))
+    print(f"store written to {out}")
+
+
 def task_encode(job: schema.EncodeJob) -> None:
     from vista.analysis.codes import encode_store
 
-    compression = None if str(job.compression).lower() in ("none", "null", "") else job.compression
+    compression = _compression(job.compression)
     paths = encode_store(
         job.sae,
         job.store,
@@ -246,6 +274,8 @@ TASKS: dict[str, Callable[[Any], None]] = {
     "train-encoder": task_train_encoder,
     "extract": task_extract,
     "encode": task_encode,
+    "shard": task_shard,
+    "unshard": task_unshard,
     "train": task_train,
     "analyze": task_analyze,
     "probe": task_probe,
@@ -267,9 +297,12 @@ def info(paths: list[str]) -> None:
     from vista.store import ActivationStore
 
     if not paths:
-        raise VistaError("vista info needs a path: a store (.h5) or an SAE directory.")
+        raise VistaError(
+            "vista info needs a path: a store (.h5, or a sharded store's directory) or an SAE "
+            "directory."
+        )
     for p in paths:
-        if Path(p).is_dir():
+        if Path(p).is_dir() and not (Path(p) / "manifest.json").is_file():
             cfg = Path(p) / "cfg.json"
             if not cfg.is_file():
                 raise VistaError(
@@ -278,7 +311,13 @@ def info(paths: list[str]) -> None:
             print(json.dumps(json.loads(cfg.read_text()), indent=2))
             continue
         with ActivationStore(p) as st:
-            print(f"{p}: store format {st.format_version}")
+            shards = getattr(st, "manifest", {}).get("splits", {})
+            kind = (
+                f", sharded: {sum(len(s['shards']) for s in shards.values())} shards"
+                if shards
+                else ""
+            )
+            print(f"{p}: store format {st.format_version}{kind}")
             for k, v in st.attrs.items():
                 print(f"  {k}: {v}")
             for s in st.splits.values():

@@ -87,7 +87,7 @@ def _inputs(job: object) -> list[tuple[str, Path]]:
 def _output_files(verb: str, job: object) -> list[tuple[str, Path]]:
     """``(what, path)`` of every file a job with an ``out=`` file writes."""
     out = getattr(job, "out", None)
-    if verb not in ("extract", "encode", "synthetic") or not out:
+    if verb not in ("extract", "encode", "synthetic", "shard", "unshard") or not out:
         return []
     files = [("out", Path(out))]
     if verb == "encode":
@@ -120,7 +120,7 @@ def check_outputs(verb: str, job: object) -> None:
             raise VistaError(f"{name} is empty; give the path to write to, e.g. {name}=results.")
     inputs = _inputs(job)
     for what, path in _output_files(verb, job):
-        if what == "out" and path.is_dir():
+        if what == "out" and path.is_dir() and verb != "shard":  # shard's out is a directory
             raise VistaError(
                 f"out={str(path)!r} is a directory; give the path of the file to write, e.g. "
                 f"out={str(path / 'out.h5')!r}."

@@ -169,6 +169,33 @@ class ExtractJob:
 
 
 @dataclass
+class ShardJob:
+    """vista shard: a store as a directory of shards (manifest.json + one complete store file per
+    row range), the same rows, labels and records exactly; every verb reads it as store=DIR."""
+
+    store: str = MISSING
+    """The store file to shard."""
+    out: str = MISSING
+    """The directory to write (refused if it exists)."""
+    shard_gb: float = 2.0
+    """Activation bytes per shard, in GiB (docs/storage.md: what to choose)."""
+    compression: str = "zstd"
+    """zstd, lz4, gzip or none."""
+
+
+@dataclass
+class UnshardJob:
+    """vista unshard: a sharded store as one store file, exactly (the inverse of vista shard)."""
+
+    store: str = MISSING
+    """The sharded store's directory."""
+    out: str = MISSING
+    """The store file to write (refused if it exists)."""
+    compression: str = "zstd"
+    """zstd, lz4, gzip or none."""
+
+
+@dataclass
 class EncodeJob:
     """vista encode: an SAE's codes for every token of a store (OUT) and per image (OUT.mean.h5, OUT.max.h5)."""
 
@@ -278,6 +305,8 @@ VERB_CONFIGS: dict[str, type] = {
     "judge": JudgeJob,
     "extract": ExtractJob,
     "encode": EncodeJob,
+    "shard": ShardJob,
+    "unshard": UnshardJob,
     "train-encoder": TrainEncoderJob,
     "run": RunJob,
 }

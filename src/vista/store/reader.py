@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import h5py
 import numpy as np
@@ -42,8 +42,18 @@ class ActivationStore:
     """A read-only view of an HDF5 activation store.
 
     Nothing is loaded at open time but the small label and index arrays on request; activations are
-    read by row ranges (``read_rows``) or streamed (``vista.store.stream``).
+    read by row ranges (``read_rows``) or streamed (``vista.store.stream``). A directory opens as a
+    sharded store (``vista.store.sharded.ShardedStore``, the same interface).
     """
+
+    directory_reader: ClassVar[type[ActivationStore] | None] = None
+    """The reader of a store that is a directory (``vista.store.sharded`` sets it on import)."""
+
+    def __new__(cls, path: str | os.PathLike[str]) -> ActivationStore:
+        reader = ActivationStore.directory_reader
+        if cls is ActivationStore and reader is not None and Path(path).is_dir():
+            return super().__new__(reader)
+        return super().__new__(cls)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         import hdf5plugin  # noqa: F401  (registers the Zstd filter with HDF5)

@@ -161,10 +161,16 @@ class StoreWriter:
         filt: dict[str, Any] = {}
         if compression == "zstd":
             filt = layout.zstd_filter(3)
+        elif compression == "lz4":
+            import hdf5plugin
+
+            filt = dict(hdf5plugin.LZ4())
         elif compression == "gzip":
             filt = {"compression": "gzip", "compression_opts": 4}
         elif compression is not None:
-            raise VistaError(f"Unknown compression {compression!r}; use 'zstd', 'gzip' or null.")
+            raise VistaError(
+                f"Unknown compression {compression!r}; use 'zstd', 'lz4', 'gzip' or null."
+            )
         for name, spec in self.splits.items():
             g = f.create_group(name)
             g.attrs[layout.ROWS_WRITTEN_ATTR] = 0
