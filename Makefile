@@ -32,6 +32,7 @@ test-fast: lint typecheck
 
 bench: install
 	$(BIN)/python bench/bench_stream.py
+	$(BIN)/python bench/bench_shards.py
 	$(BIN)/python bench/bench_e2e.py
 	$(BIN)/python bench/bench_extract.py
 

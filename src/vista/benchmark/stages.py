@@ -150,7 +150,7 @@ def _same_but_seed(a: Any, b: Any) -> bool:
 def extract_stage(job: BenchBase) -> Path:
     from vista.sources.extract import extract
 
-    if Path(job.store).is_file():
+    if Path(job.store).is_file() or (Path(job.store) / "manifest.json").is_file():
         log.info("The store %s exists; extraction skipped.", job.store)
         return Path(job.store)
     return extract(job.dataset, job.encoder, job.store)
