@@ -195,6 +195,7 @@ def task_extract(job: schema.ExtractJob) -> None:
         compression=compression,
         resume=job.resume,
         overwrite=job.overwrite,
+        shard_gb=float(job.shard_gb),
     )
     print(f"store written to {path}")
 

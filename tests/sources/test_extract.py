@@ -200,3 +200,71 @@ def test_resuming_with_another_encoder_is_refused_and_loses_nothing(
     with pytest.raises(VistaError, match="was started with another encoder"):
         extract(ds, enc, tmp_path / "s.h5")
     assert (tmp_path / "s.h5.partial").exists()
+
+
+def test_sharded_extraction_equals_the_file_and_resumes_per_shard(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """``shard_gb``: the same rows as a one-file extraction, in shards; a run stopped mid-way keeps
+    its finished shards, resumes the one it was writing, and gives the same store."""
+    import json
+
+    from vista.store import StreamConfig, TokenStream
+    from vista.store.sharded import MANIFEST
+
+    root = make_image_folder(tmp_path / "imgs", per_class=8)
+    ds = DatasetConfig(name="imagefolder", root=str(root))
+    enc = EncoderConfig(name="mobilenet_v2", image_size=32, layer="3", batch_size=4)
+    whole = extract(ds, enc, tmp_path / "whole.h5")
+    with ActivationStore(whole) as st:
+        row_gb = st.read_rows("training", 0, 1).nbytes / 1024**3
+    shard_gb = 5 * row_gb  # 5 images, rounded to whole batches of 4: shards of 4 images
+    one = extract(ds, enc, tmp_path / "one", shard_gb=shard_gb)
+    assert_same_store(whole, one)
+    doc = json.loads((one / MANIFEST).read_text())
+    with ActivationStore(whole) as st:
+        n = st.split("training").n_rows
+    sizes = [e["stop"] - e["start"] for e in doc["splits"]["training"]["shards"]]
+    assert sizes == [4] * (n // 4) + ([n % 4] if n % 4 else [])
+    cfg = StreamConfig(split="training", batch_size=8, shuffle=True, seed=1)
+    assert all(np.array_equal(x, y) for x, y in
+               zip(TokenStream(whole, cfg).epoch(0), TokenStream(one, cfg).epoch(0), strict=True))  # fmt: skip
+
+    calls = {"n": 0}
+    real_append = StoreWriter.append
+
+    def dying_append(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 4:  # in the fourth shard (one batch of 4 per shard)
+            raise KeyboardInterrupt
+        return real_append(self, *a, **k)
+
+    monkeypatch.setattr(StoreWriter, "append", dying_append)
+    with pytest.raises(KeyboardInterrupt):
+        extract(ds, enc, tmp_path / "resumed", shard_gb=shard_gb)
+    done = sorted(p.name for p in (tmp_path / "resumed").iterdir())
+    assert MANIFEST not in done and "training-00000.h5" in done
+    kept = {n: (tmp_path / "resumed" / n).stat().st_mtime_ns for n in done if n.endswith(".h5")}
+    with pytest.raises(VistaError, match="without manifest.json"):  # unfinished: not a store yet
+        ActivationStore(tmp_path / "resumed")
+    monkeypatch.setattr(StoreWriter, "append", real_append)
+    resumed = extract(ds, enc, tmp_path / "resumed", shard_gb=shard_gb)
+    assert_same_store(one, resumed)
+    assert all((resumed / n).stat().st_mtime_ns == t for n, t in kept.items())  # not rewritten
+    for e in doc["splits"]["training"]["shards"]:
+        assert (resumed / e["file"]).read_bytes() == (one / e["file"]).read_bytes()
+    with pytest.raises(VistaError, match="already exists"):
+        extract(ds, enc, tmp_path / "resumed", shard_gb=shard_gb)
+
+
+def test_a_sharded_extraction_refuses_another_encoders_shards(tmp_path: Path) -> None:
+    from vista.store.sharded import MANIFEST
+
+    root = make_image_folder(tmp_path / "imgs", per_class=8)
+    ds = DatasetConfig(name="imagefolder", root=str(root))
+    enc = EncoderConfig(name="mobilenet_v2", image_size=32, layer="3", batch_size=4)
+    out = extract(ds, enc, tmp_path / "s", shard_gb=1e-5)
+    (out / MANIFEST).unlink()  # as if interrupted before the manifest
+    other = EncoderConfig(name="mobilenet_v2", image_size=32, layer="4", batch_size=4)
+    with pytest.raises(VistaError, match=r"is a shard of another extraction \(its .* differs\)"):
+        extract(ds, other, out, shard_gb=1e-5)

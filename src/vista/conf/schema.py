@@ -166,6 +166,9 @@ class ExtractJob:
     resume: bool = True
     """Continue an interrupted extraction of the same file."""
     overwrite: bool = False
+    shard_gb: float = 0.0
+    """0: one file. Above 0: ``out`` is a sharded store (a directory of shards of about this many
+    GiB of activations, docs/storage.md); an interrupted run keeps its finished shards."""
 
 
 @dataclass

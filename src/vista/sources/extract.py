@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from vista.sources.datasets.base import as_dataset_config
 from vista.sources.encoders import EncoderConfig, make_encoder
 from vista.sources.hooks import capture_tokens, find_module
 from vista.store import SplitSpec, StoreWriter
+from vista.store.writer import chunk_rows_for
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +67,22 @@ def extract(
     compression: str | None = "zstd",
     resume: bool = True,
     overwrite: bool = False,
+    shard_gb: float = 0.0,
 ) -> Path:
     """Write ``out``: both store splits of the dataset through the encoder, with labels and indices.
 
     An interrupted extraction leaves ``out.partial``; calling again with the same arguments
     continues from the last written batch and yields the same file as an uninterrupted run.
-    Holds ``out``'s lock: a second process writing the same file is refused.
+    With ``shard_gb`` above 0, ``out`` is a sharded store (a directory, docs/storage.md) of shards
+    of about that many GiB; an interrupted run keeps its finished shards and resumes the one it
+    was writing. Holds ``out``'s lock: a second process writing the same output is refused.
     """
     from vista.lock import output_lock
 
     with output_lock(out, "extract"):
-        return _extract(dataset_cfg, encoder_cfg, Path(out), dtype, compression, resume, overwrite)
+        return _extract(
+            dataset_cfg, encoder_cfg, Path(out), dtype, compression, resume, overwrite, shard_gb
+        )
 
 
 def _extract(
@@ -84,9 +93,9 @@ def _extract(
     compression: str | None,
     resume: bool,
     overwrite: bool,
+    shard_gb: float = 0.0,
 ) -> Path:
-    if out.exists() and not overwrite:
-        raise VistaError(f"{str(out)!r} already exists; delete it or pass overwrite=true.")
+    _check_out(out, overwrite, shard_gb > 0)
     ds = make_dataset(dataset_cfg)
     enc = make_encoder(encoder_cfg)
     layer_name, module = find_module(enc.model, enc.resolve_layer(str(encoder_cfg.layer)))
@@ -111,10 +120,16 @@ def _extract(
     }
     attrs = _store_attrs(ds, enc, dataset_cfg, encoder_cfg, layer_name, d_model)
     bs = int(encoder_cfg.batch_size)
-    with StoreWriter(out, specs, attrs, dtype=dtype, compression=compression, resume=resume) as w:
-        for split, idx in split_indices.items():
-            _write_split(w, split, idx, run, ds.labels, bs)
-        path = w.finish()
+    if shard_gb > 0:
+        writing = (dtype, compression, resume, int(shard_gb * 1024**3))
+        path = _write_shards(out, split_indices, specs, attrs, run, ds.labels, bs, writing)
+    else:
+        with StoreWriter(
+            out, specs, attrs, dtype=dtype, compression=compression, resume=resume
+        ) as w:
+            for split, idx in split_indices.items():
+                _write_split(w, split, idx, run, ds.labels, bs)
+            path = w.finish()
     log.info(
         "Wrote %s (%s, layer %s, tokens=%s, d_model=%d).",
         path,
@@ -124,6 +139,87 @@ def _extract(
         d_model,
     )
     return path
+
+
+def _check_out(out: Path, overwrite: bool, sharded: bool) -> None:
+    """Refuse an existing output (unless ``overwrite``); a sharded output without its manifest is
+    an interrupted run, continued."""
+    from vista.store.sharded import MANIFEST
+
+    if sharded and out.is_file():
+        raise VistaError(f"{str(out)!r} is a file; with shard_gb, out is the directory to write.")
+    if sharded and out.is_dir() and not (out / MANIFEST).is_file():
+        return  # an interrupted sharded extraction: its finished shards are kept
+    if out.exists() and not overwrite:
+        raise VistaError(f"{str(out)!r} already exists; delete it or pass overwrite=true.")
+    if out.is_dir() and overwrite:
+        if not (out / MANIFEST).is_file():
+            raise VistaError(f"{str(out)!r} is a directory, not a store; choose another out.")
+        shutil.rmtree(out)
+
+
+def _write_shards(
+    out: Path,
+    split_indices: dict[str, np.ndarray],
+    specs: dict[str, SplitSpec],
+    attrs: dict[str, Any],
+    run: Callable[[np.ndarray], np.ndarray],
+    labels: dict[str, np.ndarray],
+    bs: int,
+    writing: tuple[str, str | None, bool, int],
+) -> Path:
+    """``out`` as a sharded store; a finished shard is kept, the one being written resumed."""
+    from vista.jsonio import write_json
+    from vista.store import sharded
+
+    dtype, compression, resume, shard_bytes = writing
+    out.mkdir(parents=True, exist_ok=True)
+    spec0 = next(iter(specs.values()))
+    n_tokens = spec0.n_tokens or 1
+    doc = sharded.manifest_base(attrs, spec0.labels, spec0.d_model, n_tokens, dtype, compression)
+    ident = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    for split, idx in split_indices.items():
+        spec = specs[split]
+        step = sharded.rows_per_shard(n_tokens, spec.d_model, np.dtype(dtype).itemsize, shard_bytes)
+        # Whole batches per shard: each shard then runs the batches of a one-file extraction, so
+        # the activations are bit-identical to it (an encoder's numerics depend on the batch).
+        step = max(bs, step // bs * bs)
+        entries = []
+        for i, a in enumerate(range(0, len(idx), step)):
+            b, name = min(a + step, len(idx)), sharded.shard_name(split, i)
+            sid = hashlib.sha256(f"{ident}/{split}/{a}/{b}".encode()).hexdigest()[:32]
+            if (out / name).is_file():
+                _check_shard(out / name, sid, attrs)
+            else:
+                shard_attrs = {**attrs, sharded.SHARD_ID_ATTR: sid}
+                with StoreWriter(out / name, {split: replace(spec, n_rows=b - a)}, shard_attrs,
+                                 dtype=dtype, compression=compression, resume=resume) as w:  # fmt: skip
+                    _write_split(w, split, idx[a:b], run, labels, bs)
+                    w.finish()
+            entries.append(sharded.shard_entry(out, name, split, a, b, sid))
+        # The reading unit of a single-file store of the split: the stream plans the same blocks.
+        chunk = chunk_rows_for(len(idx), n_tokens * spec.d_model * np.dtype(dtype).itemsize)
+        doc["splits"][split] = {"n_rows": len(idx), "chunk_rows": chunk, "shards": entries}
+    write_json(out / sharded.MANIFEST, doc)
+    return out
+
+
+def _check_shard(path: Path, sid: str, attrs: dict[str, Any]) -> None:
+    """A finished shard of an interrupted run must be this extraction's."""
+    from vista.store import ActivationStore
+    from vista.store.sharded import SHARD_ID_ATTR
+
+    with ActivationStore(path) as st:
+        then = st.attrs
+    if str(then.get(SHARD_ID_ATTR, "")) == sid:
+        return
+    differs = [k for k in ("encoder_fingerprint", "encoder_config", "dataset_config", "layer",
+                           "token_selection") if str(then.get(k)) != str(attrs.get(k))]  # fmt: skip
+    what = f"its {differs[0]} differs" if differs else "its settings or rows differ"
+    raise VistaError(
+        f"{str(path)!r} is a shard of another extraction ({what}); rerun the command that wrote "
+        f"it to finish that store, or choose another out."
+    )
 
 
 def _store_attrs(

@@ -198,6 +198,11 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     from vista.jsonio import read_json_object
 
     man = path / MANIFEST
+    if not man.is_file() and any(path.glob("*.h5*")):
+        raise VistaError(
+            f"{str(path)!r} is a directory without manifest.json holding shards: an unfinished "
+            "sharded extraction; run the same `vista extract` command again to finish it."
+        )
     if not man.is_file():
         raise VistaError(
             f"{str(path)!r} is a directory without {MANIFEST}, so it is not a sharded activation "
@@ -225,9 +230,46 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _rows_per_shard(info: SplitInfo, itemsize: int, shard_bytes: int) -> int:
-    row = info.n_tokens * info.d_model * itemsize
-    return max(1, shard_bytes // max(row, 1))
+def rows_per_shard(n_tokens: int, d_model: int, itemsize: int, shard_bytes: int) -> int:
+    """Images per shard for about ``shard_bytes`` of activations."""
+    return max(1, shard_bytes // max(n_tokens * d_model * itemsize, 1))
+
+
+def shard_name(split: str, i: int) -> str:
+    return f"{split}-{i:05d}.h5"
+
+
+def manifest_base(
+    attrs: dict[str, Any],
+    labels: dict[str, list[str]],
+    d_model: int,
+    n_tokens: int,
+    dtype: str,
+    compression: str | None,
+) -> dict[str, Any]:
+    """The manifest without its splits: what every shard of the store holds."""
+    plain = {k: _plain(v) for k, v in attrs.items() if k not in (layout.FORMAT_ATTR, SHARD_ID_ATTR)}
+    return {
+        "format": FORMAT,
+        "d_model": d_model,
+        "n_tokens": n_tokens,
+        "token_selection": str(plain.get("token_selection", "")),
+        "dtype": dtype,
+        "compression": compression or "none",
+        "labels": {k: list(v) for k, v in labels.items()},
+        "attrs": plain,
+        "splits": {},
+    }
+
+
+def shard_entry(
+    directory: Path, name: str, split: str, start: int, stop: int, sid: str
+) -> dict[str, Any]:
+    """The manifest's record of a finished shard file."""
+    path = directory / name
+    size = path.stat().st_size
+    return {"file": name, "split": split, "start": start, "stop": stop, "bytes": size,
+            "sha256": file_digest(path), "id": sid}  # fmt: skip
 
 
 def shard_store(
@@ -248,34 +290,25 @@ def shard_store(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     with ActivationStore(src) as st:
-        doc: dict[str, Any] = {
-            "format": FORMAT,
-            "d_model": st.d_model,
-            "n_tokens": next(iter(st.splits.values())).n_tokens,
-            "token_selection": str(st.attrs.get("token_selection", "")),
-            "compression": compression or "none",
-            "attrs": {k: _plain(v) for k, v in st.attrs.items() if k != layout.FORMAT_ATTR},
-            "splits": {},
-        }
         first = next(iter(st.splits))
-        doc["labels"] = {n: st.class_names(first, n) for n in st.split(first).label_names}
+        dtype = str(st.read_rows(first, 0, 1).dtype)
+        labels = {n: st.class_names(first, n) for n in st.split(first).label_names}
+        info0 = st.split(first)
+        doc = manifest_base(st.attrs, labels, st.d_model, info0.n_tokens, dtype, compression)
         extras = _extras(st)
         for split, info in st.splits.items():
-            dtype = str(st.read_rows(split, 0, 1).dtype)
-            doc["dtype"] = dtype
-            step = _rows_per_shard(info, np.dtype(dtype).itemsize, shard_bytes)
+            step = rows_per_shard(
+                info.n_tokens, info.d_model, np.dtype(dtype).itemsize, shard_bytes
+            )
             entries = []
             for i, a in enumerate(range(0, info.n_rows, step)):
                 b = min(a + step, info.n_rows)
-                name = f"{split}-{i:05d}.h5"
-                sid = uuid.uuid4().hex
+                name, sid = shard_name(split, i), uuid.uuid4().hex
                 attrs = {**doc["attrs"], SHARD_ID_ATTR: sid}
                 _copy_rows(
                     st, split, a, b, tmp / name, attrs, dtype, compression, extras, block_rows
                 )
-                size = (tmp / name).stat().st_size
-                entries.append({"file": name, "split": split, "start": a, "stop": b,
-                                "bytes": size, "sha256": file_digest(tmp / name), "id": sid})  # fmt: skip
+                entries.append(shard_entry(tmp, name, split, a, b, sid))
             doc["splits"][split] = {
                 "n_rows": info.n_rows,
                 "chunk_rows": info.chunk_rows,

@@ -54,6 +54,11 @@ class SplitSpec:
         return (self.d_model,) if self.n_tokens is None else (self.n_tokens, self.d_model)
 
 
+def chunk_rows_for(n_rows: int, row_bytes: int) -> int:
+    """Rows per chunk of ``encoded``: about 1 MiB, at most the split."""
+    return max(1, min(n_rows, _TARGET_CHUNK_BYTES // max(row_bytes, 1)))
+
+
 def partial_path(path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     return p.with_name(p.name + ".partial")
@@ -175,7 +180,7 @@ class StoreWriter:
             g = f.create_group(name)
             g.attrs[layout.ROWS_WRITTEN_ATTR] = 0
             row_bytes = int(np.prod(spec.row_shape())) * np.dtype(dtype).itemsize
-            chunk_rows = max(1, min(spec.n_rows, _TARGET_CHUNK_BYTES // max(row_bytes, 1)))
+            chunk_rows = chunk_rows_for(spec.n_rows, row_bytes)
             g.create_dataset(
                 layout.ENCODED,
                 shape=(spec.n_rows, *spec.row_shape()),
