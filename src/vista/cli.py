@@ -184,10 +184,23 @@ def task_evaluate(job: schema.AnalysesJob) -> None:
 
 
 def task_extract(job: schema.ExtractJob) -> None:
-    from vista.sources.extract import extract
+    from vista.lock import output_lock
+    from vista.sources.extract import check_out
+    from vista.train.launch import launch
 
     compression = _compression(job.compression)
-    path = extract(
+    with output_lock(job.out, "extract"):  # before any process starts: a second run is refused
+        check_out(Path(job.out), job.overwrite, job.shard_gb > 0)
+        ranks = launch(job.trainer, float(job.shard_gb))
+        path = _extract_with(job, compression, ranks)
+    if ranks.rank == 0:
+        print(f"store written to {path}")
+
+
+def _extract_with(job: schema.ExtractJob, compression: str | None, ranks: Any) -> Path:
+    from vista.sources.extract import extract
+
+    return extract(
         job.dataset,
         job.encoder,
         job.out,
@@ -196,8 +209,8 @@ def task_extract(job: schema.ExtractJob) -> None:
         resume=job.resume,
         overwrite=job.overwrite,
         shard_gb=float(job.shard_gb),
+        ranks=ranks,
     )
-    print(f"store written to {path}")
 
 
 def _compression(value: str) -> str | None:

@@ -268,3 +268,42 @@ def test_a_sharded_extraction_refuses_another_encoders_shards(tmp_path: Path) ->
     other = EncoderConfig(name="mobilenet_v2", image_size=32, layer="4", batch_size=4)
     with pytest.raises(VistaError, match=r"is a shard of another extraction \(its .* differs\)"):
         extract(ds, other, out, shard_gb=1e-5)
+
+
+def test_two_processes_over_gloo_write_the_one_process_store_and_resume_a_lost_shard(
+    tmp_path: Path,
+) -> None:
+    """`trainer.devices=2`: Lightning starts two CPU processes (gloo); each writes its contiguous
+    shards, the first the manifest. The store is byte for byte the one-process sharded store.
+    A rank's lost shard (as after a kill before the manifest) is all a rerun writes."""
+    from vista.store.sharded import MANIFEST
+
+    root = make_image_folder(tmp_path / "imgs", per_class=8)
+    common = ["extract", "dataset=imagefolder", f"dataset.root={root}", "encoder=mobilenet_v2",
+              "encoder.image_size=32", "encoder.layer=3", "encoder.batch_size=4", "shard_gb=1e-5"]  # fmt: skip
+    ddp = ["trainer.devices=2", "trainer.accelerator=cpu", "trainer.strategy=ddp"]
+    r = vista(*common, "out=one", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = vista(*common, *ddp, "out=two", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    names = sorted(p.name for p in (tmp_path / "one").iterdir())
+    assert len(names) > 4 and names == sorted(p.name for p in (tmp_path / "two").iterdir())
+    for n in names:
+        assert (tmp_path / "one" / n).read_bytes() == (tmp_path / "two" / n).read_bytes(), n
+    # rank 1's last shard is lost with the manifest; the others are kept as they are
+    lost = [n for n in names if n.endswith(".h5")][-1]
+    (tmp_path / "two" / lost).unlink()
+    (tmp_path / "two" / MANIFEST).unlink()
+    kept = {
+        n: (tmp_path / "two" / n).stat().st_mtime_ns
+        for n in names
+        if n.endswith(".h5") and n != lost
+    }
+    r = vista(*common, *ddp, "out=two", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert all((tmp_path / "two" / n).stat().st_mtime_ns == t for n, t in kept.items())
+    for n in names:
+        assert (tmp_path / "one" / n).read_bytes() == (tmp_path / "two" / n).read_bytes(), n
+    r = vista(*common[:-1], *ddp, "out=three", cwd=tmp_path)  # no shard_gb
+    assert r.returncode == 2 and "give shard_gb" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

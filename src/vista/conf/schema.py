@@ -169,6 +169,9 @@ class ExtractJob:
     shard_gb: float = 0.0
     """0: one file. Above 0: ``out`` is a sharded store (a directory of shards of about this many
     GiB of activations, docs/storage.md); an interrupted run keeps its finished shards."""
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    """trainer.devices / trainer.num_nodes: extraction on several processes through Lightning,
+    each writing its own shards (needs shard_gb)."""
 
 
 @dataclass

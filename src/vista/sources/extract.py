@@ -9,7 +9,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ def extract(
     resume: bool = True,
     overwrite: bool = False,
     shard_gb: float = 0.0,
+    ranks: Ranks | None = None,
 ) -> Path:
     """Write ``out``: both store splits of the dataset through the encoder, with labels and indices.
 
@@ -75,13 +76,23 @@ def extract(
     continues from the last written batch and yields the same file as an uninterrupted run.
     With ``shard_gb`` above 0, ``out`` is a sharded store (a directory, docs/storage.md) of shards
     of about that many GiB; an interrupted run keeps its finished shards and resumes the one it
-    was writing. Holds ``out``'s lock: a second process writing the same output is refused.
+    was writing. With ``ranks`` of several processes (``vista.train.launch``, through Lightning),
+    each writes a contiguous share of the shards, and the first writes the manifest once all are
+    done. Holds ``out``'s lock: a second extraction writing the same output is refused.
     """
     from vista.lock import output_lock
 
     with output_lock(out, "extract"):
         return _extract(
-            dataset_cfg, encoder_cfg, Path(out), dtype, compression, resume, overwrite, shard_gb
+            dataset_cfg,
+            encoder_cfg,
+            Path(out),
+            dtype,
+            compression,
+            resume,
+            overwrite,
+            shard_gb,
+            ranks,
         )
 
 
@@ -94,12 +105,16 @@ def _extract(
     resume: bool,
     overwrite: bool,
     shard_gb: float = 0.0,
+    ranks: Ranks | None = None,
 ) -> Path:
-    _check_out(out, overwrite, shard_gb > 0)
+    ranks = ranks or Ranks()
+    if ranks.world == 1:
+        check_out(out, overwrite, shard_gb > 0)
     ds = make_dataset(dataset_cfg)
     enc = make_encoder(encoder_cfg)
     layer_name, module = find_module(enc.model, enc.resolve_layer(str(encoder_cfg.layer)))
-    device = torch.device(encoder_cfg.device)
+    device = torch.device(encoder_cfg.device) if ranks.device is None else ranks.device
+    enc.model.to(device)
     compute_dtype = getattr(torch, str(encoder_cfg.dtype))
     tokens = str(encoder_cfg.tokens)
 
@@ -122,7 +137,7 @@ def _extract(
     bs = int(encoder_cfg.batch_size)
     if shard_gb > 0:
         writing = (dtype, compression, resume, int(shard_gb * 1024**3))
-        path = _write_shards(out, split_indices, specs, attrs, run, ds.labels, bs, writing)
+        path = _write_shards(out, split_indices, specs, attrs, run, ds.labels, bs, writing, ranks)
     else:
         with StoreWriter(
             out, specs, attrs, dtype=dtype, compression=compression, resume=resume
@@ -130,32 +145,66 @@ def _extract(
             for split, idx in split_indices.items():
                 _write_split(w, split, idx, run, ds.labels, bs)
             path = w.finish()
-    log.info(
-        "Wrote %s (%s, layer %s, tokens=%s, d_model=%d).",
-        path,
-        enc.name,
-        layer_name,
-        tokens,
-        d_model,
-    )
+    if ranks.rank == 0:
+        log.info("Wrote %s (%s, layer %s, tokens=%s, d_model=%d).", path, enc.name, layer_name,
+                 tokens, d_model)  # fmt: skip
     return path
 
 
-def _check_out(out: Path, overwrite: bool, sharded: bool) -> None:
+def check_out(out: Path, overwrite: bool, sharded: bool) -> None:
     """Refuse an existing output (unless ``overwrite``); a sharded output without its manifest is
     an interrupted run, continued."""
+    from vista.lock import lock_path
     from vista.store.sharded import MANIFEST
 
     if sharded and out.is_file():
         raise VistaError(f"{str(out)!r} is a file; with shard_gb, out is the directory to write.")
     if sharded and out.is_dir() and not (out / MANIFEST).is_file():
         return  # an interrupted sharded extraction: its finished shards are kept
+    if out.is_dir() and all(p.name == lock_path(out).name for p in out.iterdir()):
+        return  # only the output lock this run holds
     if out.exists() and not overwrite:
         raise VistaError(f"{str(out)!r} already exists; delete it or pass overwrite=true.")
     if out.is_dir() and overwrite:
         if not (out / MANIFEST).is_file():
             raise VistaError(f"{str(out)!r} is a directory, not a store; choose another out.")
         shutil.rmtree(out)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place among the processes of one extraction (one, unless
+    ``vista.train.launch`` started several through Lightning)."""
+
+    rank: int = 0
+    world: int = 1
+    barrier: Callable[[], None] = lambda: None
+    device: torch.device | None = None
+
+
+def _shard_plan(
+    split_indices: dict[str, np.ndarray],
+    specs: dict[str, SplitSpec],
+    dtype: str,
+    shard_bytes: int,
+    bs: int,
+) -> list[tuple[str, int, int, int]]:
+    """``(split, i, start, stop)`` of every shard, in order. Whole batches per shard: each shard
+    then runs the batches of a one-file extraction, so its activations are bit-identical to that
+    file's (an encoder's numerics depend on the batch)."""
+    from vista.store import sharded
+
+    plan = []
+    for split, idx in split_indices.items():
+        spec = specs[split]
+        step = sharded.rows_per_shard(
+            spec.n_tokens or 1, spec.d_model, np.dtype(dtype).itemsize, shard_bytes
+        )
+        step = max(bs, step // bs * bs)
+        plan += [
+            (split, i, a, min(a + step, len(idx))) for i, a in enumerate(range(0, len(idx), step))
+        ]
+    return plan
 
 
 def _write_shards(
@@ -167,8 +216,10 @@ def _write_shards(
     labels: dict[str, np.ndarray],
     bs: int,
     writing: tuple[str, str | None, bool, int],
+    ranks: Ranks,
 ) -> Path:
-    """``out`` as a sharded store; a finished shard is kept, the one being written resumed."""
+    """``out`` as a sharded store, this process's contiguous share of the shards; a finished shard
+    is kept, the one being written resumed; the first process writes the manifest once all are done."""
     from vista.jsonio import write_json
     from vista.store import sharded
 
@@ -178,27 +229,27 @@ def _write_shards(
     n_tokens = spec0.n_tokens or 1
     doc = sharded.manifest_base(attrs, spec0.labels, spec0.d_model, n_tokens, dtype, compression)
     ident = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    plan = _shard_plan(split_indices, specs, dtype, shard_bytes, bs)
+    ids = [hashlib.sha256(f"{ident}/{s}/{a}/{b}".encode()).hexdigest()[:32] for s, _, a, b in plan]
+    lo, hi = ranks.rank * len(plan) // ranks.world, (ranks.rank + 1) * len(plan) // ranks.world
+    for (split, i, a, b), sid in list(zip(plan, ids, strict=True))[lo:hi]:
+        name = sharded.shard_name(split, i)
+        if (out / name).is_file():
+            _check_shard(out / name, sid, attrs)
+            continue
+        shard_attrs = {**attrs, sharded.SHARD_ID_ATTR: sid}
+        with StoreWriter(out / name, {split: replace(specs[split], n_rows=b - a)}, shard_attrs,
+                         dtype=dtype, compression=compression, resume=resume) as w:  # fmt: skip
+            _write_split(w, split, split_indices[split][a:b], run, labels, bs)
+            w.finish()
+    ranks.barrier()
+    if ranks.rank:
+        return out
     for split, idx in split_indices.items():
-        spec = specs[split]
-        step = sharded.rows_per_shard(n_tokens, spec.d_model, np.dtype(dtype).itemsize, shard_bytes)
-        # Whole batches per shard: each shard then runs the batches of a one-file extraction, so
-        # the activations are bit-identical to it (an encoder's numerics depend on the batch).
-        step = max(bs, step // bs * bs)
-        entries = []
-        for i, a in enumerate(range(0, len(idx), step)):
-            b, name = min(a + step, len(idx)), sharded.shard_name(split, i)
-            sid = hashlib.sha256(f"{ident}/{split}/{a}/{b}".encode()).hexdigest()[:32]
-            if (out / name).is_file():
-                _check_shard(out / name, sid, attrs)
-            else:
-                shard_attrs = {**attrs, sharded.SHARD_ID_ATTR: sid}
-                with StoreWriter(out / name, {split: replace(spec, n_rows=b - a)}, shard_attrs,
-                                 dtype=dtype, compression=compression, resume=resume) as w:  # fmt: skip
-                    _write_split(w, split, idx[a:b], run, labels, bs)
-                    w.finish()
-            entries.append(sharded.shard_entry(out, name, split, a, b, sid))
+        entries = [sharded.shard_entry(out, sharded.shard_name(s, i), s, a, b, sid)
+                   for (s, i, a, b), sid in zip(plan, ids, strict=True) if s == split]  # fmt: skip
         # The reading unit of a single-file store of the split: the stream plans the same blocks.
-        chunk = chunk_rows_for(len(idx), n_tokens * spec.d_model * np.dtype(dtype).itemsize)
+        chunk = chunk_rows_for(len(idx), n_tokens * specs[split].d_model * np.dtype(dtype).itemsize)
         doc["splits"][split] = {"n_rows": len(idx), "chunk_rows": chunk, "shards": entries}
     write_json(out / sharded.MANIFEST, doc)
     return out

@@ -130,12 +130,33 @@ class TrainerConfig:
         unknown accelerator or strategy, devices that do not exist) is one sentence naming the
         trainer settings instead of Lightning's exception."""
         import lightning.pytorch as pl
+
+        return self._checked(lambda: pl.Trainer(**kwargs))
+
+    def fabric(self) -> Any:
+        """``lightning.fabric.Fabric`` on these settings (extraction on several devices and
+        nodes), with the same one-sentence refusal as ``build``."""
+        from lightning.fabric import Fabric
+
+        devices: Any = (
+            int(self.devices) if str(self.devices).lstrip("-").isdigit() else self.devices
+        )
+        return self._checked(
+            lambda: Fabric(
+                accelerator=self.accelerator,
+                devices=devices,
+                num_nodes=self.num_nodes,
+                strategy=self.strategy,
+            )
+        )
+
+    def _checked(self, make: Any) -> Any:
         from lightning.fabric.utilities.exceptions import MisconfigurationException
 
         from vista.errors import VistaError
 
         try:
-            return pl.Trainer(**kwargs)
+            return make()
         except (ValueError, TypeError, RuntimeError, MisconfigurationException) as e:
             first = " ".join(str(e).split())[:300]
             raise VistaError(
