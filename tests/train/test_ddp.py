@@ -81,3 +81,24 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path: Path) -> None:
     assert abs(fvu1 - fvu2) <= 0.1 * fvu1, results
     assert rec1 >= 0.9 and rec2 >= 0.9, results
     assert np.isfinite(fvu2)
+
+
+@pytest.mark.slow
+def test_ddp_on_a_sharded_store_equals_ddp_on_its_file(tmp_path: Path) -> None:
+    """Two gloo processes training on the sharded copy of a store read the same blocks as on the
+    file, so they end at the same SAE, exactly."""
+    store = tmp_path / "syn.h5"
+    _vista("synthetic", f"out={store}", "synthetic.n_train=20000", "synthetic.n_validation=1000",
+           cwd=tmp_path)  # fmt: skip
+    _vista("shard", f"store={store}", f"out={tmp_path / 'syn.shards'}", "shard_gb=0.0005",
+           cwd=tmp_path)  # fmt: skip
+    with ActivationStore(tmp_path / "syn.shards") as st:
+        assert len(st.manifest["splits"]["training"]["shards"]) > 2
+    for name in ("syn.h5", "syn.shards"):
+        _vista("train", f"store={tmp_path / name}", "sae=topk", "sae.d_sae=64", "sae.k=4",
+               "train.max_tokens=40000", "train.batch_size=512", "trainer.logger=none",
+               "trainer.progress_bar=false", "trainer.accelerator=cpu", "trainer.devices=2",
+               "trainer.strategy=ddp", f"out_dir={tmp_path / ('run_' + name)}", cwd=tmp_path)  # fmt: skip
+    a = load_sae(tmp_path / "run_syn.h5" / "sae").state_dict()
+    b = load_sae(tmp_path / "run_syn.shards" / "sae").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
