@@ -36,9 +36,15 @@ def make_store(path: Path, n: int, t: int, d: int) -> Path:
     return path
 
 
-def stream(path: Path) -> int:
-    cfg = StreamConfig(batch_size=4096, shuffle=True, buffer_tokens=262144, drop_last=False)
+def stream(path: Path, dtype: str = "float32") -> int:
+    cfg = StreamConfig(
+        batch_size=4096, shuffle=True, buffer_tokens=262144, drop_last=False, dtype=dtype
+    )
     return sum(b.size for b in TokenStream(path, cfg).epoch(0))
+
+
+def stream_stored(path: Path) -> int:
+    return stream(path, "stored")
 
 
 def rows(path: Path) -> int:
@@ -75,7 +81,8 @@ def main() -> None:
                                     compression=None if codec == "none" else codec)  # fmt: skip
         write[codec] = gb / (time.perf_counter() - t0)
     times: dict[tuple[str, str], list[float]] = {}
-    readers = {"raw bytes (numpy)": raw, "read_rows": rows, "token stream": stream}
+    readers = {"raw bytes (numpy)": raw, "read_rows": rows, "token stream": stream,
+               "token stream, float16 batches": stream_stored}  # fmt: skip
     for _ in range(a.rounds):
         for codec, path in stores.items():
             for name, fn in readers.items():

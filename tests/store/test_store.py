@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import write_original_vista_store, write_vista_store
 from vista.errors import VistaError
-from vista.store import ActivationStore, SplitSpec, StoreWriter, layout
+from vista.store import ActivationStore, SplitSpec, StoreWriter, StreamConfig, TokenStream, layout
 from vista.store.writer import partial_path
 
 
@@ -235,3 +235,37 @@ def test_unknown_label_lists_the_available_ones(labelled_store: Path) -> None:
         pytest.raises(VistaError, match="available labels: \\['shape'\\]"),
     ):
         st.labels("validation", ["age"])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_all_finite_reads_the_exponent_bits(dtype: str) -> None:
+    from vista.store.stream import all_finite
+
+    info = np.finfo(dtype)
+    ok = np.array(
+        [0.0, -0.0, info.max, -info.max, info.tiny, info.smallest_subnormal, 1.5], dtype=dtype
+    )
+    assert all_finite(ok)
+    for bad in (np.nan, np.inf, -np.inf):
+        x = ok.copy()
+        x[3] = bad
+        assert not all_finite(x) and not all_finite(x.reshape(1, -1))
+    assert all_finite(ok[::2]) and not all_finite(np.array([1.0, np.nan], dtype=dtype)[::1])
+
+
+def test_stored_dtype_batches_are_the_float32_batches_uncast(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    store = write_vista_store(
+        tmp_path / "s.h5", {"training": rng.normal(size=(300, 4, 8)).astype(np.float32)}
+    )
+    for shuffle in (False, True):
+        a = list(TokenStream(store, StreamConfig(batch_size=64, shuffle=shuffle)).epoch(0))
+        b = list(
+            TokenStream(store, StreamConfig(batch_size=64, shuffle=shuffle, dtype="stored")).epoch(
+                0
+            )
+        )
+        assert all(
+            x.dtype == np.float32 and y.dtype == np.float16 for x, y in zip(a, b, strict=True)
+        )
+        assert all(np.array_equal(x, y.astype(np.float32)) for x, y in zip(a, b, strict=True))

@@ -16,7 +16,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -43,6 +43,9 @@ class StreamConfig:
     """Drop each epoch's final short batch."""
     check_finite: bool = True
     """Raise on NaN/inf activations (one vectorised check per block)."""
+    dtype: str = "float32"
+    """The batches' dtype: ``float32``, or ``stored`` for the store's own (float16 as a rule):
+    half the bytes through the shuffle buffer and to the device, which casts (training does)."""
     prefetch_blocks: int = 2
     """Batches prepared ahead (read, shuffled, cast) in a background thread (0 = inline)."""
 
@@ -105,7 +108,7 @@ class TokenStream:
             for start, stop in blocks:
                 rows = store.read_rows(self.cfg.split, start, stop)
                 tokens = rows.reshape(-1, self.info.d_model)
-                if self.cfg.check_finite and not np.isfinite(tokens).all():
+                if self.cfg.check_finite and not all_finite(tokens):
                     raise VistaError(
                         f"Rows {start}-{stop} of split {self.cfg.split!r} in {str(self.path)!r} "
                         "contain NaN or infinite activations; re-extract them or remove those rows."
@@ -142,9 +145,29 @@ class TokenStream:
             e += 1
 
 
-def _emit(rows: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+_EXPONENT = {2: (np.uint16, 0x7C00), 4: (np.uint32, 0x7F800000), 8: (np.uint64, 0x7FF << 52)}
+
+
+def all_finite(x: np.ndarray) -> bool:
+    """No NaN or infinity in ``x``: the exponent bits of an IEEE float are all ones exactly for
+    those, a test on the integer view about twice as fast as ``np.isfinite(x).all()``."""
+    bits = _EXPONENT.get(x.dtype.itemsize) if x.dtype.kind == "f" and x.flags.c_contiguous else None
+    if bits is None:
+        return bool(np.isfinite(x).all())
+    view, mask = bits
+    return not bool(((x.view(view) & view(mask)) == view(mask)).any())
+
+
+def _out_dtype(cfg: StreamConfig) -> Any:
+    """The batches' dtype, or None to keep the store's."""
+    if cfg.dtype not in ("float32", "stored"):
+        raise VistaError(f"StreamConfig.dtype={cfg.dtype!r}; use 'float32' or 'stored'.")
+    return np.float32 if cfg.dtype == "float32" else None
+
+
+def _emit(rows: np.ndarray, batch_size: int, dtype: Any = np.float32) -> Iterator[np.ndarray]:
     for i in range(0, len(rows) - batch_size + 1, batch_size):
-        yield np.asarray(rows[i : i + batch_size], dtype=np.float32)
+        yield np.asarray(rows[i : i + batch_size], dtype=dtype or rows.dtype)
 
 
 def _sequential_batches(source: Iterator[np.ndarray], cfg: StreamConfig) -> Iterator[np.ndarray]:
@@ -152,10 +175,10 @@ def _sequential_batches(source: Iterator[np.ndarray], cfg: StreamConfig) -> Iter
     for tokens in source:
         rows = tokens if carry.size == 0 else np.concatenate([carry, tokens])
         n_full = len(rows) // cfg.batch_size * cfg.batch_size
-        yield from _emit(rows[:n_full], cfg.batch_size)
+        yield from _emit(rows[:n_full], cfg.batch_size, _out_dtype(cfg))
         carry = rows[n_full:]
     if len(carry) and not cfg.drop_last:
-        yield np.asarray(carry, dtype=np.float32)
+        yield np.asarray(carry, dtype=_out_dtype(cfg) or carry.dtype)
 
 
 def _shuffled_batches(
@@ -180,13 +203,13 @@ def _shuffled_batches(
             out = buf[perm[:n_out]]
             buf[: n - n_out] = buf[perm[n_out:]]
             n -= n_out
-            yield from _emit(out, cfg.batch_size)
+            yield from _emit(out, cfg.batch_size, _out_dtype(cfg))
     if buf is not None and n:
         rest = buf[rng.permutation(n)]
         n_full = n // cfg.batch_size * cfg.batch_size
-        yield from _emit(rest[:n_full], cfg.batch_size)
+        yield from _emit(rest[:n_full], cfg.batch_size, _out_dtype(cfg))
         if n_full < n and not cfg.drop_last:
-            yield np.asarray(rest[n_full:], dtype=np.float32)
+            yield np.asarray(rest[n_full:], dtype=_out_dtype(cfg) or rest.dtype)
 
 
 _DONE = object()
@@ -244,7 +267,7 @@ def iter_row_blocks(
             n = store.split(split).n_rows
             for start in range(0, n, rows_per_block):
                 rows = store.read_rows(split, start, min(start + rows_per_block, n))
-                if not np.isfinite(rows).all():
+                if not all_finite(rows):
                     raise VistaError(
                         f"Rows {start}-{start + len(rows)} of split {split!r} in {str(path)!r} contain "
                         "NaN or infinite activations; re-extract them or remove those rows."

@@ -73,6 +73,7 @@ def _train_saes(
         buffer_tokens=tc.buffer_tokens,
         seed=tc.seed,
         drop_last=True,  # every step sees a full batch; each epoch drops a different remainder
+        dtype="stored",  # float16 to the device, cast there (training_step): the same values
     )
     trainer = make_trainer(trainer_cfg, out, tc)
     # train.batch_size is per device: with DDP a step consumes world_size batches.
