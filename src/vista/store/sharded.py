@@ -39,10 +39,6 @@ SHARD_ID_ATTR = "vista_shard_id"
 DEFAULT_SHARD_BYTES = 2 * 1024**3
 
 
-def is_sharded(path: str | os.PathLike[str]) -> bool:
-    return Path(path).is_dir()
-
-
 def file_digest(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
