@@ -72,3 +72,33 @@ def test_token_stores_get_patch_heatmaps(tmp_path: Path) -> None:
 def test_a_directory_without_results_is_one_sentence(tmp_path: Path) -> None:
     with pytest.raises(VistaError, match="holds no analysis results"):
         write_report(tmp_path)
+
+
+def test_the_best_class_is_the_one_the_feature_fires_for() -> None:
+    """Two classes share one sign-corrected AUC; the named one is where the latent fires more
+    (issue 26's case: class means 0.0018 horizontal, 0.0189 vertical). For more classes, a best
+    class the latent fires less on is marked "(against)"."""
+    import numpy as np
+
+    from vista.analysis.result import Result
+    from vista.reports.features import FeatureData
+    from vista.reports.pages import _best_text
+
+    ex = Result("exemplars", metadata={"labels": ["stroke", "digit"],
+                                       "stroke/class_names": ["horizontal", "vertical"],
+                                       "digit/class_names": ["0", "1", "2"]})  # fmt: skip
+    ex.arrays["stroke/class_mean"] = np.array([[0.0018, 0.0189], [0.5, 0.1]], dtype=np.float32)
+    ex.arrays["digit/class_mean"] = np.array([[0.1, 0.9, 0.8], [0.2, 0.3, 0.4]], dtype=np.float32)
+    auc = Result("feature_auc")
+    auc.arrays["stroke/auc_test"] = np.array([[0.815, 0.815], [0.7, 0.7]], dtype=np.float32)
+    auc.arrays["digit/auc_test"] = np.array([[0.95, 0.6, 0.55], [0.5, 0.52, 0.9]], dtype=np.float32)
+    data = FeatureData({"exemplars": ex, "feature_auc": auc})
+    cls, value, against = data.best_class("stroke")
+    assert cls.tolist() == [1, 0] and against.tolist() == [False, False]
+    assert _best_text(data.best_class("stroke"), 0, ["horizontal", "vertical"]) == (
+        "0.815, fires for vertical"
+    )
+    cls, value, against = data.best_class("digit")
+    assert cls.tolist() == [0, 2] and against.tolist() == [True, False]  # 0.1 < mean(0.9, 0.8)
+    best, where = data.best_auc()
+    assert where == ["digit=0 (against)", "digit=2"] and best.tolist() == pytest.approx([0.95, 0.9])

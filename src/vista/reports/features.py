@@ -30,17 +30,39 @@ class FeatureData:
     def class_names(self, label: str) -> list[str]:
         return list(self.get(exemplars.CLASS_NAMES, label=label) or [])
 
+    def best_class(self, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Per latent: the class of its best (sign-corrected) test AUC, that AUC, and whether the
+        latent fires against the class (its mean there below the other classes'). Among classes
+        tied at the best AUC (the two classes of a two-class label always are) the one the latent
+        fires for, with the higher class mean, is named."""
+        auc = self.get(feature_auc.AUC_TEST, label=label)
+        if auc is None:
+            return None
+        means = self.get(exemplars.CLASS_MEAN, label=label)
+        rows = np.arange(len(auc))
+        if means is None or means.shape != auc.shape:
+            cls = auc.argmax(axis=1)
+            return cls, auc[rows, cls], np.zeros(len(auc), dtype=bool)
+        tied = np.isclose(auc, auc.max(axis=1, keepdims=True), rtol=0.0, atol=1e-9)
+        cls = np.where(tied, means, -np.inf).argmax(axis=1)
+        own = means[rows, cls]
+        rest = (means.sum(axis=1) - own) / max(means.shape[1] - 1, 1)
+        return cls, auc[rows, cls], own < rest
+
     def best_auc(self) -> tuple[np.ndarray | None, list[str]]:
-        """Per latent, its best test AUC over every label and class, and where it is reached."""
+        """Per latent, its best test AUC over every label and class, and where it is reached
+        (``label=class``, with "(against)" when the latent fires less on that class)."""
         best, where = None, []
         for label in self.labels:
-            auc = self.get(feature_auc.AUC_TEST, label=label)
-            if auc is None:
+            found = self.best_class(label)
+            if found is None:
                 continue
             names = self.class_names(label)
-            arg = auc.argmax(axis=1)
-            val = auc[np.arange(len(auc)), arg]
-            text = [f"{label}={names[a] if a < len(names) else a}" for a in arg]
+            arg, val, against = found
+            text = [
+                f"{label}={names[a] if a < len(names) else a}" + (" (against)" if low else "")
+                for a, low in zip(arg.tolist(), against.tolist(), strict=True)
+            ]
             if best is None:
                 best, where = val.copy(), text
             else:

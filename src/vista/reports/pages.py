@@ -89,7 +89,7 @@ def _per_label(data: FeatureData, i: int, sdf: list[str]) -> list[dict[str, Any]
         names = data.class_names(label)
         counts = data.get(exemplars.TOP_LABEL_COUNTS, label=label)
         means = data.get(exemplars.CLASS_MEAN, label=label)
-        auc = data.get(feature_auc.AUC_TEST, label=label)
+        found = data.best_class(label)
         per_label.append(
             {
                 "name": label,
@@ -99,13 +99,21 @@ def _per_label(data: FeatureData, i: int, sdf: list[str]) -> list[dict[str, Any]
                 "means": [(n, float(m)) for n, m in zip(names, means[i], strict=False)]
                 if means is not None
                 else [],
-                "auc": f"{auc[i].max():.3f} for {names[int(auc[i].argmax())]}"
-                if auc is not None
-                else "",
+                "auc": _best_text(found, i, names),
                 "sdf": ", ".join(s.split("=", 1)[1] for s in sdf if s.startswith(label + "=")),
             }
         )
     return per_label
+
+
+def _best_text(found: Any, i: int, names: list[str]) -> str:
+    """``0.815, fires for vertical`` (or ``against``): latent ``i``'s best class of a label."""
+    if found is None:
+        return ""
+    cls, auc, against = found
+    c = int(cls[i])
+    name = names[c] if c < len(names) else str(c)
+    return f"{float(auc[i]):.3f}, fires {'against' if against[i] else 'for'} {name}"
 
 
 def _feature_interventions(data: FeatureData, i: int) -> str:
