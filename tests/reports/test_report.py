@@ -102,3 +102,25 @@ def test_the_best_class_is_the_one_the_feature_fires_for() -> None:
     assert cls.tolist() == [0, 2] and against.tolist() == [True, False]  # 0.1 < mean(0.9, 0.8)
     best, where = data.best_auc()
     assert where == ["digit=0 (against)", "digit=2"] and best.tolist() == pytest.approx([0.95, 0.9])
+
+
+def test_a_feature_page_counts_and_captions_what_it_shows(run_dir: Path) -> None:
+    """ "labels of the top images" counts the images the page shows (12), not the 16 stored; the
+    captions name the label of the feature's best AUC; without stability there is no "stable
+    only" box (it emptied the table)."""
+    from vista.analysis.result import read_results
+    from vista.reports.features import FeatureData, feature_order
+    from vista.reports.pages import feature_context
+
+    data = FeatureData(read_results(run_dir))
+    cfg = ReportConfig(top_images=12)
+    _, where = data.best_auc()
+    for i in feature_order(data, 10).tolist():
+        ctx = feature_context(data, i, set(), lambda index: None, cfg, [])
+        assert len(ctx["top"]) == 12
+        for entry in ctx["per_label"]:
+            assert sum(c for _, c in entry["top_counts"]) == 12, entry["name"]
+        about = where[i].split("=", 1)[0]
+        assert all(t["label"].startswith(f"{about}=") for t in ctx["top"])
+    index = write_report(run_dir, ReportConfig(max_features=5)).read_text()
+    assert 'id="stable"' not in index and "stable only" not in index

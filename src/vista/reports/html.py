@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from vista.analysis import exemplars
+from vista.analysis import exemplars, stability
 from vista.analysis.declared import (
     ARCHITECTURE,
     CONFIDENCE,
@@ -139,6 +139,7 @@ def _write_report(run_dir: str | os.PathLike[str], cfg: ReportConfig | None) -> 
         columns=COLUMNS,
         images_note=thumbs.why,
         feature_note=f"{len(ids)} of {_n_alive(results)} alive features, ranked by best one-vs-rest AUC.",
+        stability_measured=stability.STABILITY.of(results) is not None,
     )
     _write_pages(env, tmp, data, ids, thumbs, cfg, common, plots)
     shutil.copy(Path(__file__).parent / "templates" / "report.css", tmp / "report.css")

@@ -41,12 +41,14 @@ def feature_context(
     size, n_top = cfg.thumb_size, cfg.top_images
     top_rows, top_values = data.get(exemplars.TOP_ROWS), data.get(exemplars.TOP_VALUES)
     top = _images(data, top_rows[i][:n_top], top_values[i][:n_top], thumbs, size)
-    first = data.labels[0] if data.labels else ""
-    top_labels = data.get(exemplars.TOP_LABELS, label=first) if first else None
+    best, where = data.best_auc()
+    # The captions name the label the feature is about (its best AUC's), not the first label.
+    about = where[i].split("=", 1)[0] if where else (data.labels[0] if data.labels else "")
+    top_labels = data.get(exemplars.TOP_LABELS, label=about) if about else None
     if top_labels is not None:
-        names = data.class_names(first)
+        names = data.class_names(about)
         for t, c in zip(top, top_labels[i].tolist(), strict=False):
-            t["label"] = names[c] if 0 <= c < len(names) else ""
+            t["label"] = f"{about}={names[c]}" if 0 <= c < len(names) else ""
     quants = config_of(ex, ExemplarsConfig).quantiles
     qrows, qvals = data.get(exemplars.QUANTILE_ROWS)[i], data.get(exemplars.QUANTILE_VALUES)[i]
     quantiles = [
@@ -59,8 +61,7 @@ def feature_context(
         for k, q in enumerate(quants)
     ]
     freq = data.get(health.FIRING_FREQUENCY)
-    best, where = data.best_auc()
-    per_label = _per_label(data, i, data.sdf_membership().get(i, []))
+    per_label = _per_label(data, i, data.sdf_membership().get(i, []), n_top)
     neighbours, cosines = data.get(exemplars.NEIGHBOURS), data.get(exemplars.NEIGHBOUR_COSINE)
     return {
         "id": i,
@@ -82,18 +83,19 @@ def feature_context(
     }
 
 
-def _per_label(data: FeatureData, i: int, sdf: list[str]) -> list[dict[str, Any]]:
-    """Per label: latent ``i``'s top-image class counts, class means, best AUC and SDF classes."""
+def _per_label(data: FeatureData, i: int, sdf: list[str], n_top: int) -> list[dict[str, Any]]:
+    """Per label: the classes of latent ``i``'s ``n_top`` shown top images, its class means, best
+    AUC and SDF classes."""
     per_label = []
     for label in data.labels:
         names = data.class_names(label)
-        counts = data.get(exemplars.TOP_LABEL_COUNTS, label=label)
+        counts = _shown_counts(data, label, i, n_top, len(names))
         means = data.get(exemplars.CLASS_MEAN, label=label)
         found = data.best_class(label)
         per_label.append(
             {
                 "name": label,
-                "top_counts": [(n, int(c)) for n, c in zip(names, counts[i], strict=False)]
+                "top_counts": [(n, int(c)) for n, c in zip(names, counts, strict=False)]
                 if counts is not None
                 else [],
                 "means": [(n, float(m)) for n, m in zip(names, means[i], strict=False)]
@@ -104,6 +106,16 @@ def _per_label(data: FeatureData, i: int, sdf: list[str]) -> list[dict[str, Any]
             }
         )
     return per_label
+
+
+def _shown_counts(data: FeatureData, label: str, i: int, n_top: int, n_cls: int) -> Any:
+    """How many of the top images the page shows fall in each class (the stored counts are over
+    all ``exemplars.top_k`` top images, more than a page shows)."""
+    top_labels, rows = data.get(exemplars.TOP_LABELS, label=label), data.get(exemplars.TOP_ROWS)
+    if top_labels is None or rows is None:
+        return None
+    shown = top_labels[i][:n_top][rows[i][:n_top] >= 0]
+    return np.bincount(shown[(shown >= 0) & (shown < n_cls)], minlength=n_cls)
 
 
 def _best_text(found: Any, i: int, names: list[str]) -> str:
