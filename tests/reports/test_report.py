@@ -124,3 +124,18 @@ def test_a_feature_page_counts_and_captions_what_it_shows(run_dir: Path) -> None
         assert all(t["label"].startswith(f"{about}=") for t in ctx["top"])
     index = write_report(run_dir, ReportConfig(max_features=5)).read_text()
     assert 'id="stable"' not in index and "stable only" not in index
+
+
+def test_the_images_are_found_where_the_dataset_is_now(tmp_path: Path) -> None:
+    """``report.dataset_root`` for a moved dataset; a relative root (older stores) beside the store."""
+    from vista.analysis.result import Result
+    from vista.reports.html import dataset_for_images
+
+    (tmp_path / "run" / "imgs").mkdir(parents=True)
+    ex = Result("exemplars", metadata={"dataset": {"name": "imagefolder", "root": "imgs"},
+                                       "store": str(tmp_path / "run" / "s.h5")})  # fmt: skip
+    results = {"exemplars": ex}
+    assert dataset_for_images(results, ReportConfig())["root"] == str(tmp_path / "run" / "imgs")
+    assert dataset_for_images(results, ReportConfig(dataset_root="/new"))["root"] == "/new"
+    ex.metadata["dataset"] = {"name": "imagefolder", "root": "/abs/imgs"}
+    assert dataset_for_images(results, ReportConfig())["root"] == "/abs/imgs"

@@ -307,3 +307,16 @@ def test_two_processes_over_gloo_write_the_one_process_store_and_resume_a_lost_s
     r = vista(*common[:-1], *ddp, "out=three", cwd=tmp_path)  # no shard_gb
     assert r.returncode == 2 and "give shard_gb" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_relative_dataset_root_is_recorded_absolute(tmp_path: Path, monkeypatch) -> None:
+    """A report run from another directory finds the images (issue 26)."""
+    import json
+
+    make_image_folder(tmp_path / "imgs", per_class=4)
+    monkeypatch.chdir(tmp_path)
+    enc = EncoderConfig(name="mobilenet_v2", image_size=32, layer="3", batch_size=4)
+    out = extract(DatasetConfig(name="imagefolder", root="imgs"), enc, tmp_path / "s.h5")
+    with ActivationStore(out) as st:
+        assert st.attrs["dataset_root"] == str((tmp_path / "imgs").resolve())
+        assert json.loads(st.attrs["dataset_config"])["root"] == str((tmp_path / "imgs").resolve())

@@ -54,6 +54,9 @@ class ReportConfig:
     """Longest side of a thumbnail, in pixels."""
     top_images: int = 12
     """Top-activating images per feature page."""
+    dataset_root: str = ""
+    """Where the dataset's images are now, when they moved since extraction ('' = where the store
+    says; a relative root the store recorded is also looked for beside the store)."""
 
 
 def _env() -> Any:
@@ -124,7 +127,7 @@ def _write_report(run_dir: str | os.PathLike[str], cfg: ReportConfig | None) -> 
     (tmp / "features").mkdir(parents=True)
     (tmp / "labels").mkdir()
     env, data = _env(), FeatureData(results)
-    thumbs = Thumbnails(exemplars.DATASET.of(results) or {}, tmp, cfg.thumb_size)
+    thumbs = Thumbnails(dataset_for_images(results, cfg), tmp, cfg.thumb_size)
     ids = feature_order(data, cfg.max_features)
     common = _common(run, data)
     plots = _plots(run, tmp, results)
@@ -147,6 +150,22 @@ def _write_report(run_dir: str | os.PathLike[str], cfg: ReportConfig | None) -> 
     tmp.rename(out)
     log.info("Report of %d features written in %.1fs.", len(ids), time.perf_counter() - t0)
     return out / "index.html"
+
+
+def dataset_for_images(results: dict[str, Any], cfg: ReportConfig) -> dict[str, Any]:
+    """The dataset config the thumbnails load from: the store's record, its root replaced by
+    ``report.dataset_root``, or (a relative root that does not resolve from here, as stores
+    extracted before roots were recorded absolute hold) by the same path beside the store."""
+    dataset = dict(exemplars.DATASET.of(results) or {})
+    root = str(dataset.get("root") or "")
+    if cfg.dataset_root:
+        dataset["root"] = cfg.dataset_root
+    elif root and not Path(root).is_absolute() and not Path(root).exists():
+        store = STORE.of(results)
+        beside = Path(str(store)).parent / root if store else None
+        if beside is not None and beside.exists():
+            dataset["root"] = str(beside)
+    return dataset
 
 
 def _write_pages(

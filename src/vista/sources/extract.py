@@ -283,6 +283,9 @@ def _store_attrs(
 ) -> dict[str, Any]:
     """What the store records about where its activations came from."""
     tokens = str(encoder_cfg.tokens)
+    root = str(dataset_cfg.root)
+    if root and Path(root).exists():  # a path (not a hub name): kept absolute, for a later report
+        root = str(Path(root).resolve())
     return {
         "model": enc.name,
         "encoder": enc.name,
@@ -297,9 +300,11 @@ def _store_attrs(
         "register_tokens": enc.registers,
         "d_model": d_model,
         "dataset": ds.name,
-        "dataset_root": str(dataset_cfg.root),
+        "dataset_root": root,
         # The whole dataset config, so a report can draw the images of any row later.
-        "dataset_config": json.dumps(dataclasses.asdict(as_dataset_config(dataset_cfg))),
+        "dataset_config": json.dumps(
+            dataclasses.asdict(replace(as_dataset_config(dataset_cfg), root=root))
+        ),
         "store_splits": {k: list(v) for k, v in ds.store_splits.items()},
         "split": ds.split_info,
     }
