@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,8 @@ class FeatureData:
     """The per-feature arrays of every result, gathered once."""
 
     results: dict[str, Result]
+    _memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Per-latent arrays over the whole SAE, computed once per report (every page reads them)."""
 
     def get(self, key: Key, **parts: object) -> Any:
         """The value of a declared output (``feature_auc.AUC_TEST``, label=...), or None."""
@@ -35,6 +37,11 @@ class FeatureData:
         latent fires against the class (its mean there below the other classes'). Among classes
         tied at the best AUC (the two classes of a two-class label always are) the one the latent
         fires for, with the higher class mean, is named."""
+        if ("best_class", label) not in self._memo:
+            self._memo["best_class", label] = self._best_class(label)
+        return self._memo["best_class", label]
+
+    def _best_class(self, label: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         auc = self.get(feature_auc.AUC_TEST, label=label)
         if auc is None:
             return None
@@ -52,6 +59,11 @@ class FeatureData:
     def best_auc(self) -> tuple[np.ndarray | None, list[str]]:
         """Per latent, its best test AUC over every label and class, and where it is reached
         (``label=class``, with "(against)" when the latent fires less on that class)."""
+        if "best_auc" not in self._memo:
+            self._memo["best_auc"] = self._best_auc()
+        return self._memo["best_auc"]
+
+    def _best_auc(self) -> tuple[np.ndarray | None, list[str]]:
         best, where = None, []
         for label in self.labels:
             found = self.best_class(label)
@@ -73,6 +85,11 @@ class FeatureData:
 
     def sdf_membership(self) -> dict[int, list[str]]:
         """Latent -> the classes it is an SDF of (``label=class``)."""
+        if "sdf" not in self._memo:
+            self._memo["sdf"] = self._sdf_membership()
+        return self._memo["sdf"]
+
+    def _sdf_membership(self) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
         for label in self.labels:
             ids, cls = self.get(sdf.RANKING, label=label), self.get(sdf.RANKING_CLASS, label=label)
