@@ -259,6 +259,11 @@ class ActivationStore:
             )
         return np.asarray(g[name])
 
+    def extras(self) -> dict[str, np.ndarray]:
+        """Every auxiliary array of the store (``write_extra``), by name."""
+        g = self._file.get(layout.EXTRAS)
+        return {name: np.asarray(g[name]) for name in g} if g is not None else {}
+
     def read_rows(self, split: str, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)`` of ``encoded`` as stored: ``(n, T, D)`` or ``(n, D)``."""
         try:

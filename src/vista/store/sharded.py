@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from vista.errors import VistaError
-from vista.jsonio import write_json
+from vista.jsonio import jsonable, write_json
 from vista.store import layout
 from vista.store.reader import ActivationStore, SplitInfo
 from vista.store.writer import SplitSpec, StoreWriter
@@ -163,7 +163,14 @@ class ShardedStore(ActivationStore):
         return np.concatenate([p for p in parts if p is not None])
 
     def extra(self, name: str) -> np.ndarray:
-        return next(iter(self._open.values()))[0].extra(name)
+        return self._first().extra(name)
+
+    def extras(self) -> dict[str, np.ndarray]:
+        return self._first().extras()
+
+    def _first(self) -> ActivationStore:
+        """The first shard: it holds the store's extras (every shard does)."""
+        return next(iter(self._open.values()))[0]
 
     def read_rows(self, split: str, start: int, stop: int) -> np.ndarray:
         info = self.split(split)
@@ -291,19 +298,18 @@ def shard_store(
         labels = {n: st.class_names(first, n) for n in st.split(first).label_names}
         info0 = st.split(first)
         doc = manifest_base(st.attrs, labels, st.d_model, info0.n_tokens, dtype, compression)
-        extras = _extras(st)
+        extras = st.extras()
         for split, info in st.splits.items():
             step = rows_per_shard(
                 info.n_tokens, info.d_model, np.dtype(dtype).itemsize, shard_bytes
             )
-            entries = []
+            entries, index = [], _split_index(st, split)
             for i, a in enumerate(range(0, info.n_rows, step)):
                 b = min(a + step, info.n_rows)
                 name, sid = shard_name(split, i), uuid.uuid4().hex
                 attrs = {**doc["attrs"], SHARD_ID_ATTR: sid}
-                _copy_rows(
-                    st, split, a, b, tmp / name, attrs, dtype, compression, extras, block_rows
-                )
+                writing = (dtype, compression, block_rows)
+                _copy_rows(st, split, (a, b), tmp / name, attrs, writing, extras, index)
                 entries.append(shard_entry(tmp, name, split, a, b, sid))
             doc["splits"][split] = {
                 "n_rows": info.n_rows,
@@ -343,8 +349,8 @@ def merge_store(
             out, specs, attrs, dtype=dtype, compression=compression, resume=False
         ) as w:
             for split, info in st.splits.items():
-                _append_rows(st, w, split, 0, info.n_rows, block_rows)
-            for name, array in _extras(st).items():
+                _append_rows(st, w, split, 0, info.n_rows, block_rows, _split_index(st, split))
+            for name, array in st.extras().items():
                 w.write_extra(name, array)
             w.finish()
     return out
@@ -353,26 +359,32 @@ def merge_store(
 def _copy_rows(
     st: ActivationStore,
     split: str,
-    a: int,
-    b: int,
+    rows: tuple[int, int],
     path: Path,
     attrs: dict[str, Any],
-    dtype: str,
-    compression: str | None,
+    writing: tuple[str, str | None, int],
     extras: dict[str, np.ndarray],
-    block_rows: int,
+    index: tuple[dict[str, np.ndarray], np.ndarray],
 ) -> None:
     """Rows ``[a, b)`` of ``split`` as a complete single-file store at ``path``."""
+    (a, b), (dtype, compression, block_rows) = rows, writing
     info = st.split(split)
     labels = {n: st.class_names(split, n) for n in info.label_names}
     spec = SplitSpec(b - a, info.d_model, info.n_tokens if info.has_token_axis else None, labels)
     with StoreWriter(
         path, {split: spec}, attrs, dtype=dtype, compression=compression, resume=False
     ) as w:
-        _append_rows(st, w, split, a, b, block_rows)
+        _append_rows(st, w, split, a, b, block_rows, index)
         for name, array in extras.items():
             w.write_extra(name, array)
         w.finish()
+
+
+def _split_index(st: ActivationStore, split: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The split's labels and original indices (read once per split, sliced per shard)."""
+    oi = st.original_indices(split)
+    n = st.split(split).n_rows
+    return st.labels(split), oi if oi is not None else np.arange(n, dtype=np.int64)
 
 
 def _append_rows(
@@ -382,29 +394,16 @@ def _append_rows(
     a: int,
     b: int,
     block_rows: int,
+    index: tuple[dict[str, np.ndarray], np.ndarray],
 ) -> None:
-    """Append rows ``[a, b)`` of ``split`` of ``st`` to ``w``, in blocks."""
-    labels = st.labels(split)
-    oi = st.original_indices(split)
+    """Append rows ``[a, b)`` of ``split`` of ``st`` to ``w``, in blocks, with their labels and
+    original indices from ``index`` (``_split_index``)."""
+    labels, oi = index
     for s in range(a, b, block_rows):
         e = min(s + block_rows, b)
-        idx = oi[s:e] if oi is not None else np.arange(s, e, dtype=np.int64)
-        w.append(split, st.read_rows(split, s, e), {k: v[s:e] for k, v in labels.items()}, idx)
-
-
-def _extras(st: ActivationStore) -> dict[str, np.ndarray]:
-    if isinstance(st, ShardedStore):
-        first = next(iter(st._open.values()))[0]
-        return _extras(first)
-    g = st._file.get(layout.EXTRAS)
-    return {name: np.asarray(g[name]) for name in g} if g is not None else {}
+        w.append(split, st.read_rows(split, s, e), {k: v[s:e] for k, v in labels.items()}, oi[s:e])
 
 
 def _plain(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, bytes):
-        return v.decode()
-    return v
+    """An attribute as JSON holds it (h5py gives numpy scalars, arrays, and bytes)."""
+    return jsonable(v.decode() if isinstance(v, bytes) else v)
