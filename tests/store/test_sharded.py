@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 from tests.conftest import write_vista_store
 from vista.errors import VistaError
@@ -185,14 +186,7 @@ def test_training_on_shards_gives_the_same_sae(pair: tuple[Path, Path], tmp_path
     b = train_saes(shards, [sae_cfg("topk", 16, 32)], tc, trc, tmp_path / "b")[0]
     for (name, x), (_, y) in zip(load_sae(a).state_dict().items(), load_sae(b).state_dict().items(),
                                  strict=True):  # fmt: skip
-        assert torch_equal(x, y), name
-
-
-def torch_equal(x: object, y: object) -> bool:
-    import torch
-
-    assert isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)
-    return bool(torch.equal(x, y))
+        assert torch.equal(x, y), name
 
 
 def test_an_analysis_on_shards_equals_the_file(pair: tuple[Path, Path], tmp_path: Path) -> None:

@@ -133,14 +133,18 @@ class TrainerConfig:
 
         return self._checked(lambda: pl.Trainer(**kwargs))
 
+    def device_count(self) -> Any:
+        """``devices`` as Lightning takes it: an int for a count (``"2"``, ``"-1"``), else as given
+        (``"auto"``, ``"0,1"``)."""
+        devices = str(self.devices).strip()
+        return int(devices) if devices.lstrip("-").isdigit() else self.devices
+
     def fabric(self) -> Any:
         """``lightning.fabric.Fabric`` on these settings (extraction on several devices and
         nodes), with the same one-sentence refusal as ``build``."""
         from lightning.fabric import Fabric
 
-        devices: Any = (
-            int(self.devices) if str(self.devices).lstrip("-").isdigit() else self.devices
-        )
+        devices = self.device_count()
         return self._checked(
             lambda: Fabric(
                 accelerator=self.accelerator,

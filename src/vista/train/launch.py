@@ -11,7 +11,7 @@ def launch(trainer_cfg: TrainerConfig | None, shard_gb: float) -> Ranks:
     """Start the processes of ``trainer.devices`` x ``trainer.num_nodes`` through Lightning
     (Fabric: gloo on CPUs, NCCL on GPUs; torchrun and SLURM through its cluster environments),
     or stay one process. Several processes write shards: each its own contiguous range."""
-    if trainer_cfg is None or (str(trainer_cfg.devices) == "1" and trainer_cfg.num_nodes == 1):
+    if trainer_cfg is None or (trainer_cfg.device_count() == 1 and trainer_cfg.num_nodes == 1):
         return Ranks()
     fabric = trainer_cfg.fabric()
     if fabric.world_size == 1:

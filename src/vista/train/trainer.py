@@ -21,9 +21,7 @@ log = logging.getLogger(__name__)
 def make_trainer(t: TrainerConfig, out: Path, tc: TrainConfig) -> Any:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    devices: Any = t.devices
-    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
-        devices = int(devices)
+    devices = t.device_count()
     if t.precision not in ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"):
         raise VistaError(f"Unknown precision {t.precision!r}; use 32-true, bf16-mixed or 16-mixed.")
     ckpt = ModelCheckpoint(
