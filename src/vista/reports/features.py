@@ -85,9 +85,9 @@ class FeatureData:
 
     def sdf_membership(self) -> dict[int, list[str]]:
         """Latent -> the classes it is an SDF of (``label=class``)."""
-        if "sdf" not in self._memo:
-            self._memo["sdf"] = self._sdf_membership()
-        return self._memo["sdf"]
+        if "sdf_membership" not in self._memo:
+            self._memo["sdf_membership"] = self._sdf_membership()
+        return self._memo["sdf_membership"]
 
     def _sdf_membership(self) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
