@@ -1,10 +1,14 @@
 """Sharded stores by codec: the rate of writing shards and of streaming them, side by side.
 
 One float16 store of random activations (the worst case for a compressor) is sharded with each
-codec (none, lz4, zstd); each sharded store is then read three ways in alternating rounds so that
-machine noise hits all of them: vista's token stream (shuffled, float32 batches, as training reads),
-`read_rows` over the shards in order, and the raw limit: numpy reading the uncompressed shards'
-bytes from the page cache (`np.fromfile` of each shard: no HDF5, no decompression, no cast).
+codec (none, lz4, zstd); each sharded store is then read several ways in alternating rounds so that
+machine noise hits all of them: vista's token stream (shuffled, float16 batches as training reads
+them, or float32; 1 or 2 reading threads; the default 1M-token window, which holds this whole
+store, so nothing overlaps the first read, and 131k-token windows, 8 of them, the steady state of
+a store larger than its window), the analyses' encode-pass reader (`iter_row_blocks`, 1
+or 2 threads), h5py's `read_rows` over the shards in order, and the raw limit: numpy reading the
+uncompressed shards' bytes from the page cache (`np.fromfile` of each shard: no HDF5, no
+decompression, no cast).
 Reported as GB/s of float16 activations and as a ratio to the raw read.
 
 Run: `.venv/bin/python bench/bench_shards.py [--images N --tokens T --d-model D --rounds R]`.
@@ -13,6 +17,7 @@ Run: `.venv/bin/python bench/bench_shards.py [--images N --tokens T --d-model D 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
@@ -22,6 +27,7 @@ import numpy as np
 
 from vista.store import ActivationStore, SplitSpec, StoreWriter, StreamConfig, TokenStream
 from vista.store.sharded import MANIFEST, shard_store
+from vista.store.stream import iter_row_blocks
 
 
 def make_store(path: Path, n: int, t: int, d: int) -> Path:
@@ -36,15 +42,11 @@ def make_store(path: Path, n: int, t: int, d: int) -> Path:
     return path
 
 
-def stream(path: Path, dtype: str = "float32") -> int:
+def stream(path: Path, dtype: str = "float32", readers: int = 2, window: int = 1048576) -> int:
     cfg = StreamConfig(
-        batch_size=4096, shuffle=True, buffer_tokens=262144, drop_last=False, dtype=dtype
+        batch_size=4096, dtype=dtype, readers=readers, buffer_tokens=window, drop_last=False
     )
     return sum(b.size for b in TokenStream(path, cfg).epoch(0))
-
-
-def stream_stored(path: Path) -> int:
-    return stream(path, "stored")
 
 
 def rows(path: Path) -> int:
@@ -56,19 +58,66 @@ def rows(path: Path) -> int:
     return n
 
 
+def analysis_pass(path: Path, readers: int) -> int:
+    """The encode pass's reader (`iter_row_blocks`), 16,384 tokens per block as analyses read."""
+    with ActivationStore(path) as st:
+        t = st.split("training").n_tokens
+    blocks = iter_row_blocks(path, "training", max(1, 16384 // t), readers=readers)
+    return sum(r.size for _, r in blocks)
+
+
+READERS = {
+    "raw bytes (numpy)": lambda p: raw(p),
+    "raw bytes into one reused buffer": lambda p: raw_into(p),
+    "`read_rows` (h5py, one thread)": rows,
+    "token stream, float16 batches, 1 reader": lambda p: stream(p, "stored", 1),
+    "token stream, float16 batches, 2 readers (what `vista train` reads)": lambda p: stream(
+        p, "stored", 2
+    ),
+    "token stream, float16, 2 readers, 131k-token windows": lambda p: stream(
+        p, "stored", 2, 131072
+    ),
+    "token stream, float32 batches, 2 readers": lambda p: stream(p, "float32", 2),
+    "analysis pass, 1 reader": lambda p: analysis_pass(p, 1),
+    "analysis pass, 2 readers": lambda p: analysis_pass(p, 2),
+}
+
+
 def raw(path: Path) -> int:
     return sum(np.fromfile(f, dtype=np.uint8).size // 2 for f in sorted(path.glob("*.h5")))
 
 
+_REUSED: dict[str, np.ndarray] = {}
+
+
+def raw_into(path: Path) -> int:
+    """The bytes read into one reused buffer: a memcpy from the page cache, no page faults."""
+    n = 0
+    for f in sorted(path.glob("*.h5")):
+        size = f.stat().st_size
+        if _REUSED.get("buf") is None or _REUSED["buf"].size < size:
+            _REUSED["buf"] = np.empty(size, np.uint8)
+        with open(f, "rb", buffering=0) as fh:
+            n += fh.readinto(memoryview(_REUSED["buf"])[:size]) // 2
+    return n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--images", type=int, default=4000)
+    ap.add_argument("--images", type=int, default=16000)
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--d-model", type=int, default=512)
-    ap.add_argument("--shard-mb", type=int, default=64)
+    ap.add_argument("--shard-mb", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
+    try:
+        run(a, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(a: argparse.Namespace, tmp: Path) -> None:
     src = make_store(tmp / "src.h5", a.images, a.tokens, a.d_model)
     gb = a.images * a.tokens * a.d_model * 2 / 1e9
     print(
@@ -81,8 +130,7 @@ def main() -> None:
                                     compression=None if codec == "none" else codec)  # fmt: skip
         write[codec] = gb / (time.perf_counter() - t0)
     times: dict[tuple[str, str], list[float]] = {}
-    readers = {"raw bytes (numpy)": raw, "read_rows": rows, "token stream": stream,
-               "token stream, float16 batches": stream_stored}  # fmt: skip
+    readers = dict(READERS)
     for _ in range(a.rounds):
         for codec, path in stores.items():
             for name, fn in readers.items():

@@ -247,10 +247,16 @@ def test_sharded_extraction_equals_the_file_and_resumes_per_shard(
     kept = {n: (tmp_path / "resumed" / n).stat().st_mtime_ns for n in done if n.endswith(".h5")}
     with pytest.raises(VistaError, match="without manifest.json"):  # unfinished: not a store yet
         ActivationStore(tmp_path / "resumed")
+    # Each finished shard was hashed by the process that wrote it, into its sidecar.
+    from vista.store.sharded import SIDECAR, file_digest
+
+    side = json.loads((tmp_path / "resumed" / f"training-00000.h5{SIDECAR}").read_text())
+    assert side["sha256"] == file_digest(tmp_path / "resumed" / "training-00000.h5")
     monkeypatch.setattr(StoreWriter, "append", real_append)
     resumed = extract(ds, enc, tmp_path / "resumed", shard_gb=shard_gb)
     assert_same_store(one, resumed)
     assert all((resumed / n).stat().st_mtime_ns == t for n, t in kept.items())  # not rewritten
+    assert not list(resumed.glob(f"*{SIDECAR}"))  # collected into the manifest, then removed
     for e in doc["splits"]["training"]["shards"]:
         assert (resumed / e["file"]).read_bytes() == (one / e["file"]).read_bytes()
     with pytest.raises(VistaError, match="already exists"):

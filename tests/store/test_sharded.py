@@ -233,3 +233,28 @@ def test_the_cli_shards_describes_and_unshards(pair: tuple[Path, Path], tmp_path
         and "already exists" in r.stderr
         and len(r.stderr.strip().splitlines()) == 1
     )
+
+
+def test_a_shard_entry_is_hashed_once_by_its_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sidecar a process writes beside its finished shard is what the manifest takes: the
+    first process does not re-read the store; a sidecar that no longer fits its file is redone."""
+    from vista.store import sharded
+
+    shard = tmp_path / "training-00000.h5"
+    shard.write_bytes(b"x" * 1000)
+    first = sharded.entry_sidecar(tmp_path, shard.name, "training", 0, 10, "abc")
+    assert first["sha256"] == sharded.file_digest(shard) and first["bytes"] == 1000
+
+    def no_hashing(path: Path) -> str:
+        raise AssertionError("re-hashed a shard whose sidecar fits it")
+
+    monkeypatch.setattr(sharded, "file_digest", no_hashing)
+    assert sharded.entry_sidecar(tmp_path, shard.name, "training", 0, 10, "abc") == first
+    shard.write_bytes(b"y" * 999)  # replaced: the sidecar's size no longer fits
+    with pytest.raises(AssertionError, match="re-hashed"):
+        sharded.entry_sidecar(tmp_path, shard.name, "training", 0, 10, "abc")
+    monkeypatch.undo()
+    other = sharded.entry_sidecar(tmp_path, shard.name, "training", 0, 10, "another id")
+    assert other["id"] == "another id" and other["bytes"] == 999

@@ -11,18 +11,20 @@ from hypothesis import strategies as st
 
 from tests.conftest import write_original_vista_store, write_vista_store
 from vista.errors import VistaError
-from vista.store import StreamConfig, TokenStream
+from vista.store import StreamConfig, TokenStream, writer
 from vista.store import stream as stream_mod
 
 
-def _ids_store(path: Path, n_rows: int, n_tokens: int | None) -> Path:
+def _ids_store(
+    path: Path, n_rows: int, n_tokens: int | None, compression: str | None = "zstd"
+) -> Path:
     """Each token's first coordinate is its global token id (exact in float16 below 2048)."""
     t = n_tokens or 1
     ids = np.arange(n_rows * t, dtype=np.float32).reshape(n_rows, t)
     acts = np.stack([ids, -ids], axis=-1)
     if n_tokens is None:
         acts = acts[:, 0, :]
-    return write_vista_store(path, {"training": acts})
+    return write_vista_store(path, {"training": acts}, compression=compression)
 
 
 @settings(
@@ -35,15 +37,22 @@ def _ids_store(path: Path, n_rows: int, n_tokens: int | None) -> Path:
     buffer=st.integers(1, 200),
     shuffle=st.booleans(),
     min_block=st.sampled_from([1, 5, 64]),
+    compression=st.sampled_from([None, "zstd"]),
+    readers=st.sampled_from([1, 3]),
 )
 def test_every_token_exactly_once_per_epoch(
-    tmp_path_factory, n_rows, n_tokens, batch, buffer, shuffle, min_block
+    tmp_path_factory, n_rows, n_tokens, batch, buffer, shuffle, min_block, compression, readers
 ) -> None:
     if n_rows * (n_tokens or 1) > 2000:
         n_rows = 2000 // (n_tokens or 1)
-    path = _ids_store(tmp_path_factory.mktemp("s") / "s.h5", n_rows, n_tokens)
+    path = _ids_store(tmp_path_factory.mktemp("s") / "s.h5", n_rows, n_tokens, compression)
     cfg = StreamConfig(
-        batch_size=batch, buffer_tokens=buffer, shuffle=shuffle, seed=3, prefetch_blocks=1
+        batch_size=batch,
+        buffer_tokens=buffer,
+        shuffle=shuffle,
+        seed=3,
+        prefetch_blocks=1,
+        readers=readers,
     )
     old = stream_mod._TARGET_BLOCK_TOKENS
     stream_mod._TARGET_BLOCK_TOKENS = min_block
@@ -71,6 +80,46 @@ def test_shuffling_is_seeded_and_changes_with_the_epoch(tmp_path: Path) -> None:
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     assert not np.array_equal(a, np.sort(a))
+
+
+def test_the_window_draws_each_batch_from_blocks_all_over_the_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer, "_TARGET_CHUNK_BYTES", 200)  # chunks of 50 rows of 4 bytes
+    path = _ids_store(tmp_path / "s.h5", 2000, 1, compression=None)
+    old = stream_mod._TARGET_BLOCK_TOKENS
+    stream_mod._TARGET_BLOCK_TOKENS = 50  # 40 blocks of 50 rows, one window holds them all
+    try:
+        s = TokenStream(path, StreamConfig(batch_size=50, buffer_tokens=2000, seed=5))
+        assert len(s.blocks) == 40 and s.window_tokens == 2000
+        first = next(iter(s.epoch(0)))[:, 0].astype(int)
+    finally:
+        stream_mod._TARGET_BLOCK_TOKENS = old
+    # 50 tokens drawn without replacement from 2000 tokens in 40 blocks reach about 29 blocks
+    # (40 * (1 - (39/40)^50)); a stream that shuffled within blocks only would reach 1.
+    assert len(set((first // 50).tolist())) >= 20
+
+
+def test_the_memory_bound_shrinks_the_window_and_keeps_every_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer, "_TARGET_CHUNK_BYTES", 400)  # chunks of 100 rows of 4 bytes
+    path = _ids_store(tmp_path / "s.h5", 1500, 1, compression=None)
+    old = stream_mod._TARGET_BLOCK_TOKENS
+    stream_mod._TARGET_BLOCK_TOKENS = 100
+    try:
+        # 2 windows x d_model 2 x 2 bytes x 400 tokens = 3200 bytes: windows of 400 tokens.
+        cfg = StreamConfig(batch_size=64, buffer_tokens=10**6, buffer_gb=3200 / 1e9, seed=2)
+        s = TokenStream(path, cfg)
+        assert s.window_tokens == 400
+        batches = list(s.epoch(0))
+    finally:
+        stream_mod._TARGET_BLOCK_TOKENS = old
+    ids = np.concatenate(batches)[:, 0].astype(int)
+    assert sorted(ids.tolist()) == list(range(1500))
+    assert all(len(b) == 64 for b in batches[:-1])
+    # A window holds 4 blocks, so the first 400 tokens come from 4 blocks only.
+    assert len(set((ids[:384] // 100).tolist())) == 4
 
 
 def test_drop_last_drops_only_the_short_batch(tmp_path: Path) -> None:

@@ -236,22 +236,27 @@ def _write_shards(
         name = sharded.shard_name(split, i)
         if (out / name).is_file():
             _check_shard(out / name, sid, attrs)
-            continue
-        shard_attrs = {**attrs, sharded.SHARD_ID_ATTR: sid}
-        with StoreWriter(out / name, {split: replace(specs[split], n_rows=b - a)}, shard_attrs,
-                         dtype=dtype, compression=compression, resume=resume) as w:  # fmt: skip
-            _write_split(w, split, split_indices[split][a:b], run, labels, bs)
-            w.finish()
+        else:
+            shard_attrs = {**attrs, sharded.SHARD_ID_ATTR: sid}
+            with StoreWriter(out / name, {split: replace(specs[split], n_rows=b - a)}, shard_attrs,
+                             dtype=dtype, compression=compression, resume=resume) as w:  # fmt: skip
+                _write_split(w, split, split_indices[split][a:b], run, labels, bs)
+                w.finish()
+        # Each process hashes its own shards, as it finishes them, into a sidecar; the first
+        # process then only collects them (it never re-reads the store).
+        sharded.entry_sidecar(out, name, split, a, b, sid)
     ranks.barrier()
     if ranks.rank:
         return out
     for split, idx in split_indices.items():
-        entries = [sharded.shard_entry(out, sharded.shard_name(s, i), s, a, b, sid)
+        entries = [sharded.entry_sidecar(out, sharded.shard_name(s, i), s, a, b, sid)
                    for (s, i, a, b), sid in zip(plan, ids, strict=True) if s == split]  # fmt: skip
         # The reading unit of a single-file store of the split: the stream plans the same blocks.
         chunk = chunk_rows_for(len(idx), n_tokens * specs[split].d_model * np.dtype(dtype).itemsize)
         doc["splits"][split] = {"n_rows": len(idx), "chunk_rows": chunk, "shards": entries}
     write_json(out / sharded.MANIFEST, doc)
+    for sidecar in out.glob(f"*{sharded.SIDECAR}"):
+        sidecar.unlink()
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -14,6 +15,7 @@ import numpy as np
 
 from vista.errors import VistaError
 from vista.store import layout
+from vista.store.direct import DirectRows
 from vista.store.writer import partial_path
 
 
@@ -32,6 +34,13 @@ class SplitInfo:
     chunk_rows: int
     """Rows per HDF5 chunk: the unit the stream reads."""
     label_names: tuple[str, ...]
+    dtype: str = "float16"
+    """The stored dtype of ``encoded``."""
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        """One row of ``encoded``: ``(T, D)`` or ``(D,)``."""
+        return (self.n_tokens, self.d_model) if self.has_token_axis else (self.d_model,)
 
     @property
     def n_token_rows(self) -> int:
@@ -59,6 +68,8 @@ class ActivationStore:
         import hdf5plugin  # noqa: F401  (registers the Zstd filter with HDF5)
 
         self.path = Path(path)
+        self._direct: dict[str, DirectRows | None] = {}
+        self._direct_lock = threading.Lock()
         if not self.path.exists():
             hint = ""
             if partial_path(self.path).exists():
@@ -159,6 +170,7 @@ class ActivationStore:
             has_token_axis=enc.ndim == 3,
             chunk_rows=int(chunk_rows),
             label_names=tuple(sorted(label_names)),
+            dtype=str(enc.dtype),
         )
 
     # -- metadata ---------------------------------------------------------------------------
@@ -274,7 +286,38 @@ class ActivationStore:
                 f"({str(e).splitlines()[0][:120]}); the file is corrupt: re-extract it."
             ) from None
 
+    def read_rows_into(self, split: str, start: int, stop: int, out: np.ndarray) -> None:
+        """Rows ``[start, stop)`` of ``encoded`` into ``out`` (C-contiguous, the stored dtype and
+        row shape). Safe to call from several threads at once: an uncompressed split is read from
+        its bytes in parallel (``vista.store.direct``), any other through h5py, one call at a time."""
+        if stop <= start:
+            return
+        direct = self._direct_rows(split)
+        if direct is None:
+            try:
+                self._file[split][layout.ENCODED].read_direct(
+                    out, np.s_[start:stop], np.s_[0 : stop - start]
+                )
+            except OSError as e:
+                raise VistaError(
+                    f"Rows {start}-{stop} of {str(self.path)!r}:/{split}/encoded cannot be read "
+                    f"({str(e).splitlines()[0][:120]}); the file is corrupt: re-extract it."
+                ) from None
+        else:
+            direct.read_into(start, stop, out)
+
+    def _direct_rows(self, split: str) -> DirectRows | None:
+        with self._direct_lock:
+            if split not in self._direct:
+                self._direct[split] = DirectRows.of(
+                    self.path, self._file, self._file[split][layout.ENCODED]
+                )
+            return self._direct[split]
+
     def close(self) -> None:
+        for d in getattr(self, "_direct", {}).values():
+            if d is not None:
+                d.close()
         self._file.close()
 
     def __enter__(self) -> ActivationStore:

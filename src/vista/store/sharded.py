@@ -95,6 +95,7 @@ class ShardedStore(ActivationStore):
             # The source's reading unit, so the stream plans the same blocks as on the file.
             chunk_rows=int(self._doc["splits"][split].get("chunk_rows", first.chunk_rows)),
             label_names=tuple(sorted(self._doc["labels"])),
+            dtype=first.dtype,
         )
 
     def _open_shard(self, e: dict[str, Any], where: str, fix: str) -> ActivationStore:
@@ -125,6 +126,12 @@ class ShardedStore(ActivationStore):
                 f"{where} holds {info.n_rows} rows of {info.n_tokens} x {info.d_model}, not the "
                 f"{n} rows of {self._doc['n_tokens']} x {self._doc['d_model']} the manifest "
                 f"records; {fix}."
+            )
+        if info.dtype != self._doc["dtype"]:
+            shard.close()
+            raise VistaError(
+                f"{where} holds {info.dtype} activations, not the {self._doc['dtype']} the "
+                f"manifest records; {fix}."
             )
         return shard
 
@@ -186,6 +193,18 @@ class ShardedStore(ActivationStore):
         if not parts:
             return shards[0].read_rows(split, 0, 0)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def read_rows_into(self, split: str, start: int, stop: int, out: np.ndarray) -> None:
+        info = self.split(split)
+        start, stop = max(0, start), min(stop, info.n_rows)
+        starts, shards = self._starts[split], self._open[split]
+        i, at = bisect.bisect_right(starts, start) - 1, 0
+        while start < stop:
+            end = starts[i + 1] if i + 1 < len(starts) else info.n_rows
+            take = min(stop, end)
+            part = out[at : at + take - start]
+            shards[i].read_rows_into(split, start - starts[i], take - starts[i], part)
+            at, start, i = at + take - start, take, i + 1
 
     def close(self) -> None:
         for shards in self._open.values():
@@ -273,6 +292,32 @@ def shard_entry(
     size = path.stat().st_size
     return {"file": name, "split": split, "start": start, "stop": stop, "bytes": size,
             "sha256": file_digest(path), "id": sid}  # fmt: skip
+
+
+SIDECAR = ".entry.json"
+"""Beside a shard being extracted: its manifest entry, written by the process that wrote it."""
+
+
+def entry_sidecar(
+    directory: Path, name: str, split: str, start: int, stop: int, sid: str
+) -> dict[str, Any]:
+    """The manifest entry of a finished shard, from its sidecar where that still describes the
+    file (same id, same size), else computed (the sha256 of the whole file) and written there."""
+    from vista.jsonio import write_json
+
+    side = directory / (name + SIDECAR)
+    if side.is_file():
+        try:
+            entry = json.loads(side.read_text())
+        except (OSError, ValueError):
+            entry = None
+        size = (directory / name).stat().st_size
+        want = {"file": name, "split": split, "start": start, "stop": stop, "id": sid}
+        if isinstance(entry, dict) and entry.get("bytes") == size and want.items() <= entry.items():
+            return entry
+    entry = shard_entry(directory, name, split, start, stop, sid)
+    write_json(side, entry)
+    return entry
 
 
 def shard_store(

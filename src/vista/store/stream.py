@@ -1,10 +1,15 @@
-"""Streaming token batches out of a store: chunked reads, a seeded shuffle buffer, rank sharding.
+"""Streaming token batches out of a store: parallel block reads, a seeded shuffle window, rank sharding.
 
-Reads go by *blocks* of whole HDF5 chunks (so each chunk is decompressed once). With shuffling, the
-block order is permuted per epoch and tokens pass through a buffer that holds at most
-``buffer_tokens + block`` rows: when full it is permuted and the front part is emitted, the rest
-kept. Every token of the (rank's share of the) split is emitted exactly once per epoch. Memory is
-bounded by the buffer, never by the split.
+A split is cut into *blocks* of whole HDF5 chunks (so each chunk is decompressed once). Each epoch
+the block order is permuted, each rank takes every ``world_size``-th block, and the rank's blocks
+are grouped into *windows* of at most ``buffer_tokens`` tokens. Several threads read a window's
+blocks at once, straight into one of two reused buffers (``ActivationStore.read_rows_into``;
+an uncompressed store is read from its bytes without HDF5, ``vista.store.direct``), while the
+previous window is drained: its tokens leave in a random order, as batches gathered straight
+from the buffer; the fewer-than-a-batch tokens left over join the next window. So every token
+of the rank's share is emitted exactly once per epoch, each batch is drawn from a window of
+blocks picked at random from the whole split, every batch is full but the epoch's last, and
+memory is bounded by the two windows (``buffer_gb``), never by the split.
 """
 
 from __future__ import annotations
@@ -14,16 +19,23 @@ import math
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
 from vista.errors import VistaError
-from vista.store.reader import ActivationStore
+from vista.store.reader import ActivationStore, SplitInfo
 
 _TARGET_BLOCK_TOKENS = 16384
+
+
+def default_readers() -> int:
+    """Reading threads when ``readers=0``: one per core, at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -34,8 +46,12 @@ class StreamConfig:
     batch_size: int = 4096
     """Tokens per batch."""
     shuffle: bool = True
-    buffer_tokens: int = 262144
-    """Shuffle-buffer capacity in tokens (ignored without shuffling)."""
+    buffer_tokens: int = 1048576
+    """Shuffle window in tokens: random blocks of the split fill it, and its tokens leave in a
+    random order (ignored without shuffling)."""
+    buffer_gb: float = 4.0
+    """Memory bound of the stream's two windows (one filling while the other drains), in GB: the
+    window shrinks to fit (never below one block)."""
     seed: int = 0
     rank: int = 0
     world_size: int = 1
@@ -48,6 +64,8 @@ class StreamConfig:
     half the bytes through the shuffle buffer and to the device, which casts (training does)."""
     prefetch_blocks: int = 2
     """Batches prepared ahead (read, shuffled, cast) in a background thread (0 = inline)."""
+    readers: int = 0
+    """Threads reading blocks at once (0: one per core, at most 8)."""
 
 
 def plan_blocks(
@@ -67,14 +85,35 @@ def plan_blocks(
     return blocks
 
 
+def plan_windows(
+    blocks: list[tuple[int, int]], n_tokens: int, capacity: int
+) -> list[list[tuple[int, int]]]:
+    """Consecutive runs of ``blocks`` holding at most ``capacity`` tokens each (at least one block)."""
+    windows: list[list[tuple[int, int]]] = []
+    size = 0
+    for a, b in blocks:
+        m = (b - a) * n_tokens
+        if not windows or size + m > capacity:
+            windows.append([])
+            size = 0
+        windows[-1].append((a, b))
+        size += m
+    return windows
+
+
 class TokenStream:
-    """Epochs of ``(batch, d_model)`` float32 token batches from one split of a store."""
+    """Epochs of ``(batch, d_model)`` token batches from one split of a store."""
 
     def __init__(self, path: str | os.PathLike[str], cfg: StreamConfig) -> None:
         if cfg.batch_size < 1:
             raise VistaError(f"batch_size must be at least 1, got {cfg.batch_size}.")
         if not 0 <= cfg.rank < cfg.world_size:
             raise VistaError(f"rank {cfg.rank} is outside world_size {cfg.world_size}.")
+        if cfg.buffer_tokens < 1 or not cfg.buffer_gb > 0:
+            raise VistaError(
+                f"buffer_tokens={cfg.buffer_tokens} and buffer_gb={cfg.buffer_gb} must be positive."
+            )
+        _out_dtype(cfg)
         self.path = path
         self.cfg = cfg
         with ActivationStore(path) as store:
@@ -96,6 +135,13 @@ class TokenStream:
     def d_model(self) -> int:
         return self.info.d_model
 
+    @property
+    def window_tokens(self) -> int:
+        """Tokens per window: ``buffer_tokens``, less where two windows would pass ``buffer_gb``."""
+        itemsize = np.dtype(self.info.dtype).itemsize
+        fits = int(self.cfg.buffer_gb * 1e9) // (2 * self.info.d_model * itemsize)
+        return max(1, min(self.cfg.buffer_tokens, fits))
+
     def rank_blocks(self, epoch: int) -> list[tuple[int, int]]:
         """This rank's blocks for ``epoch``, in reading order (disjoint across ranks)."""
         order = np.arange(len(self.blocks))
@@ -103,28 +149,15 @@ class TokenStream:
             order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.blocks))
         return [self.blocks[i] for i in order[self.cfg.rank :: self.cfg.world_size]]
 
-    def _read_blocks(self, blocks: list[tuple[int, int]]) -> Iterator[np.ndarray]:
-        with ActivationStore(self.path) as store:
-            for start, stop in blocks:
-                rows = store.read_rows(self.cfg.split, start, stop)
-                tokens = rows.reshape(-1, self.info.d_model)
-                if self.cfg.check_finite and not all_finite(tokens):
-                    raise VistaError(
-                        f"Rows {start}-{stop} of split {self.cfg.split!r} in {str(self.path)!r} "
-                        "contain NaN or infinite activations; re-extract them or remove those rows."
-                    )
-                yield tokens
-
     def epoch(self, epoch: int) -> Iterator[np.ndarray]:
-        """All of this rank's tokens of the split once, as batches (float32 numpy arrays)."""
-        source = self._read_blocks(self.rank_blocks(epoch))
-        if self.cfg.shuffle:
-            rng = np.random.default_rng([self.cfg.seed, epoch, self.cfg.rank, 1])
-            batches = _shuffled_batches(source, self.cfg, rng, self.info.d_model)
-        else:
-            batches = _sequential_batches(source, self.cfg)
-        # Reading, decompressing, shuffling and the float32 cast all run in one background
-        # thread, ahead of the consumer: they overlap the training step (torch releases the GIL).
+        """All of this rank's tokens of the split once, as batches (numpy arrays)."""
+        windows = plan_windows(self.rank_blocks(epoch), self.info.n_tokens, self.window_tokens)
+        rng = np.random.default_rng([self.cfg.seed, epoch, self.cfg.rank, 1])
+        reader = _WindowReader(self.path, self.info, self.cfg, rng if self.cfg.shuffle else None)
+        batches = _drain(reader.windows(windows), self.cfg)
+        # Reading and the shuffle's scatter run in the reader threads, the batches' copies and
+        # cast in one background thread: all ahead of the consumer, overlapping the training
+        # step (pread, numpy's copies and torch release the GIL).
         if self.cfg.prefetch_blocks > 0:
             batches = _prefetch(batches, self.cfg.prefetch_blocks)
         yield from batches
@@ -145,6 +178,123 @@ class TokenStream:
             e += 1
 
 
+@dataclass
+class _Window:
+    """One filled window: its tokens are ``buf[head : head + n]``, in the stream's order."""
+
+    buf: np.ndarray
+    n: int
+
+
+class _WindowReader:
+    """Fills windows of blocks with parallel reads, one window ahead, into two reused buffers.
+
+    With shuffling, each reading thread puts its block's tokens straight at their places in the
+    window's random order (numpy's scatter, which releases the GIL, so the threads run at once);
+    draining a window is then a run of contiguous copies. A buffer holds ``head`` spare token rows before the window's tokens,
+    where the previous window's leftover tokens are copied (no window is ever concatenated)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        info: SplitInfo,
+        cfg: StreamConfig,
+        rng: np.random.Generator | None,
+    ) -> None:
+        self.path, self.info, self.cfg, self.rng = path, info, cfg, rng
+        self.head = cfg.batch_size
+        self.buffers: list[np.ndarray | None] = [None, None]
+        self.scratch = threading.local()
+
+    def windows(self, windows: list[list[tuple[int, int]]]) -> Iterator[_Window]:
+        """Each window filled, the next one reading meanwhile."""
+        if not windows:
+            return
+        readers = self.cfg.readers or default_readers()
+        with ActivationStore(self.path) as store, ThreadPoolExecutor(readers) as pool:
+            pending = self._submit(store, pool, windows[0], 0)
+            for k in range(len(windows)):
+                window, futures = pending
+                try:
+                    for f in futures:
+                        f.result()
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+                if k + 1 < len(windows):  # read the next window while this one drains
+                    pending = self._submit(store, pool, windows[k + 1], (k + 1) % 2)
+                yield window
+
+    def _submit(
+        self,
+        store: ActivationStore,
+        pool: ThreadPoolExecutor,
+        blocks: list[tuple[int, int]],
+        slot: int,
+    ) -> tuple[_Window, list[Future[None]]]:
+        t = self.info.n_tokens
+        n = sum(b - a for a, b in blocks) * t
+        buf = self.buffers[slot]
+        if buf is None or len(buf) < self.head + n:
+            buf = np.empty((self.head + n, self.info.d_model), dtype=self.info.dtype)
+            self.buffers[slot] = buf
+        body = buf[self.head : self.head + n]
+        places = None if self.rng is None else self.rng.permutation(n)
+        futures, at = [], 0
+        for a, b in blocks:
+            m = (b - a) * t
+            where = None if places is None else places[at : at + m]
+            futures.append(pool.submit(self._read, store, a, b, body, at, where))
+            at += m
+        return _Window(buf, n), futures
+
+    def _read(
+        self,
+        store: ActivationStore,
+        start: int,
+        stop: int,
+        body: np.ndarray,
+        at: int,
+        places: np.ndarray | None,
+    ) -> None:
+        """Rows ``[start, stop)`` to ``body[at:]`` in order, or to ``body[places]``."""
+        m = (stop - start) * self.info.n_tokens
+        if places is None:
+            out = body[at : at + m]
+        else:  # read into this thread's scratch rows, then scatter them
+            scratch = getattr(self.scratch, "rows", None)
+            if scratch is None or len(scratch) < m:
+                scratch = np.empty((m, self.info.d_model), dtype=self.info.dtype)
+                self.scratch.rows = scratch
+            out = scratch[:m]
+        store.read_rows_into(self.cfg.split, start, stop, out.reshape(-1, *self.info.row_shape))
+        if self.cfg.check_finite and not all_finite(out):
+            raise VistaError(
+                f"Rows {start}-{stop} of split {self.cfg.split!r} in {str(self.path)!r} contain "
+                "NaN or infinite activations; re-extract them or remove those rows."
+            )
+        if places is not None:
+            body[places] = out
+
+
+def _drain(windows: Iterator[_Window], cfg: StreamConfig) -> Iterator[np.ndarray]:
+    """Batches of contiguous tokens from filled windows (already in their random order)."""
+    cast, bs, head = _out_dtype(cfg), cfg.batch_size, cfg.batch_size
+    carry: np.ndarray | None = None
+    for w in windows:
+        c = 0 if carry is None else len(carry)
+        if carry is not None and c:
+            w.buf[head - c : head] = carry
+        tokens = w.buf[head - c : head + w.n]
+        n_full = len(tokens) // bs * bs
+        for i in range(0, n_full, bs):
+            yield np.array(tokens[i : i + bs], dtype=cast or tokens.dtype)
+        carry = tokens[n_full:].copy()
+    if carry is not None and len(carry) and not cfg.drop_last:
+        yield carry if cast is None else carry.astype(cast)
+
+
 _EXPONENT = {2: (np.uint16, 0x7C00), 4: (np.uint32, 0x7F800000), 8: (np.uint64, 0x7FF << 52)}
 
 
@@ -163,53 +313,6 @@ def _out_dtype(cfg: StreamConfig) -> Any:
     if cfg.dtype not in ("float32", "stored"):
         raise VistaError(f"StreamConfig.dtype={cfg.dtype!r}; use 'float32' or 'stored'.")
     return np.float32 if cfg.dtype == "float32" else None
-
-
-def _emit(rows: np.ndarray, batch_size: int, dtype: Any = np.float32) -> Iterator[np.ndarray]:
-    for i in range(0, len(rows) - batch_size + 1, batch_size):
-        yield np.asarray(rows[i : i + batch_size], dtype=dtype or rows.dtype)
-
-
-def _sequential_batches(source: Iterator[np.ndarray], cfg: StreamConfig) -> Iterator[np.ndarray]:
-    carry = np.empty((0, 0), dtype=np.float32)
-    for tokens in source:
-        rows = tokens if carry.size == 0 else np.concatenate([carry, tokens])
-        n_full = len(rows) // cfg.batch_size * cfg.batch_size
-        yield from _emit(rows[:n_full], cfg.batch_size, _out_dtype(cfg))
-        carry = rows[n_full:]
-    if len(carry) and not cfg.drop_last:
-        yield np.asarray(carry, dtype=_out_dtype(cfg) or carry.dtype)
-
-
-def _shuffled_batches(
-    source: Iterator[np.ndarray], cfg: StreamConfig, rng: np.random.Generator, d_model: int
-) -> Iterator[np.ndarray]:
-    capacity = max(cfg.buffer_tokens, 2 * cfg.batch_size)
-    buf: np.ndarray | None = None
-    n = 0
-    for tokens in source:
-        m = len(tokens)
-        if buf is None or n + m > len(buf):
-            grown = np.empty((max(capacity + m, n + m), d_model), dtype=tokens.dtype)
-            if buf is not None:
-                grown[:n] = buf[:n]
-            buf = grown
-        buf[n : n + m] = tokens
-        n += m
-        if n >= capacity:
-            # Emit all but half a buffer, so later blocks still mix with earlier ones.
-            perm = rng.permutation(n)
-            n_out = (n - capacity // 2) // cfg.batch_size * cfg.batch_size
-            out = buf[perm[:n_out]]
-            buf[: n - n_out] = buf[perm[n_out:]]
-            n -= n_out
-            yield from _emit(out, cfg.batch_size, _out_dtype(cfg))
-    if buf is not None and n:
-        rest = buf[rng.permutation(n)]
-        n_full = n // cfg.batch_size * cfg.batch_size
-        yield from _emit(rest[:n_full], cfg.batch_size, _out_dtype(cfg))
-        if n_full < n and not cfg.drop_last:
-            yield np.asarray(rest[n_full:], dtype=_out_dtype(cfg) or rest.dtype)
 
 
 _DONE = object()
@@ -255,24 +358,44 @@ def _prefetch(source: Iterator[T], depth: int) -> Iterator[T]:
 
 
 def iter_row_blocks(
-    path: str | os.PathLike[str], split: str, rows_per_block: int, prefetch: int = 2
+    path: str | os.PathLike[str],
+    split: str,
+    rows_per_block: int,
+    prefetch: int = 2,
+    readers: int = 0,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """``(start_row, rows)`` over a split in order, ``rows`` as stored (``(n, T, D)`` or ``(n, D)``).
 
+    ``readers`` threads (0: one per core) read up to ``max(prefetch, readers)`` blocks ahead.
     Raises on NaN/inf activations, naming the rows.
     """
+    n_readers = readers or default_readers()
+    depth = max(1, prefetch, n_readers)
 
-    def read() -> Iterator[tuple[int, np.ndarray]]:
-        with ActivationStore(path) as store:
-            n = store.split(split).n_rows
-            for start in range(0, n, rows_per_block):
-                rows = store.read_rows(split, start, min(start + rows_per_block, n))
-                if not all_finite(rows):
-                    raise VistaError(
-                        f"Rows {start}-{start + len(rows)} of split {split!r} in {str(path)!r} contain "
-                        "NaN or infinite activations; re-extract them or remove those rows."
-                    )
-                yield start, rows
+    def read(store: ActivationStore, info: SplitInfo, start: int, stop: int) -> np.ndarray:
+        rows = np.empty((stop - start, *info.row_shape), dtype=info.dtype)
+        store.read_rows_into(split, start, stop, rows)
+        if not all_finite(rows):
+            raise VistaError(
+                f"Rows {start}-{stop} of split {split!r} in {str(path)!r} contain NaN or "
+                "infinite activations; re-extract them or remove those rows."
+            )
+        return rows
 
-    source = read()
-    yield from (_prefetch(source, prefetch) if prefetch > 0 else source)
+    with ActivationStore(path) as store, ThreadPoolExecutor(n_readers) as pool:
+        info = store.split(split)
+        starts = iter(range(0, info.n_rows, rows_per_block))
+        ahead: deque[tuple[int, Future[np.ndarray]]] = deque()
+        try:
+            for start in starts:
+                stop = min(start + rows_per_block, info.n_rows)
+                ahead.append((start, pool.submit(read, store, info, start, stop)))
+                if len(ahead) >= depth:
+                    first, rows = ahead.popleft()
+                    yield first, rows.result()
+            while ahead:
+                first, rows = ahead.popleft()
+                yield first, rows.result()
+        finally:
+            for _, f in ahead:
+                f.cancel()

@@ -37,8 +37,13 @@ class TrainConfig:
     """Tokens used to estimate the input scale and to initialise b_dec at the data mean."""
     split: str = "training"
     """Store split to train on."""
-    buffer_tokens: int = 262144
-    """Shuffle-buffer capacity in tokens."""
+    buffer_tokens: int = 1048576
+    """Shuffle window in tokens: random blocks of the split fill it, its tokens leave in random
+    order (docs/storage.md)."""
+    buffer_gb: float = 4.0
+    """Memory bound of the stream's two windows, in GB: the window shrinks to fit."""
+    readers: int = 0
+    """Threads reading the store (0: one per core, at most 8)."""
     seed: int = 0
     """Seed of the data order (each SAE's weights use sae.seed)."""
     log_every_steps: int = 25

@@ -71,6 +71,8 @@ def _train_saes(
         batch_size=tc.batch_size,
         shuffle=True,
         buffer_tokens=tc.buffer_tokens,
+        buffer_gb=tc.buffer_gb,
+        readers=tc.readers,
         seed=tc.seed,
         drop_last=True,  # every step sees a full batch; each epoch drops a different remainder
         dtype="stored",  # float16 to the device, cast there (training_step): the same values
