@@ -25,7 +25,8 @@ verbs:
   run            the whole default job: train-encoder -> extract -> train -> analyze all
   train-encoder  train mnist_cnn or alexnet_transformer (encoder=NAME dataset=NAME out_dir=DIR)
   extract        encoder activations + labels -> HDF5 store (dataset=NAME encoder=NAME
-                 encoder.path=... encoder.layer=INT|MODULE encoder.tokens=... out=FILE.h5)
+                 encoder.path=... encoder.layer=INT|MODULE encoder.tokens=... out=FILE.h5
+                 [shard_gb=-1|0|X: automatic, one file, shards of X GiB])
   train          train SAE(s) on a store (store=FILE.h5 sae=topk|batchtopk|... out_dir=DIR)
   encode         an SAE's codes as stores, per token and mean/max per image (sae= store= out=)
   shard          a store as a directory of shards, read by every verb as store=DIR
@@ -189,8 +190,10 @@ def task_extract(job: schema.ExtractJob) -> None:
     from vista.train.launch import launch
 
     compression = _compression(job.compression)
-    with output_lock(job.out, "extract"):  # before any process starts: a second run is refused
-        check_out(Path(job.out), job.overwrite, job.shard_gb > 0)
+    with output_lock(
+        job.out, "extract", beside=True
+    ):  # before any process starts: a second run is refused
+        check_out(Path(job.out), job.overwrite, float(job.shard_gb))
         ranks = launch(job.trainer, float(job.shard_gb))
         path = _extract_with(job, compression, ranks)
     if ranks.rank == 0:

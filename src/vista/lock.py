@@ -25,9 +25,10 @@ _HELD: dict[str, int] = {}
 """Locks this process holds (resolved lock path -> depth): taking one again is a no-op."""
 
 
-def lock_path(target: Path) -> Path:
-    """Where the lock of ``target`` lives: inside a directory, beside a file."""
-    if target.is_dir() or not target.suffix:
+def lock_path(target: Path, beside: bool = False) -> Path:
+    """Where the lock of ``target`` lives: inside a directory, beside a file (``beside``: beside
+    either, for an output that may become a file or a directory, as an extraction's)."""
+    if not beside and (target.is_dir() or not target.suffix):
         return target / ".vista.lock"
     return target.with_name(target.name + ".lock")
 
@@ -37,8 +38,9 @@ def _worker() -> bool:
 
 
 @contextlib.contextmanager
-def output_lock(target: str | os.PathLike[str], verb: str) -> Iterator[None]:
-    """Hold the lock of ``target`` for the duration of the block, or refuse."""
+def output_lock(target: str | os.PathLike[str], verb: str, beside: bool = False) -> Iterator[None]:
+    """Hold the lock of ``target`` (at ``lock_path(target, beside)``) for the duration of the
+    block, or refuse."""
     try:
         import fcntl
     except ImportError:  # Windows
@@ -47,7 +49,7 @@ def output_lock(target: str | os.PathLike[str], verb: str) -> Iterator[None]:
     if _worker():
         yield
         return
-    path = lock_path(Path(target))
+    path = lock_path(Path(target), beside)
     created = not path.parent.exists()  # removed again if the run leaves it empty
     path.parent.mkdir(parents=True, exist_ok=True)
     key = str(path.resolve())

@@ -120,7 +120,7 @@ def check_outputs(verb: str, job: object) -> None:
             raise VistaError(f"{name} is empty; give the path to write to, e.g. {name}=results.")
     inputs = _inputs(job)
     for what, path in _output_files(verb, job):
-        sharded = verb == "shard" or (verb == "extract" and float(getattr(job, "shard_gb", 0)) > 0)
+        sharded = verb == "shard" or (verb == "extract" and float(getattr(job, "shard_gb", 0)) != 0)
         if what == "out" and path.is_dir() and not sharded:  # a sharded store is a directory
             raise VistaError(
                 f"out={str(path)!r} is a directory; give the path of the file to write, e.g. "

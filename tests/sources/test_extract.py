@@ -310,7 +310,9 @@ def test_two_processes_over_gloo_write_the_one_process_store_and_resume_a_lost_s
     assert all((tmp_path / "two" / n).stat().st_mtime_ns == t for n, t in kept.items())
     for n in names:
         assert (tmp_path / "one" / n).read_bytes() == (tmp_path / "two" / n).read_bytes(), n
-    r = vista(*common[:-1], *ddp, "out=three", cwd=tmp_path)  # no shard_gb
+    r = vista(*common[:-1], *ddp, "out=three", cwd=tmp_path)  # shard_gb automatic: shards
+    assert r.returncode == 0 and (tmp_path / "three" / MANIFEST).is_file(), r.stderr
+    r = vista(*common[:-1], *ddp, "shard_gb=0", "out=four", cwd=tmp_path)  # one file: refused
     assert r.returncode == 2 and "give shard_gb" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
@@ -326,3 +328,53 @@ def test_a_relative_dataset_root_is_recorded_absolute(tmp_path: Path, monkeypatc
     with ActivationStore(out) as st:
         assert st.attrs["dataset_root"] == str((tmp_path / "imgs").resolve())
         assert json.loads(st.attrs["dataset_config"])["root"] == str((tmp_path / "imgs").resolve())
+
+
+def test_shard_gb_automatic_is_one_file_below_the_threshold_and_shards_above(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``shard_gb=-1`` (the default): one file for a small store, even at an out path without a
+    suffix (its lock lies beside it, so it never becomes a directory); shards of the automatic
+    size above the threshold, with the same rows."""
+    from vista.sources import extract as ex
+    from vista.store.sharded import MANIFEST
+
+    root = make_image_folder(tmp_path / "imgs", per_class=8)
+    ds = DatasetConfig(name="imagefolder", root=str(root))
+    enc = EncoderConfig(name="mobilenet_v2", image_size=32, layer="3", batch_size=4)
+    small = extract(ds, enc, tmp_path / "store")  # no suffix
+    assert small.is_file() and not (tmp_path / "store.lock").exists()
+    with ActivationStore(small) as st:
+        row = st.read_rows("training", 0, 1).nbytes
+        n = sum(s.n_rows for s in st.splits.values())
+    monkeypatch.setattr(ex, "AUTO_SHARD_GB", n * row / 2 / 1024**3)  # half this store
+    monkeypatch.setattr(ex, "AUTO_SHARD_SIZE_GB", 8 * row / 1024**3)  # 8 images per shard
+    big = extract(ds, enc, tmp_path / "big")
+    assert big.is_dir() and (big / MANIFEST).is_file()
+    with ActivationStore(big) as st:
+        assert len(st.manifest["splits"]["training"]["shards"]) > 1
+    assert_same_store(small, big)
+
+
+def test_resolve_shard_gb_by_hand() -> None:
+    from vista.sources.extract import AUTO_SHARD_GB, AUTO_SHARD_SIZE_GB, resolve_shard_gb
+
+    limit = int(AUTO_SHARD_GB * 1024**3)
+    assert resolve_shard_gb(-1, limit, 1) == 0.0  # at the threshold: one file
+    assert resolve_shard_gb(-1, limit + 1, 1) == AUTO_SHARD_SIZE_GB
+    assert resolve_shard_gb(-1, 10, 2) == AUTO_SHARD_SIZE_GB  # several processes: shards
+    assert resolve_shard_gb(0, 10 * limit, 1) == 0.0  # explicit: as given
+    assert resolve_shard_gb(0.5, 10, 1) == 0.5
+
+
+def test_shard_and_buffer_sizes_out_of_range_are_named() -> None:
+    from vista.conf.bounds import problems
+    from vista.conf.schema import ExtractJob
+    from vista.train.config import TrainConfig
+
+    assert problems(ExtractJob(out="x", shard_gb=-1.0)) == []
+    assert any(
+        "shard_gb=-2.0 must be -1" in p for p in problems(ExtractJob(out="x", shard_gb=-2.0))
+    )
+    assert any("train.buffer_gb=0.0" in p for p in TrainConfig(buffer_gb=0.0).problems())
+    assert any("train.readers=-1" in p for p in TrainConfig(readers=-1).problems())

@@ -108,6 +108,10 @@ def _float_problem(name: str, key: str, v: float) -> str:
         return f"{key}={v} must be between 0 and 1"
     if name in NON_NEGATIVE and v < 0:
         return f"{key}={v} must be zero or positive"
+    if name == "buffer_gb" and v <= 0:
+        return f"{key}={v} must be positive (GB of memory for the stream's shuffle windows)"
+    if name == "shard_gb" and v < 0 and v != -1:
+        return f"{key}={v} must be -1 (automatic), 0 (one file) or positive (GiB per shard)"
     return ""
 
 

@@ -166,12 +166,13 @@ class ExtractJob:
     resume: bool = True
     """Continue an interrupted extraction of the same file."""
     overwrite: bool = False
-    shard_gb: float = 0.0
-    """0: one file. Above 0: ``out`` is a sharded store (a directory of shards of about this many
+    shard_gb: float = -1.0
+    """-1 (automatic): one file up to 16 GiB of activations on one process, else shards of 2 GiB.
+    0: one file. Above 0: ``out`` is a sharded store (a directory of shards of about this many
     GiB of activations, docs/storage.md); an interrupted run keeps its finished shards."""
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     """trainer.devices / trainer.num_nodes: extraction on several processes through Lightning,
-    each writing its own shards (needs shard_gb)."""
+    each writing its own shards (shard_gb automatic or above 0)."""
 
 
 @dataclass

@@ -67,7 +67,7 @@ def extract(
     compression: str | None = "zstd",
     resume: bool = True,
     overwrite: bool = False,
-    shard_gb: float = 0.0,
+    shard_gb: float = -1.0,
     ranks: Ranks | None = None,
 ) -> Path:
     """Write ``out``: both store splits of the dataset through the encoder, with labels and indices.
@@ -82,7 +82,7 @@ def extract(
     """
     from vista.lock import output_lock
 
-    with output_lock(out, "extract"):
+    with output_lock(out, "extract", beside=True):
         return _extract(
             dataset_cfg,
             encoder_cfg,
@@ -104,12 +104,12 @@ def _extract(
     compression: str | None,
     resume: bool,
     overwrite: bool,
-    shard_gb: float = 0.0,
+    shard_gb: float = -1.0,
     ranks: Ranks | None = None,
 ) -> Path:
     ranks = ranks or Ranks()
     if ranks.world == 1:
-        check_out(out, overwrite, shard_gb > 0)
+        check_out(out, overwrite, shard_gb)
     ds = make_dataset(dataset_cfg)
     enc = make_encoder(encoder_cfg)
     layer_name, module = find_module(enc.model, enc.resolve_layer(str(encoder_cfg.layer)))
@@ -135,13 +135,20 @@ def _extract(
     }
     attrs = _store_attrs(ds, enc, dataset_cfg, encoder_cfg, layer_name, d_model)
     bs = int(encoder_cfg.batch_size)
+    row_bytes = (n_tokens or 1) * d_model * np.dtype(dtype).itemsize
+    total = sum(len(idx) for idx in split_indices.values()) * row_bytes
+    shard_gb = resolve_shard_gb(shard_gb, total, ranks.world)
     if shard_gb > 0:
+        if out.is_file() and overwrite:
+            out.unlink()  # a one-file store replaced by a sharded one
+        if ranks.rank == 0:
+            log.info("%.1f GB of activations: writing a sharded store into %s/ (shards of %g GiB).",
+                     total / 1e9, out, shard_gb)  # fmt: skip
         writing = (dtype, compression, resume, int(shard_gb * 1024**3))
         path = _write_shards(out, split_indices, specs, attrs, run, ds.labels, bs, writing, ranks)
     else:
-        with StoreWriter(
-            out, specs, attrs, dtype=dtype, compression=compression, resume=resume
-        ) as w:
+        with StoreWriter(out, specs, attrs, dtype=dtype, compression=compression,
+                         resume=resume) as w:  # fmt: skip
             for split, idx in split_indices.items():
                 _write_split(w, split, idx, run, ds.labels, bs)
             path = w.finish()
@@ -151,15 +158,32 @@ def _extract(
     return path
 
 
-def check_out(out: Path, overwrite: bool, sharded: bool) -> None:
+AUTO_SHARD_GB = 16.0
+"""With ``shard_gb=-1`` (the default), a store of more activation bytes than this (GiB) is
+written as shards; a smaller one as one file."""
+AUTO_SHARD_SIZE_GB = 2.0
+"""The shard size ``shard_gb=-1`` chooses."""
+
+
+def resolve_shard_gb(shard_gb: float, total_bytes: int, world: int) -> float:
+    """The shard size to write (0: one file). ``shard_gb`` -1 is automatic: shards of
+    ``AUTO_SHARD_SIZE_GB`` on several processes or above ``AUTO_SHARD_GB``, else one file."""
+    if shard_gb >= 0:
+        return shard_gb
+    if world > 1 or total_bytes > AUTO_SHARD_GB * 1024**3:
+        return AUTO_SHARD_SIZE_GB
+    return 0.0
+
+
+def check_out(out: Path, overwrite: bool, shard_gb: float) -> None:
     """Refuse an existing output (unless ``overwrite``); a sharded output without its manifest is
-    an interrupted run, continued."""
+    an interrupted run, continued (``shard_gb`` 0: one file; above 0: shards; -1: either)."""
     from vista.lock import lock_path
     from vista.store.sharded import MANIFEST
 
-    if sharded and out.is_file():
+    if shard_gb > 0 and out.is_file():
         raise VistaError(f"{str(out)!r} is a file; with shard_gb, out is the directory to write.")
-    if sharded and out.is_dir() and not (out / MANIFEST).is_file():
+    if shard_gb != 0 and out.is_dir() and not (out / MANIFEST).is_file():
         return  # an interrupted sharded extraction: its finished shards are kept
     if out.is_dir() and all(p.name == lock_path(out).name for p in out.iterdir()):
         return  # only the output lock this run holds

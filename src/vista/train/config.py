@@ -74,6 +74,10 @@ class TrainConfig:
             v = getattr(self, name)
             if v < 0 or not math.isfinite(v):
                 out.append(f"train.{name}={v} must be zero or positive")
+        if not (math.isfinite(self.buffer_gb) and self.buffer_gb > 0):
+            out.append(f"train.buffer_gb={self.buffer_gb} must be positive (GB for the shuffle)")
+        if self.readers < 0:
+            out.append(f"train.readers={self.readers} must be 0 (one per core) or positive")
         if not 0.0 <= self.lr_decay_fraction <= 1.0:
             out.append(f"train.lr_decay_fraction={self.lr_decay_fraction} must be in [0, 1]")
         for name in ("beta1", "beta2"):
