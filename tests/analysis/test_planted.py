@@ -203,3 +203,26 @@ def test_the_lightning_probe_reads_planted_labels_with_partial_labels(tmp_path: 
     assert r.scalars["a/raw_accuracy"].value == pytest.approx(ref_acc, abs=0.04)
     assert r.scalars["b/raw_accuracy"].n == int((b_partial[val] >= 0).sum())
     assert r.scalars["b/raw_accuracy"].value > 0.85
+
+
+def test_the_random_control_of_ablation_fires_like_the_targets() -> None:
+    """Hand-built firing rates: the control never takes a dead latent or a target, and each
+    target's stand-in is among the latents nearest to it in firing rate."""
+    from scipy import sparse
+
+    from vista.analysis.ablation import firing_rates, matched_random
+
+    codes = np.zeros((100, 12))
+    for j, n in enumerate([0, 0, 0, 1, 2, 5, 10, 20, 40, 60, 80, 100]):  # latents 0-2 are dead
+        codes[:n, j] = 1.0
+    rates = firing_rates(codes)
+    np.testing.assert_allclose(rates, [0, 0, 0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0])
+    np.testing.assert_allclose(firing_rates(sparse.csr_matrix(codes)), rates)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        pick = matched_random(rates, np.array([10, 11]), rng, nearest=2)
+        assert set(pick.tolist()) <= {7, 8, 9} and len(pick) == 2  # never 0-2, never 10-11
+        pick = matched_random(rates, np.array([3]), rng, nearest=1)
+        assert pick.tolist() == [4]  # the closest in log rate to 0.01 is 0.02
+    # more targets than latents that fire outside them: as many as there are
+    assert len(matched_random(rates, np.arange(3, 11), rng)) == 1

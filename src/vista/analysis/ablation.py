@@ -4,7 +4,9 @@ probe to read the label? (VISTA's ``ablation_study``, docs/originals.md §4.1, w
 Latents are ranked by the inter-class variance of their class means on the training part only.
 For each k a fresh probe is trained without the top k (necessity) and on the top k alone
 (sufficiency); the same is done with k random latents (the control), so a drop can be compared
-with what removing any k latents costs. Dropping a column and zeroing it train the same probe.
+with what removing k comparable latents costs: the control draws, for each top latent, one of the
+latents nearest to it in firing rate on the training part, among latents that fire and are not in
+the top k (a dead latent removes nothing, so a control of dead latents would flatter the top k). Dropping a column and zeroing it train the same probe.
 """
 
 from __future__ import annotations
@@ -41,6 +43,40 @@ def rank_by_variance(codes: Any, y: np.ndarray, n_classes: int) -> np.ndarray:
     return np.argsort(-inter_class_variance(means[present]), kind="stable")
 
 
+def firing_rates(codes: Any) -> np.ndarray:
+    """Per latent, the share of images (rows of ``codes``) on which it is non-zero."""
+    n = max(codes.shape[0], 1)
+    if hasattr(codes, "tocsr"):
+        c = codes.tocsr()
+        nz = c.data != 0
+        return np.bincount(c.indices[nz], minlength=c.shape[1]) / n
+    return np.count_nonzero(np.asarray(codes), axis=0) / n
+
+
+def matched_random(
+    rates: np.ndarray, targets: np.ndarray, rng: np.random.Generator, nearest: int = 5
+) -> np.ndarray:
+    """A random control set for ``targets``: for each target (in random order), one latent drawn
+    uniformly from the ``nearest`` unused latents closest to it in log firing rate, among the
+    latents that fire and are not targets. Where fewer such latents remain than targets, the
+    set is as large as they allow."""
+    pool = np.setdiff1d(np.flatnonzero(rates > 0), targets)
+    pool = pool[np.argsort(rates[pool], kind="stable")]
+    log_pool = np.log(rates[pool])
+    free = np.ones(len(pool), bool)
+    picked: list[int] = []
+    for t in rng.permutation(targets):
+        left = np.flatnonzero(free)
+        if not len(left):
+            break
+        goal = np.log(max(rates[t], 1e-12))
+        close = left[np.argsort(np.abs(log_pool[left] - goal), kind="stable")[:nearest]]
+        j = int(rng.choice(close))
+        free[j] = False
+        picked.append(int(pool[j]))
+    return np.array(sorted(picked), dtype=np.int64)
+
+
 def _accuracy_ok(
     codes: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, cols: np.ndarray, cfg: ProbeConfig
 ) -> np.ndarray:
@@ -60,6 +96,7 @@ def ablate_label(ctx: Context, label: str, cfg: AblationConfig) -> tuple[dict[st
     d = codes.shape[1]
     order = rank_by_variance(codes[tr], y[tr], len(ctx.class_names[label]))
     rng = ctx.rng("ablation", label)
+    rates = firing_rates(codes[tr])  # on the training part, like the ranking
     base_ok = _accuracy_ok(codes, y, tr, te, np.arange(d), cfg.probe)
     section: dict[str, Any] = {"baseline_accuracy": float(base_ok.mean()), "ablations": {}}
     stats: dict[str, Any] = {
@@ -71,7 +108,7 @@ def ablate_label(ctx: Context, label: str, cfg: AblationConfig) -> tuple[dict[st
         only = _accuracy_ok(codes, y, tr, te, top, cfg.probe)
         rand_without, rand_only = [], []
         for _ in range(max(1, cfg.random_repeats)):
-            pick = rng.choice(d, size=k, replace=False)
+            pick = matched_random(rates, top, rng)
             rest = np.setdiff1d(np.arange(d), pick)
             rand_without.append(_accuracy_ok(codes, y, tr, te, rest, cfg.probe))
             rand_only.append(_accuracy_ok(codes, y, tr, te, pick, cfg.probe))
@@ -87,6 +124,9 @@ def ablate_label(ctx: Context, label: str, cfg: AblationConfig) -> tuple[dict[st
             "random_acc_only_k": float(ro.mean()),
             "necessity_drop_vs_random_p": paired_permutation_pvalue(rw, without, s.n_perm, rng),
             "sufficiency_vs_random_p": paired_permutation_pvalue(only, ro, s.n_perm, rng),
+            "random_k_drawn": len(pick),
+            "top_k_mean_firing_rate": float(rates[top].mean()),
+            "random_mean_firing_rate": float(rates[pick].mean()) if len(pick) else None,
         }
         stats[str(k)] = {
             "necessity_drop": (drop.mean(), mean_ci(drop, s.n_boot, rng, s.confidence)),
@@ -99,6 +139,10 @@ def ablate_label(ctx: Context, label: str, cfg: AblationConfig) -> tuple[dict[st
             "random_acc_only_k": (ro.mean(), mean_ci(ro, s.n_boot, rng, s.confidence)),
         }
     section["ranking"] = "inter-class variance of class means on the training part"
+    section["random_control"] = (
+        "per top latent, one of the 5 latents nearest in log firing rate on the training part, "
+        "drawn at random among latents that fire and are not in the top k"
+    )
     section["n_test"] = len(te)
     return section, {"stats": stats, "order": order, "n": len(te)}
 
