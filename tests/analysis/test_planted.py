@@ -262,3 +262,36 @@ def test_feature_auc_on_a_null_label_reads_chance() -> None:
     assert lo < 0.5 < hi
     on_test = auc_te.max(axis=1).mean()
     assert on_test > hi + 0.01  # the seed's rule: biased upwards
+
+
+def test_trait_metrics_come_with_their_chance_values() -> None:
+    """On a null label, map and coverage sit at their permutation chance values (the class
+    prevalence, not 0); a latent that is the class indicator reads far above its chance."""
+    from vista.analysis.feature_auc import FeatureAUCConfig, _trait_rows, trait_chance
+    from vista.metrics.ranking import average_precision_one_vs_rest
+
+    rng = np.random.default_rng(4)
+    cfg = FeatureAUCConfig(coverage_tau=0.3)
+    y = rng.integers(0, 3, size=900)
+    tr, te = np.arange(600), np.arange(600, 900)
+    codes = np.maximum(rng.normal(size=(900, 40)), 0)
+    rows = _trait_rows(
+        codes[te],
+        y[te],
+        average_precision_one_vs_rest(codes[tr], y[tr], 3),
+        average_precision_one_vs_rest(codes[te], y[te], 3),
+        ["a", "b", "c"],
+        cfg,
+    )
+    null = trait_chance(codes[te], y[te], rows, 3, cfg, 1000, rng)
+    observed = np.mean([row["test_ap"] for row in rows])
+    prevalence = np.bincount(y[te], minlength=3) / len(te)
+    assert null["map_chance"] == pytest.approx(prevalence.mean(), abs=0.03)
+    assert abs(observed - null["map_chance"]) < 0.05
+    assert null["coverage_at_tau_chance"] > 0.5  # every prevalence is near 1/3, above tau 0.3
+    planted = np.eye(3)[y]  # latent c is the indicator of class c
+    rows = _trait_rows(planted[te], y[te], np.eye(3), np.eye(3), ["a", "b", "c"], cfg)
+    assert all(row["test_ap"] == 1.0 for row in rows)
+    null = trait_chance(planted[te], y[te], rows, 3, cfg, 1000, rng)
+    assert null["map_chance"] == pytest.approx(prevalence.mean(), abs=0.03)
+    assert null["mean_purity_at_k_chance"] < 0.5

@@ -107,6 +107,13 @@ OUT.scalar(
 OUT.scalar(
     "{label}/mean_purity_at_k", "higher", "mean purity of each class's best latent's top images"
 )
+OUT.scalar("{label}/map_chance", "none", "map with the test labels permuted (its chance value)")
+OUT.scalar(
+    "{label}/coverage_at_tau_chance", "none", "coverage_at_tau with the test labels permuted"
+)
+OUT.scalar(
+    "{label}/mean_purity_at_k_chance", "none", "mean_purity_at_k with the test labels permuted"
+)
 CLASSES = OUT.table("{label}/classes", "per class: its best latent, AP and purity")
 AUC_TEST = OUT.array("{label}/auc_test", "(latents, classes): one-vs-rest test AUC")
 OUT.array("{label}/auc_train", "(latents, classes): one-vs-rest training AUC")
@@ -157,8 +164,13 @@ def run(ctx: Context, cfg: FeatureAUCConfig) -> Result:
         r.add(f"{label}/map", float(aps.mean()) if aps.size else float("nan"), "higher", n=len(aps))
         cov = float((aps >= cfg.coverage_tau).mean()) if aps.size else float("nan")
         r.add(f"{label}/coverage_at_tau", cov, "higher", n=len(aps))
+        null_rng = ctx.rng("feature_auc", label, "chance")
         pur = [row[f"purity_at_{cfg.purity_k}"] for row in rows]
         r.add(f"{label}/mean_purity_at_k", float(np.nanmean(pur)), "higher", n=len(pur))
+        for key, value in trait_chance(
+            codes[te], y[te], rows, n_cls, cfg, s.n_perm, null_rng
+        ).items():
+            r.add(f"{label}/{key}", value, "none", n=len(rows))
         r.headline += [f"{label}/fraction_selective", f"{label}/map"]
         r.tables[f"{label}/classes"] = rows
         r.arrays[f"{label}/auc_test"] = auc_te.astype(np.float32)
@@ -168,6 +180,49 @@ def run(ctx: Context, cfg: FeatureAUCConfig) -> Result:
         r.metadata[f"{label}/summary"] = sm
         r.files["regression_results.json#" + label] = {"sae_summary": sm}
     return r
+
+
+NULL_DRAWS = 200
+"""Label permutations behind the trait metrics' chance values (fewer where ``n_perm`` is lower)."""
+
+
+def trait_chance(
+    codes_te: Any,
+    y_te: np.ndarray,
+    rows: list[dict[str, Any]],
+    n_classes: int,
+    cfg: FeatureAUCConfig,
+    n_perm: int,
+    rng: np.random.Generator,
+) -> dict[str, float]:
+    """The chance values of ``map``, ``coverage_at_tau`` and ``mean_purity_at_k``: their means
+    over permutations of the test labels, with each class's latent kept (chosen on the training
+    part, so the permutation breaks only the test association). A random score's AP is about the
+    class prevalence, so ``map`` alone says little where classes are common."""
+    draws = min(max(n_perm, 0), NULL_DRAWS)
+    if not rows or draws == 0:
+        return {}
+    cols = np.array([row["best_latent"] for row in rows])
+    classes = [int(row["class_index"]) for row in rows]
+    x = codes_te[:, cols]
+    dense = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
+    maps, covs, purs = [], [], []
+    for _ in range(draws):
+        yp = rng.permutation(y_te)
+        ap = average_precision_one_vs_rest(dense, yp, n_classes)[np.arange(len(rows)), classes]
+        ok = ap[np.isfinite(ap)]
+        maps.append(ok.mean() if ok.size else np.nan)
+        covs.append((ok >= cfg.coverage_tau).mean() if ok.size else np.nan)
+        purs.append(
+            np.nanmean(
+                [purity_at_k(dense[:, i], yp, c, cfg.purity_k) for i, c in enumerate(classes)]
+            )
+        )
+    return {
+        "map_chance": float(np.nanmean(maps)),
+        "coverage_at_tau_chance": float(np.nanmean(covs)),
+        "mean_purity_at_k_chance": float(np.nanmean(purs)),
+    }
 
 
 def _trait_rows(
@@ -193,6 +248,7 @@ def _trait_rows(
         rows.append(
             {
                 "class": name,
+                "class_index": c,
                 "best_latent": j,
                 "train_ap": float(col[j]),
                 "test_ap": float(ap_te[j, c]),
