@@ -139,3 +139,29 @@ def test_the_images_are_found_where_the_dataset_is_now(tmp_path: Path) -> None:
     assert dataset_for_images(results, ReportConfig(dataset_root="/new"))["root"] == "/new"
     ex.metadata["dataset"] = {"name": "imagefolder", "root": "/abs/imgs"}
     assert dataset_for_images(results, ReportConfig())["root"] == "/abs/imgs"
+
+
+def test_no_page_shows_a_path_of_the_machine_that_made_it(run_dir: Path) -> None:
+    """A report is shared: the subtitle, footer and settings name the run's files relative to the
+    run directory or by name, never by the absolute path where the report was built."""
+    import json
+
+    from vista.reports.html import shown_path
+
+    record = run_dir / "run.json"  # as `vista run` writes it, with absolute paths in its settings
+    settings = {"store": str(run_dir.resolve() / "store.h5"), "dataset": {"root": "/data/mnist"}}
+    record.write_text(json.dumps({"config": settings}))
+    try:
+        index = write_report(run_dir, ReportConfig(max_features=5))
+    finally:
+        record.unlink()
+    assert "store.h5" in index.read_text() and "/data/mnist" not in index.read_text()
+    roots = {str(run_dir.resolve()), str(run_dir.resolve().parent)}
+    for page in sorted(index.parent.rglob("*.html")):
+        html = page.read_text()
+        for root in roots:
+            assert root not in html, f"{page.name} shows {root}"
+    assert shown_path(run_dir / "store.h5", run_dir) == "store.h5"
+    assert shown_path(run_dir / "sae" / "cfg.json", run_dir) == str(Path("sae") / "cfg.json")
+    assert shown_path("/elsewhere/data/acts.h5", run_dir) == "acts.h5"
+    assert shown_path("", run_dir) == ""

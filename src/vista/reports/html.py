@@ -215,8 +215,32 @@ def _common(run: Path, data: FeatureData) -> dict[str, Any]:
         "labels": [{"name": lab, "file": f"{i}.html"} for i, lab in enumerate(data.labels)],
         "version": __version__,
         "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "run_dir": str(run.resolve()),
+        "run_dir": run.resolve().name,  # a report is shared: no path of the machine that made it
     }
+
+
+def _shared(obj: Any, run: Path) -> Any:
+    """``obj`` (a run's settings) with every absolute path shown as ``shown_path`` shows it."""
+    if isinstance(obj, dict):
+        return {k: _shared(v, run) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_shared(v, run) for v in obj]
+    if isinstance(obj, str) and os.path.isabs(obj):
+        return shown_path(obj, run)
+    return obj
+
+
+def shown_path(value: Any, run: Path) -> str:
+    """A path as a shared report shows it: relative to the run directory when inside it, else
+    its name only (never an absolute path of the machine that made the report)."""
+    text = str(value or "")
+    if not text:
+        return ""
+    p = Path(text)
+    try:
+        return str(p.resolve().relative_to(run.resolve()))
+    except (ValueError, OSError):
+        return p.name
 
 
 def _entries(index: dict[str, Any], key: str) -> dict[str, Any]:
@@ -235,6 +259,7 @@ def _overview(run: Path, results: dict[str, Any], plots: dict[str, list]) -> dic
         config = read_json_object(run / "run.json", "a vista run record", fix).get("config", {})
     if not isinstance(config, dict):
         config = {}
+    config = _shared(config, run)
     from vista.analysis.registry import run_order
 
     def meta(key: Key) -> Any:
@@ -249,7 +274,7 @@ def _overview(run: Path, results: dict[str, Any], plots: dict[str, list]) -> dic
     ]
     return {
         "title": f"vista report: {meta(ARCHITECTURE)} SAE, {meta(D_SAE)} latents",
-        "subtitle": f"{meta(ENCODER)} {meta(LAYER)} · store {meta(STORE)} "
+        "subtitle": f"{meta(ENCODER)} {meta(LAYER)} · store {shown_path(meta(STORE), run)} "
         f"· split {meta(SPLIT)} · {meta(N_IMAGES)} images",
         "headline": headline,
         "confidence": f"{float(meta(CONFIDENCE) or 0.95):.0%}",
