@@ -165,3 +165,24 @@ def test_no_page_shows_a_path_of_the_machine_that_made_it(run_dir: Path) -> None
     assert shown_path(run_dir / "sae" / "cfg.json", run_dir) == str(Path("sae") / "cfg.json")
     assert shown_path("/elsewhere/data/acts.h5", run_dir) == "acts.h5"
     assert shown_path("", run_dir) == ""
+
+
+def test_a_label_page_says_which_analyses_left_it_out_and_why(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run, ignore=shutil.ignore_patterns("report"))
+    doc = json.loads((run / "analyses" / "ablation" / "result.json").read_text())
+    label = doc["metadata"]["labels"][-1]
+    doc["skipped"] = {label: "label 'x' has 1 class(es) with two or more images"}
+    (run / "analyses" / "ablation" / "result.json").write_text(json.dumps(doc))
+    index = write_report(run, ReportConfig(max_features=3))
+    pages = [p.read_text() for p in (index.parent / "labels").glob("*.html")]
+    page = next(p for p in pages if f"<h1>Label: {label}</h1>" in p)
+    assert "Not measured for this label" in page
+    assert "ablation: label &#39;x&#39; has 1 class(es)" in page
+    others = [p for p in pages if p is not page]
+    assert all("ablation: label &#39;x&#39;" not in p for p in others)

@@ -192,6 +192,7 @@ def label_context(
         **_label_interventions(data, label),
         **_label_generation(data, label),
         "name": label,
+        "skipped": label_skips(data, label),
         "plots": [p for p in plots.get("labels", []) if p.get("label") == label],
         "sdf": sdf_rows,
         "classes": classes,
@@ -201,6 +202,17 @@ def label_context(
             c for c in data.get(conjunction.FEATURES) or [] if label in c["labels"].split("x")
         ],
     }
+
+
+def label_skips(data: FeatureData, label: str) -> list[tuple[str, str]]:
+    """``(analysis, why)`` for each analysis that ran but left ``label`` out, in run order."""
+    from vista.analysis.registry import run_order
+
+    return [
+        (name, str(data.results[name].skipped[label]))
+        for name in run_order(list(data.results))
+        if label in data.results[name].skipped
+    ]
 
 
 _COMPONENTS = ("total", "reconstruction_error", "targeted", "interaction", "noise", "random_total",
