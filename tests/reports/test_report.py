@@ -186,3 +186,16 @@ def test_a_label_page_says_which_analyses_left_it_out_and_why(
     assert "ablation: label &#39;x&#39; has 1 class(es)" in page
     others = [p for p in pages if p is not page]
     assert all("ablation: label &#39;x&#39;" not in p for p in others)
+
+
+def test_the_overview_says_what_each_analysis_answers(run_dir: Path) -> None:
+    """Two analyses that look alike (probes, probe) say how they differ: each listed analysis
+    carries its registered one-line summary."""
+    import html as html_lib
+
+    from vista.analysis.registry import ANALYSES
+    from vista.analysis.result import read_results
+
+    page = html_lib.unescape(write_report(run_dir, ReportConfig(max_features=3)).read_text())
+    for name in read_results(run_dir):
+        assert ANALYSES.get_entry(name).summary in page, name

@@ -267,7 +267,7 @@ def _overview(run: Path, results: dict[str, Any], plots: dict[str, list]) -> dic
         return "" if value is None else value
 
     headline = [
-        {"analysis": n, "name": k, "scalar": results[n].scalars[k]}
+        {"analysis": n, "name": k, "scalar": results[n].scalars[k], "about": _about(n)}
         for n in run_order(list(results))
         for k in results[n].headline
         if k in results[n].scalars
@@ -279,13 +279,24 @@ def _overview(run: Path, results: dict[str, Any], plots: dict[str, list]) -> dic
         "headline": headline,
         "confidence": f"{float(meta(CONFIDENCE) or 0.95):.0%}",
         "ran": [
-            (n, v.get("seconds") if isinstance(v, dict) else None)
+            (n, v.get("seconds") if isinstance(v, dict) else None, _about(n))
             for n, v in _entries(index, "ran").items()
         ],
         "skipped": [(n, str(why)) for n, why in _entries(index, "skipped").items()],
         "plots": plots["overview"],
         "config": json.dumps(config or {k: r.config for k, r in results.items()}, indent=2),
     }
+
+
+def _about(name: str) -> str:
+    """What an analysis answers, in one line (its registered summary), so two that look alike
+    (``probes``, ``probe``) say how they differ; '' for a name no longer registered."""
+    from vista.analysis.registry import ANALYSES
+
+    try:
+        return str(ANALYSES.get_entry(name).summary)
+    except VistaError:  # a result of an analysis this version no longer has
+        return ""
 
 
 def _n_alive(results: dict[str, Any]) -> int:
