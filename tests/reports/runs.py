@@ -18,7 +18,11 @@ from vista.store import SplitSpec, StoreWriter
 XSS = "<script>alert(1)</script>"
 
 
-def digits_run(run: Path, tokens: bool = False, xss: bool = False) -> Path:
+LONG = "a" * 300
+"""A class name of 300 characters without a space."""
+
+
+def digits_run(run: Path, tokens: bool = False, xss: bool = False, long_name: bool = False) -> Path:
     """``run/`` with a store of the digits' pixels (64-d, or 16 tokens of 2x2 pixels), an
     identity SAE over them, and every analysis that applies, as ``vista run`` leaves it."""
     ds = make_dataset(DatasetConfig(name="digits"))
@@ -32,7 +36,11 @@ def digits_run(run: Path, tokens: bool = False, xss: bool = False) -> Path:
     parity = digit % 2
     names = {
         "digit": ds.class_names["digit"],
-        "parity": [XSS, "odd & 'quoted'"] if xss else ["even", "odd"],
+        "parity": [XSS, "odd & 'quoted'"]
+        if xss
+        else [LONG, "odd"]
+        if long_name
+        else ["even", "odd"],
     }
     spec = {"validation": SplitSpec(len(idx), acts.shape[-1], 16 if tokens else None, names)}
     attrs = {

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.reports.runs import XSS, digits_run
+from tests.reports.runs import LONG, XSS, digits_run
 from vista.reports.html import ReportConfig, write_report
 
 
@@ -103,3 +103,21 @@ def test_the_report_works_in_chromium(browser: Any, report: Path, tmp_path: Path
         _ = browser.switch_to.alert.text
     assert XSS in browser.find_element(By.TAG_NAME, "main").text  # shown as text, not run
     assert len(list(tmp_path.glob("*.png"))) == 4
+
+
+def test_a_300_character_class_name_keeps_every_page_on_screen(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """A class name of 300 characters without a space wraps in tables and headings (it made the
+    feature table 5,700 px wide): no page of the report scrolls sideways in a 1280 px window."""
+    run = digits_run(tmp_path_factory.mktemp("long") / "run", long_name=True)
+    index = write_report(run, ReportConfig(max_features=10))
+    pages = [index, *sorted((index.parent / "labels").glob("*.html"))]
+    pages += sorted((index.parent / "features").glob("*.html"))[:3]
+    for page in pages:
+        _open(browser, page, tmp_path)
+        wide = browser.execute_script(
+            "return document.documentElement.scrollWidth - window.innerWidth"
+        )
+        assert wide <= 0, f"{page.name} is {wide} px wider than the window"
+    assert LONG in (index.parent / "labels" / "1.html").read_text()  # shown in full, wrapped

@@ -101,13 +101,20 @@ def probes_figure(results: dict[str, Any], path: Path) -> Path | None:
             color=color,
             label="raw activations" if kind == "raw" else "SAE codes",
         )
-    ax.set_xticks(x, labels)
+    ax.set_xticks(x, [short(lab, 16) for lab in labels])
     ax.set_ylabel("probe accuracy")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("Does a linear probe read the label from the codes?", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def short(name: str, n: int = 24) -> str:
+    """``name`` cut to ``n`` characters with an ellipsis, so a long class or group name cannot
+    push a plot's bars aside (the pages show names in full)."""
+    name = str(name)
+    return name if len(name) <= n else name[: n - 1] + "…"
 
 
 def ablation_figure(rows: list[dict[str, Any]], label: str, path: Path) -> Path | None:
@@ -134,7 +141,7 @@ def ablation_figure(rows: list[dict[str, Any]], label: str, path: Path) -> Path 
     ax.set_xscale("log")
     ax.set_xlabel("k latents")
     ax.set_ylabel("probe accuracy")
-    ax.set_title(f"{label}: necessity and sufficiency", fontsize=10)
+    ax.set_title(f"{short(label)}: necessity and sufficiency", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
@@ -151,9 +158,9 @@ def fidelity_figure(rows: list[dict[str, Any]], label: str, path: Path) -> Path 
     lo = np.array([row["nmse_ci"][0] for row in rows])
     hi = np.array([row["nmse_ci"][1] for row in rows])
     ax.barh(y, v, xerr=[v - lo, hi - v], color="#3b6ea8", capsize=2)
-    ax.set_yticks(y, [str(row["group"]) for row in rows], fontsize=7)
+    ax.set_yticks(y, [short(str(row["group"])) for row in rows], fontsize=7)
     ax.set_xlabel("NMSE (error / the split's variance per token)")
-    ax.set_title(f"{label}: reconstruction per group", fontsize=10)
+    ax.set_title(f"{short(label)}: reconstruction per group", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 
@@ -168,7 +175,9 @@ def anova_figure(results: dict[str, Any], path: Path, top: int = 40) -> Path | N
     order = np.argsort(-eta.max(axis=0))[:top]
     fig, ax = plt.subplots(figsize=(7.0, 1.2 + 0.3 * eta.shape[0]), dpi=110)
     im = ax.imshow(eta[:, order], aspect="auto", cmap="Blues")
-    ax.set_yticks(range(eta.shape[0]), intersectional.TERMS.of(results) or [], fontsize=8)
+    ax.set_yticks(
+        range(eta.shape[0]), [short(t) for t in intersectional.TERMS.of(results) or []], fontsize=8
+    )
     ax.set_xticks(range(len(order)), [str(int(f)) for f in feats[order]], fontsize=6, rotation=90)
     ax.set_xlabel("latent")
     ax.set_title("Interaction effects (partial eta squared), strongest latents", fontsize=10)
