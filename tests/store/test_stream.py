@@ -87,14 +87,10 @@ def test_the_window_draws_each_batch_from_blocks_all_over_the_split(
 ) -> None:
     monkeypatch.setattr(writer, "_TARGET_CHUNK_BYTES", 200)  # chunks of 50 rows of 4 bytes
     path = _ids_store(tmp_path / "s.h5", 2000, 1, compression=None)
-    old = stream_mod._TARGET_BLOCK_TOKENS
-    stream_mod._TARGET_BLOCK_TOKENS = 50  # 40 blocks of 50 rows, one window holds them all
-    try:
-        s = TokenStream(path, StreamConfig(batch_size=50, buffer_tokens=2000, seed=5))
-        assert len(s.blocks) == 40 and s.window_tokens == 2000
-        first = next(iter(s.epoch(0)))[:, 0].astype(int)
-    finally:
-        stream_mod._TARGET_BLOCK_TOKENS = old
+    monkeypatch.setattr(stream_mod, "_TARGET_BLOCK_TOKENS", 50)  # 40 blocks of 50 rows
+    s = TokenStream(path, StreamConfig(batch_size=50, buffer_tokens=2000, seed=5))
+    assert len(s.blocks) == 40 and s.window_tokens == 2000  # one window holds them all
+    first = next(iter(s.epoch(0)))[:, 0].astype(int)
     # 50 tokens drawn without replacement from 2000 tokens in 40 blocks reach about 29 blocks
     # (40 * (1 - (39/40)^50)); a stream that shuffled within blocks only would reach 1.
     assert len(set((first // 50).tolist())) >= 20
@@ -105,16 +101,12 @@ def test_the_memory_bound_shrinks_the_window_and_keeps_every_token(
 ) -> None:
     monkeypatch.setattr(writer, "_TARGET_CHUNK_BYTES", 400)  # chunks of 100 rows of 4 bytes
     path = _ids_store(tmp_path / "s.h5", 1500, 1, compression=None)
-    old = stream_mod._TARGET_BLOCK_TOKENS
-    stream_mod._TARGET_BLOCK_TOKENS = 100
-    try:
-        # 2 windows x d_model 2 x 2 bytes x 400 tokens = 3200 bytes: windows of 400 tokens.
-        cfg = StreamConfig(batch_size=64, buffer_tokens=10**6, buffer_gb=3200 / 1e9, seed=2)
-        s = TokenStream(path, cfg)
-        assert s.window_tokens == 400
-        batches = list(s.epoch(0))
-    finally:
-        stream_mod._TARGET_BLOCK_TOKENS = old
+    monkeypatch.setattr(stream_mod, "_TARGET_BLOCK_TOKENS", 100)
+    # 2 windows x d_model 2 x 2 bytes x 400 tokens = 3200 bytes: windows of 400 tokens.
+    cfg = StreamConfig(batch_size=64, buffer_tokens=10**6, buffer_gb=3200 / 1e9, seed=2)
+    s = TokenStream(path, cfg)
+    assert s.window_tokens == 400
+    batches = list(s.epoch(0))
     ids = np.concatenate(batches)[:, 0].astype(int)
     assert sorted(ids.tolist()) == list(range(1500))
     assert all(len(b) == 64 for b in batches[:-1])
