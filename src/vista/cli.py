@@ -190,9 +190,8 @@ def task_extract(job: schema.ExtractJob) -> None:
     from vista.train.launch import launch
 
     compression = _compression(job.compression)
-    with output_lock(
-        job.out, "extract", beside=True
-    ):  # before any process starts: a second run is refused
+    # The lock is taken before any process starts: a second run is refused.
+    with output_lock(job.out, "extract", beside=True):
         check_out(Path(job.out), job.overwrite, float(job.shard_gb))
         ranks = launch(job.trainer, float(job.shard_gb))
         path = _extract_with(job, compression, ranks)

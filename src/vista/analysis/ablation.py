@@ -6,7 +6,8 @@ For each k a fresh probe is trained without the top k (necessity) and on the top
 (sufficiency); the same is done with k random latents (the control), so a drop can be compared
 with what removing k comparable latents costs: the control draws, for each top latent, one of the
 latents nearest to it in firing rate on the training part, among latents that fire and are not in
-the top k (a dead latent removes nothing, so a control of dead latents would flatter the top k). Dropping a column and zeroing it train the same probe.
+the top k (a dead latent removes nothing, so a control of dead latents would flatter the top k).
+Dropping a column and zeroing it train the same probe.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from vista.analysis.probing import ProbeConfig, fit_probe
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.alignment import class_means, inter_class_variance
+from vista.metrics.sdf import class_firing_frequency
 from vista.metrics.uncertainty import mean_ci, paired_permutation_pvalue
 
 if TYPE_CHECKING:
@@ -45,12 +47,7 @@ def rank_by_variance(codes: Any, y: np.ndarray, n_classes: int) -> np.ndarray:
 
 def firing_rates(codes: Any) -> np.ndarray:
     """Per latent, the share of images (rows of ``codes``) on which it is non-zero."""
-    n = max(codes.shape[0], 1)
-    if hasattr(codes, "tocsr"):
-        c = codes.tocsr()
-        nz = c.data != 0
-        return np.bincount(c.indices[nz], minlength=c.shape[1]) / n
-    return np.count_nonzero(np.asarray(codes), axis=0) / n
+    return class_firing_frequency(codes, np.zeros(codes.shape[0], dtype=np.int64), 1)[0]
 
 
 def matched_random(

@@ -23,6 +23,7 @@ from vista.sources.datasets.base import as_dataset_config
 from vista.sources.encoders import EncoderConfig, make_encoder
 from vista.sources.hooks import capture_tokens, find_module
 from vista.store import SplitSpec, StoreWriter
+from vista.store.sharded import DEFAULT_SHARD_BYTES
 from vista.store.writer import chunk_rows_for
 
 log = logging.getLogger(__name__)
@@ -161,8 +162,8 @@ def _extract(
 AUTO_SHARD_GB = 16.0
 """With ``shard_gb=-1`` (the default), a store of more activation bytes than this (GiB) is
 written as shards; a smaller one as one file."""
-AUTO_SHARD_SIZE_GB = 2.0
-"""The shard size ``shard_gb=-1`` chooses."""
+AUTO_SHARD_SIZE_GB = DEFAULT_SHARD_BYTES / 1024**3
+"""The shard size ``shard_gb=-1`` chooses: ``vista shard``'s default, 2 GiB."""
 
 
 def resolve_shard_gb(shard_gb: float, total_bytes: int, world: int) -> float:

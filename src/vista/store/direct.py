@@ -29,7 +29,6 @@ class DirectRows:
 
     path: Path
     fd: int
-    n_rows: int
     row_bytes: int
     chunk_rows: int
     """Rows per chunk (the whole dataset for a contiguous one)."""
@@ -43,7 +42,7 @@ class DirectRows:
             return None
         row_bytes = int(np.prod(dset.shape[1:], dtype=np.int64)) * dset.dtype.itemsize
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        return cls(path, fd, int(dset.shape[0]), row_bytes, chunk_rows, offsets)
+        return cls(path, fd, row_bytes, chunk_rows, offsets)
 
     def read_into(self, start: int, stop: int, out: np.ndarray) -> None:
         """Rows ``[start, stop)`` into ``out`` (C-contiguous, ``stop - start`` rows)."""

@@ -281,10 +281,7 @@ class ActivationStore:
         try:
             return self._file[split][layout.ENCODED][start:stop]
         except OSError as e:
-            raise VistaError(
-                f"Rows {start}-{stop} of {str(self.path)!r}:/{split}/encoded cannot be read "
-                f"({str(e).splitlines()[0][:120]}); the file is corrupt: re-extract it."
-            ) from None
+            raise self._unreadable(split, start, stop, e) from None
 
     def read_rows_into(self, split: str, start: int, stop: int, out: np.ndarray) -> None:
         """Rows ``[start, stop)`` of ``encoded`` into ``out`` (C-contiguous, the stored dtype and
@@ -299,12 +296,15 @@ class ActivationStore:
                     out, np.s_[start:stop], np.s_[0 : stop - start]
                 )
             except OSError as e:
-                raise VistaError(
-                    f"Rows {start}-{stop} of {str(self.path)!r}:/{split}/encoded cannot be read "
-                    f"({str(e).splitlines()[0][:120]}); the file is corrupt: re-extract it."
-                ) from None
+                raise self._unreadable(split, start, stop, e) from None
         else:
             direct.read_into(start, stop, out)
+
+    def _unreadable(self, split: str, start: int, stop: int, e: OSError) -> VistaError:
+        return VistaError(
+            f"Rows {start}-{stop} of {str(self.path)!r}:/{split}/encoded cannot be read "
+            f"({str(e).splitlines()[0][:120]}); the file is corrupt: re-extract it."
+        )
 
     def _direct_rows(self, split: str) -> DirectRows | None:
         with self._direct_lock:

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -179,32 +180,31 @@ class ShardedStore(ActivationStore):
         """The first shard: it holds the store's extras (every shard does)."""
         return next(iter(self._open.values()))[0]
 
-    def read_rows(self, split: str, start: int, stop: int) -> np.ndarray:
+    def _spans(
+        self, split: str, start: int, stop: int
+    ) -> Iterator[tuple[ActivationStore, int, int]]:
+        """``(shard, a, b)``: the rows ``[start, stop)`` of the split as row ranges of its shards."""
         info = self.split(split)
         start, stop = max(0, start), min(stop, info.n_rows)
         starts, shards = self._starts[split], self._open[split]
-        parts = []
         i = bisect.bisect_right(starts, start) - 1
         while start < stop:
             end = starts[i + 1] if i + 1 < len(starts) else info.n_rows
             take = min(stop, end)
-            parts.append(shards[i].read_rows(split, start - starts[i], take - starts[i]))
+            yield shards[i], start - starts[i], take - starts[i]
             start, i = take, i + 1
+
+    def read_rows(self, split: str, start: int, stop: int) -> np.ndarray:
+        parts = [shard.read_rows(split, a, b) for shard, a, b in self._spans(split, start, stop)]
         if not parts:
-            return shards[0].read_rows(split, 0, 0)
+            return self._open[split][0].read_rows(split, 0, 0)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def read_rows_into(self, split: str, start: int, stop: int, out: np.ndarray) -> None:
-        info = self.split(split)
-        start, stop = max(0, start), min(stop, info.n_rows)
-        starts, shards = self._starts[split], self._open[split]
-        i, at = bisect.bisect_right(starts, start) - 1, 0
-        while start < stop:
-            end = starts[i + 1] if i + 1 < len(starts) else info.n_rows
-            take = min(stop, end)
-            part = out[at : at + take - start]
-            shards[i].read_rows_into(split, start - starts[i], take - starts[i], part)
-            at, start, i = at + take - start, take, i + 1
+        at = 0
+        for shard, a, b in self._spans(split, start, stop):
+            shard.read_rows_into(split, a, b, out[at : at + b - a])
+            at += b - a
 
     def close(self) -> None:
         for shards in self._open.values():

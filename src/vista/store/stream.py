@@ -191,8 +191,9 @@ class _WindowReader:
 
     With shuffling, each reading thread puts its block's tokens straight at their places in the
     window's random order (numpy's scatter, which releases the GIL, so the threads run at once);
-    draining a window is then a run of contiguous copies. A buffer holds ``head`` spare token rows before the window's tokens,
-    where the previous window's leftover tokens are copied (no window is ever concatenated)."""
+    draining a window is then a run of contiguous copies. A buffer holds ``head`` spare token
+    rows before the window's tokens, where the previous window's leftover tokens are copied (no
+    window is ever concatenated)."""
 
     def __init__(
         self,
@@ -270,10 +271,7 @@ class _WindowReader:
             out = scratch[:m]
         store.read_rows_into(self.cfg.split, start, stop, out.reshape(-1, *self.info.row_shape))
         if self.cfg.check_finite and not all_finite(out):
-            raise VistaError(
-                f"Rows {start}-{stop} of split {self.cfg.split!r} in {str(self.path)!r} contain "
-                "NaN or infinite activations; re-extract them or remove those rows."
-            )
+            raise non_finite_rows(self.cfg.split, self.path, start, stop)
         if places is not None:
             body[places] = out
 
@@ -306,6 +304,14 @@ def all_finite(x: np.ndarray) -> bool:
         return bool(np.isfinite(x).all())
     view, mask = bits
     return not bool(((x.view(view) & view(mask)) == view(mask)).any())
+
+
+def non_finite_rows(split: str, path: str | os.PathLike[str], start: int, stop: int) -> VistaError:
+    """The error for NaN or infinite activations in rows ``[start, stop)``."""
+    return VistaError(
+        f"Rows {start}-{stop} of split {split!r} in {str(path)!r} contain NaN or infinite "
+        "activations; re-extract them or remove those rows."
+    )
 
 
 def _out_dtype(cfg: StreamConfig) -> Any:
@@ -376,10 +382,7 @@ def iter_row_blocks(
         rows = np.empty((stop - start, *info.row_shape), dtype=info.dtype)
         store.read_rows_into(split, start, stop, rows)
         if not all_finite(rows):
-            raise VistaError(
-                f"Rows {start}-{stop} of split {split!r} in {str(path)!r} contain NaN or "
-                "infinite activations; re-extract them or remove those rows."
-            )
+            raise non_finite_rows(split, path, start, stop)
         return rows
 
     with ActivationStore(path) as store, ThreadPoolExecutor(n_readers) as pool:
