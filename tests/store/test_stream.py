@@ -171,3 +171,47 @@ def test_nan_activations_name_the_rows(tmp_path: Path) -> None:
 def test_unknown_split_is_named(labelled_store: Path) -> None:
     with pytest.raises(VistaError, match="no split 'test'"):
         TokenStream(labelled_store, StreamConfig(split="test"))
+
+
+def _prefetching() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name == "vista-prefetch"]
+
+
+def test_a_consumer_that_stops_early_ends_the_reading_threads(tmp_path: Path) -> None:
+    """Closing an epoch (or the endless training iterable) stops and joins its prefetching thread
+    and its reading threads before it returns: none is left to touch h5py while the interpreter
+    exits (a daemon thread killed there holding h5py's lock hangs the process)."""
+    import contextlib
+
+    from vista.train.data import TokenBatches
+
+    path = _ids_store(tmp_path / "s.h5", 3000, None)
+    cfg = StreamConfig(batch_size=16, buffer_tokens=256, readers=2, prefetch_blocks=2)
+    assert not _prefetching()
+    with contextlib.closing(TokenStream(path, cfg).epoch(0)) as batches:
+        next(batches)
+        assert _prefetching()
+    assert not _prefetching()
+    data = TokenBatches(path, cfg)
+    a, b = iter(data), iter(data)
+    for _ in range(200):  # past the end of an epoch: a new epoch, a new thread
+        next(a)
+    next(b)
+    assert len(_prefetching()) == 2
+    data.close()
+    assert not _prefetching()
+    with pytest.raises(StopIteration):
+        next(a)
+
+
+def test_threads_still_prefetching_at_exit_are_stopped_first(tmp_path: Path) -> None:
+    """A stream nobody closed is stopped (and joined) by the exit hook, before finalisation."""
+    path = _ids_store(tmp_path / "s.h5", 3000, None)
+    batches = TokenStream(path, StreamConfig(batch_size=16, buffer_tokens=256)).epoch(0)
+    next(batches)
+    assert _prefetching()
+    stream_mod._stop_all()
+    assert not _prefetching()
+    batches.close()

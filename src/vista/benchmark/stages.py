@@ -11,6 +11,7 @@ out_dir/
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -97,7 +98,8 @@ def fit_baselines(job: BenchBase, bases: list[Any]) -> list[Path]:
                     drop_last=False,
                 ),
             )
-            sample = torch.from_numpy(next(iter(stream.epoch(0)))).float()
+            with contextlib.closing(stream.epoch(0)) as batches:
+                sample = torch.from_numpy(next(batches)).float()
         sae: Any = make_sae(cfg)  # a baseline: fitted, not trained
         sae.fit_(sample)
         save_sae(sae, target, {"fitted_tokens": len(sample), "baseline": True})

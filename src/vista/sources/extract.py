@@ -153,6 +153,7 @@ def _extract(
             for split, idx in split_indices.items():
                 _write_split(w, split, idx, run, ds.labels, bs)
             path = w.finish()
+    ranks.wait()
     if ranks.rank == 0:
         log.info("Wrote %s (%s, layer %s, tokens=%s, d_model=%d).", path, enc.name, layer_name,
                  tokens, d_model)  # fmt: skip
@@ -205,6 +206,8 @@ class Ranks:
     world: int = 1
     barrier: Callable[[], None] = lambda: None
     device: torch.device | None = None
+    wait: Callable[[], None] = lambda: None
+    """In the process that started the others: wait until they have exited (``wait_for_ranks``)."""
 
 
 def _shard_plan(

@@ -14,13 +14,17 @@ memory is bounded by the two windows (``buffer_gb``), never by the split.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import itertools
 import math
 import os
 import queue
+import sys
 import threading
+import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -149,8 +153,9 @@ class TokenStream:
             order = np.random.default_rng([self.cfg.seed, epoch]).permutation(len(self.blocks))
         return [self.blocks[i] for i in order[self.cfg.rank :: self.cfg.world_size]]
 
-    def epoch(self, epoch: int) -> Iterator[np.ndarray]:
-        """All of this rank's tokens of the split once, as batches (numpy arrays)."""
+    def epoch(self, epoch: int) -> Generator[np.ndarray, None, None]:
+        """All of this rank's tokens of the split once, as batches (numpy arrays). A consumer that
+        stops early closes it (``close()``, or ``contextlib.closing``): that ends its threads."""
         windows = plan_windows(self.rank_blocks(epoch), self.info.n_tokens, self.window_tokens)
         rng = np.random.default_rng([self.cfg.seed, epoch, self.cfg.rank, 1])
         reader = _WindowReader(self.path, self.info, self.cfg, rng if self.cfg.shuffle else None)
@@ -162,14 +167,16 @@ class TokenStream:
             batches = _prefetch(batches, self.cfg.prefetch_blocks)
         yield from batches
 
-    def batches(self, start_epoch: int = 0) -> Iterator[tuple[int, np.ndarray]]:
-        """``(epoch, batch)`` forever, epoch after epoch."""
+    def batches(self, start_epoch: int = 0) -> Generator[tuple[int, np.ndarray], None, None]:
+        """``(epoch, batch)`` forever, epoch after epoch (``close()`` ends the current epoch's
+        threads)."""
         e = start_epoch
         while True:
             n = 0
-            for batch in self.epoch(e):
-                n += 1
-                yield e, batch
+            with contextlib.closing(self.epoch(e)) as batches:
+                for batch in batches:
+                    n += 1
+                    yield e, batch
             if n == 0:
                 raise VistaError(
                     f"Split {self.cfg.split!r} yields no batch of {self.cfg.batch_size} tokens; "
@@ -323,44 +330,90 @@ def _out_dtype(cfg: StreamConfig) -> Any:
 
 _DONE = object()
 T = TypeVar("T")
+_LIVE: weakref.WeakSet[_Prefetcher] = weakref.WeakSet()
+"""Every prefetching thread still running: stopped at interpreter exit (``_stop_all``)."""
 
 
-def _prefetch(source: Iterator[T], depth: int) -> Iterator[T]:
-    """Run ``source`` in a thread, ``depth`` items ahead; errors are re-raised in the consumer."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+class _Prefetcher(threading.Thread):
+    """Runs ``source`` ``depth`` items ahead of its consumer; ended by ``stop``.
 
-    def work() -> None:
+    A daemon thread, so a consumer that walks away never blocks the exit. It must never be
+    *inside* h5py when the interpreter finalises, though: a daemon thread is then terminated where
+    it stands, and one holding h5py's global lock (opening or closing a store) leaves every later
+    h5py call waiting for ever, the process hanging at exit. So a stopped worker is joined (its
+    source closed, its store shut) before its consumer goes on, and ``_stop_all`` stops and joins
+    every worker still running when the interpreter exits, before finalisation begins.
+    """
+
+    def __init__(self, source: Iterator[Any], depth: int) -> None:
+        super().__init__(daemon=True, name="vista-prefetch")
+        self.source = source
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
         try:
-            for item in source:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+            for item in self.source:
+                if not self._put(item):
                     return
-            q.put(_DONE)
+            self._put(_DONE)
         except BaseException as e:
-            q.put(e)
+            self._put(e)
         finally:
-            close = getattr(source, "close", None)
+            close = getattr(self.source, "close", None)
             if close is not None:
                 close()
 
-    t = threading.Thread(target=work, daemon=True, name="vista-prefetch")
-    t.start()
-    try:
+    def _put(self, item: Any) -> bool:
+        """Hand ``item`` over unless stopped first (never a put that can block for ever)."""
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def items(self) -> Iterator[Any]:
+        """The source's items, in this thread's order; errors are re-raised here."""
         while True:
-            item = q.get()
+            try:
+                item = self.queue.get(timeout=1.0)
+            except queue.Empty:
+                if self.is_alive():
+                    continue
+                raise VistaError(  # the worker ended without its last word: a bug, never a hang
+                    "The stream's reading thread ended without finishing the epoch."
+                ) from None
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+    def stop(self) -> None:
+        """End the worker and wait for it (its source closed), unless the interpreter is
+        already finalising, when it can no longer run."""
+        self.stopped.set()
+        if self is not threading.current_thread() and not sys.is_finalizing():
+            self.join()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for worker in list(_LIVE):
+        worker.stop()
+
+
+def _prefetch(source: Iterator[T], depth: int) -> Iterator[T]:
+    """Run ``source`` in a thread, ``depth`` items ahead; errors are re-raised in the consumer."""
+    worker = _Prefetcher(source, depth)
+    _LIVE.add(worker)
+    worker.start()
+    try:
+        yield from worker.items()
     finally:
-        stop.set()
+        worker.stop()
 
 
 def iter_row_blocks(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+import weakref
+from collections.abc import Generator, Iterator
 
 import torch
 from torch.utils.data import IterableDataset
@@ -17,7 +18,9 @@ class TokenBatches(IterableDataset):
 
     The rank and world size are read when iteration starts (inside the DDP process). After a resume
     ``skip_batches`` batches are skipped: the stream is deterministic, so the continued run sees
-    exactly the batches the uninterrupted run would have seen next.
+    exactly the batches the uninterrupted run would have seen next. ``close`` ends every iteration
+    still open (its reading threads stopped and joined, its store closed): training calls it once
+    the fit is over, whatever Lightning still holds.
     """
 
     def __init__(self, path: str | os.PathLike[str], cfg: StreamConfig) -> None:
@@ -25,6 +28,7 @@ class TokenBatches(IterableDataset):
         self.path = path
         self.cfg = cfg
         self.skip_batches = 0
+        self._open: weakref.WeakSet[Generator[torch.Tensor, None, None]] = weakref.WeakSet()
 
     def _stream(self) -> TokenStream:
         rank, world = 0, 1
@@ -35,6 +39,16 @@ class TokenBatches(IterableDataset):
         return TokenStream(self.path, replace(self.cfg, rank=rank, world_size=world))
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        batches = self._batches()
+        self._open.add(batches)
+        return batches
+
+    def close(self) -> None:
+        """End every open iteration (a no-op for those already finished)."""
+        for batches in list(self._open):
+            batches.close()
+
+    def _batches(self) -> Generator[torch.Tensor, None, None]:
         stream = self._stream()
         epoch, skip = 0, self.skip_batches
         while skip:
@@ -43,9 +57,12 @@ class TokenBatches(IterableDataset):
                 break
             skip -= n
             epoch += 1
-        batches = (b for _, b in stream.batches(start_epoch=epoch))
-        for b in itertools.islice(batches, skip, None):
-            yield torch.from_numpy(b)
+        batches = stream.batches(start_epoch=epoch)
+        try:
+            for _, b in itertools.islice(batches, skip, None):
+                yield torch.from_numpy(b)
+        finally:
+            batches.close()  # the epoch's reading threads end here, not whenever it is collected
 
     def _batches_in_epoch(self, stream: TokenStream, epoch: int) -> int:
         # Every batch the stream emits is full but an epoch's last one (see store.stream).

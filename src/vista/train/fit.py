@@ -4,6 +4,7 @@ their own modules."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -22,6 +23,7 @@ from vista.train.allocator import keep_freed_memory
 from vista.train.config import TrainConfig, TrainerConfig
 from vista.train.data import TokenBatches
 from vista.train.export import export_saes, run_record
+from vista.train.launch import wait_for_ranks
 from vista.train.module import SAETrainingModule, sweep_names
 from vista.train.resume import resume_from
 from vista.train.trainer import make_trainer, save_on_stop
@@ -89,15 +91,21 @@ def _train_saes(
         module.initialize_from_sample(_sample_tokens(store, stream_cfg, tc.init_tokens))
     module.data = TokenBatches(store, stream_cfg)
     t0 = time.perf_counter()
-    _fit(trainer, module, out / "checkpoints" / "last.ckpt", ckpt_path, n_steps)
+    try:
+        _fit(trainer, module, out / "checkpoints" / "last.ckpt", ckpt_path, n_steps)
+    finally:
+        module.data.close()  # the stream's threads end here, whatever Lightning still holds
     if not trainer.is_global_zero:
+        wait_for_ranks(trainer.strategy)
         return []
     record = run_record(store, module, trainer.global_step, tc, time.perf_counter() - t0)
     if export_dirs is not None:
         targets = [Path(d) for d in export_dirs]
     else:
         targets = [out / "sae" if len(names) == 1 else out / "sae" / n for n in names]
-    return export_saes(store, module, names, targets, record, tc.split)
+    paths = export_saes(store, module, names, targets, record, tc.split)
+    wait_for_ranks(trainer.strategy)  # the job ends when all of its processes have
+    return paths
 
 
 def _resolved(tc: TrainConfig) -> TrainConfig:
@@ -176,9 +184,10 @@ def _sample_tokens(store: str | os.PathLike[str], cfg: StreamConfig, n: int) -> 
         store, replace(cfg, rank=0, world_size=1, batch_size=min(n, 65536), drop_last=False)
     )
     got, parts = 0, []
-    for batch in stream.epoch(0):
-        parts.append(torch.from_numpy(batch))
-        got += len(batch)
-        if got >= n:
-            break
+    with contextlib.closing(stream.epoch(0)) as batches:  # its threads end before training starts
+        for batch in batches:
+            parts.append(torch.from_numpy(batch))
+            got += len(batch)
+            if got >= n:
+                break
     return torch.cat(parts)[:n]

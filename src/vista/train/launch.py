@@ -1,6 +1,11 @@
-"""Starting the processes of a job on several devices and nodes, through Lightning's Fabric."""
+"""Starting the processes of a job on several devices and nodes through Lightning, and waiting for
+them at its end."""
 
 from __future__ import annotations
+
+import logging
+import subprocess
+from typing import Any
 
 from vista.errors import VistaError
 from vista.sources.extract import Ranks
@@ -23,4 +28,47 @@ def launch(trainer_cfg: TrainerConfig | None, shard_gb: float) -> Ranks:
             "own shards: give shard_gb (e.g. shard_gb=2) or leave it automatic (-1)."
         )
     fabric.launch()
-    return Ranks(fabric.global_rank, fabric.world_size, fabric.barrier, fabric.device)
+    strategy = fabric.strategy
+    return Ranks(
+        fabric.global_rank,
+        fabric.world_size,
+        fabric.barrier,
+        fabric.device,
+        lambda: wait_for_ranks(strategy),
+    )
+
+
+log = logging.getLogger(__name__)
+
+EXIT_GRACE_S = 600.0
+"""How long the launching process waits for a process it started, once its own work is done."""
+
+
+def wait_for_ranks(strategy: Any, grace_s: float = EXIT_GRACE_S) -> None:
+    """In a process that started others (Lightning's launcher, ``trainer.devices`` > 1 without
+    torchrun or SLURM), wait until they have exited: a job ends when all of its processes have,
+    and one that failed fails the job. A process still alive ``grace_s`` after its work is done
+    (hung at exit: the collective work is over, and the results are written) is stopped with a
+    warning. Elsewhere (one process, a worker, an external launcher) nothing happens."""
+    procs = list(getattr(getattr(strategy, "launcher", None), "procs", None) or [])
+    failed = []
+    for rank, proc in enumerate(procs, start=1):
+        try:
+            code = proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            log.warning(
+                "Process %d (pid %d) had not exited %g s after the end of the job; stopped it.",
+                rank,
+                proc.pid,
+                grace_s,
+            )
+            proc.kill()
+            proc.wait()
+            continue
+        if code != 0:
+            failed.append(f"process {rank} (pid {proc.pid}) exited with code {code}")
+    if failed:
+        raise VistaError(
+            f"The job's other processes did not all succeed: {'; '.join(failed)}; see their "
+            "messages above, fix the cause and run the same command again (finished work is kept)."
+        )
