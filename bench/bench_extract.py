@@ -5,10 +5,13 @@ batch, outputs discarded -- what any extraction must at least do. vista: the who
 ``extract()`` call: dataset loading, preprocessing, the hook (which stops the forward pass at the
 hooked module), token selection, float16 conversion, zstd-compressed HDF5 writes with resumable
 row counters, both splits. The ratio vista/bare of images per second is reported per case.
-Two cases, both at the encoder's last block so the stop-early hook saves little:
+Three cases, all at the encoder's last block so the stop-early hook saves little:
 
 - ``mobilenet_v2`` (bundled ImageNet weights) at 64 px, ``features.18`` (2x2 tokens of width 1280);
-- a ViT built from a config (6 blocks, width 192, 64 px, patch 8 -> 65 tokens), last block.
+- a ViT built from a config (6 blocks, width 192, 64 px, patch 8 -> 65 tokens), last block;
+- ``mobilenet_v2`` on the same images as 96 px PNG files in an image folder, which vista decodes
+  as it goes (the bare pass gets them decoded), with ``workers=0`` (decoded between forward
+  passes) and ``workers=2`` (decoded ahead by two DataLoader processes).
 
 Run: `.venv/bin/python bench/bench_extract.py [--rounds 3] [--limit 2500]`.
 """
@@ -74,11 +77,25 @@ def setup_seconds(enc_cfg: EncoderConfig, ds_cfg: DatasetConfig) -> float:
     return time.perf_counter() - t0
 
 
-def vista(enc_cfg: EncoderConfig, ds_cfg: DatasetConfig, out: Path) -> float:
+def vista(enc_cfg: EncoderConfig, ds_cfg: DatasetConfig, out: Path, workers: int = -1) -> float:
     out.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    extract(ds_cfg, enc_cfg, out)
+    extract(ds_cfg, enc_cfg, out, workers=workers)
     return time.perf_counter() - t0
+
+
+def png_folder(ds_cfg: DatasetConfig, root: Path, side: int = 96) -> DatasetConfig:
+    """The images of ``ds_cfg`` as RGB PNG files of ``side`` px, one folder per class."""
+    from PIL import Image
+
+    ds = make_dataset(ds_cfg)
+    label = next(iter(ds.labels))
+    for i in np.concatenate([ds.split_indices(p) for p in ds.store_splits.values()]):
+        d = root / ds.class_names[label][ds.labels[label][i]].replace("/", "-")
+        d.mkdir(parents=True, exist_ok=True)
+        im = Image.fromarray(np.asarray(ds.load(np.array([i]))[0]).astype(np.uint8))
+        im.convert("RGB").resize((side, side)).save(d / f"{i}.png")
+    return DatasetConfig(name="imagefolder", root=str(root))
 
 
 def main() -> None:
@@ -93,29 +110,37 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="vista-bench-extract-"))
     ds_cfg = DatasetConfig(name="fashion_mnist", limit=args.limit)
     n = n_images(ds_cfg)
+    mnv2 = EncoderConfig(name="mobilenet_v2", image_size=64, layer="-1", batch_size=128)
+    files = png_folder(ds_cfg, tmp / "png")
     cases = {
-        "mobilenet_v2 64px features.18": EncoderConfig(
-            name="mobilenet_v2", image_size=64, layer="-1", batch_size=128
+        "mobilenet_v2 64px features.18": (mnv2, ds_cfg, [-1]),
+        "ViT 6x192 64px last block": (
+            EncoderConfig(name="hf", path=str(tiny_vit(tmp)), layer="-1", batch_size=128),
+            ds_cfg,
+            [-1],
         ),
-        "ViT 6x192 64px last block": EncoderConfig(
-            name="hf", path=str(tiny_vit(tmp)), layer="-1", batch_size=128
-        ),
+        "mobilenet_v2, 96px PNG files": (mnv2, files, [0, 2]),
     }
     rows = []
-    for name, enc_cfg in cases.items():
-        b, v, setup = [], [], []
-        bare(enc_cfg, ds_cfg)  # warm-up (weights in cache, oneDNN kernels chosen)
+    for name, (enc_cfg, data, workers) in cases.items():
+        b, setup = [], []
+        v: dict[int, list[float]] = {w: [] for w in workers}
+        bare(enc_cfg, data)  # warm-up (weights in cache, oneDNN kernels chosen)
         for _ in range(args.rounds):
-            b.append(bare(enc_cfg, ds_cfg))
-            v.append(vista(enc_cfg, ds_cfg, tmp / "s.h5"))
-            setup.append(setup_seconds(enc_cfg, ds_cfg))
-        mb, tv, ts = statistics.median(b), statistics.median(v), statistics.median(setup)
-        mv, mv_run = n / tv, n / (tv - ts)
-        rows.append((name, mb, mv, mv / mb, mv_run / mb, ts))
-        print(
-            f"{name}: bare {mb:.0f} img/s, vista extract {mv:.0f} img/s (ratio {mv / mb:.3f}); "
-            f"without the one-time setup ({ts:.2f} s) {mv_run / mb:.3f}"
-        )
+            b.append(bare(enc_cfg, data))
+            for w in workers:
+                v[w].append(vista(enc_cfg, data, tmp / "s.h5", w))
+            setup.append(setup_seconds(enc_cfg, data))
+        mb, ts = statistics.median(b), statistics.median(setup)
+        for w in workers:
+            tv = statistics.median(v[w])
+            mv, mv_run = n / tv, n / (tv - ts)
+            case = name if w == -1 else f"{name}, workers={w}"
+            rows.append((case, mb, mv, mv / mb, mv_run / mb, ts))
+            print(
+                f"{case}: bare {mb:.0f} img/s, vista extract {mv:.0f} img/s (ratio "
+                f"{mv / mb:.3f}); without the one-time setup ({ts:.2f} s) {mv_run / mb:.3f}"
+            )
     lines = [
         "# Extraction throughput: `vista extract` vs the bare forward pass",
         "",

@@ -212,6 +212,7 @@ def _extract_with(job: schema.ExtractJob, compression: str | None, ranks: Any) -
         overwrite=job.overwrite,
         shard_gb=float(job.shard_gb),
         ranks=ranks,
+        workers=int(job.workers),
     )
 
 

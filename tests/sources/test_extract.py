@@ -378,3 +378,100 @@ def test_shard_and_buffer_sizes_out_of_range_are_named() -> None:
     )
     assert any("train.buffer_gb=0.0" in p for p in TrainConfig(buffer_gb=0.0).problems())
     assert any("train.readers=-1" in p for p in TrainConfig(readers=-1).problems())
+
+
+def test_loading_processes_and_writing_behind_give_the_serial_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``workers``: images decoded and preprocessed by DataLoader worker processes ahead of the
+    forward pass, and activations written by a thread behind it (as on a GPU): the bytes of a
+    serial loop over the same batches."""
+    import torch
+
+    from vista.sources import loader
+    from vista.sources.datasets import make_dataset
+    from vista.sources.encoders import make_encoder
+    from vista.sources.hooks import capture_tokens, find_module
+
+    root = make_image_folder(tmp_path / "imgs", per_class=7)  # 21 images: a last partial batch
+    ds_cfg = DatasetConfig(name="imagefolder", root=str(root))
+    enc_cfg = EncoderConfig(name="mobilenet_v2", image_size=32, layer="3", batch_size=4)
+    serial = extract(ds_cfg, enc_cfg, tmp_path / "serial.h5", workers=0)
+    procs = extract(ds_cfg, enc_cfg, tmp_path / "procs.h5", workers=2)
+    monkeypatch.setattr(loader, "writes_behind", lambda device: True)
+    behind = extract(ds_cfg, enc_cfg, tmp_path / "behind.h5", workers=2)
+    assert procs.read_bytes() == serial.read_bytes() == behind.read_bytes()
+    # the reference: a plain loop, batch after batch, in this test
+    ds, enc = make_dataset(ds_cfg), make_encoder(enc_cfg)
+    _, module = find_module(enc.model, enc.resolve_layer("3"))
+    with ActivationStore(serial) as st:
+        for split in st.splits:
+            idx = st.original_indices(split)
+            with torch.no_grad():
+                want = np.concatenate([
+                    capture_tokens(enc.run, module, enc.preprocess(ds.load(idx[a : a + 4])), "all")
+                    .numpy().astype(np.float16)
+                    for a in range(0, len(idx), 4)
+                ])  # fmt: skip
+            assert np.array_equal(st.read_rows(split, 0, len(idx)), want)
+
+
+def test_a_failed_write_behind_stops_the_batches_and_is_raised_here() -> None:
+    """The writing thread's error reaches the caller; the batches before it were written, in
+    order, and no later one."""
+    import threading
+
+    import torch
+
+    from vista.sources.loader import BatchImages, run_batches
+
+    batches = [np.arange(a, a + 2) for a in range(0, 20, 2)]
+    images = BatchImages(batches, lambda idx: idx, lambda x: torch.tensor(x, dtype=torch.float32))
+    seen: list[int] = []
+
+    def consume(i: int, acts: np.ndarray) -> None:
+        if i == 3:
+            raise OSError("disk full")
+        seen.append(i)
+        assert np.array_equal(acts, 2 * batches[i])
+
+    with pytest.raises(OSError, match="disk full"):
+        run_batches(images, lambda x: 2 * x, consume, device=torch.device("cpu"), workers=0,
+                    write_behind=True)  # fmt: skip
+    assert seen == [0, 1, 2]
+    assert not [t for t in threading.enumerate() if t.name == "vista-write"]
+
+
+def test_an_unreadable_image_in_a_loading_process_is_one_sentence(tmp_path: Path) -> None:
+    """A worker's refusal reaches the user as its own sentence, not wrapped in the worker's
+    traceback; nothing is published."""
+    root = make_image_folder(tmp_path / "imgs", per_class=7)
+    (root / "dog" / "3.png").write_bytes(b"not a png")
+    ds = DatasetConfig(name="imagefolder", root=str(root))
+    enc = EncoderConfig(name="mobilenet_v2", image_size=32, layer="3", batch_size=4)
+    for workers in (0, 2):  # in this process, in a loading process
+        out = tmp_path / f"w{workers}.h5"
+        with pytest.raises(VistaError) as e:
+            extract(ds, enc, out, workers=workers)
+        msg = str(e.value)
+        assert msg.startswith("Could not read the") and "3.png" in msg and "\n" not in msg
+        assert not out.exists()
+
+
+def test_resolve_workers_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import torch
+
+    from vista.sources import loader
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert loader.resolve_workers(-1, cpu) == 0  # the forward pass has every core
+    assert loader.resolve_workers(3, cpu) == 3 and loader.resolve_workers(0, gpu) == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(16)), raising=False)
+    assert loader.resolve_workers(-1, gpu) == 8  # capped
+    assert loader.resolve_workers(-1, gpu, local_processes=4) == 3  # 16 cores / 4, one kept
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0}, raising=False)
+    assert loader.resolve_workers(-1, gpu) == 1
+    with pytest.raises(VistaError, match="workers=-2"):
+        loader.resolve_workers(-2, cpu)

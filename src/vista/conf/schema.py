@@ -170,6 +170,11 @@ class ExtractJob:
     """-1 (automatic): one file up to 16 GiB of activations on one process, else shards of 2 GiB.
     0: one file. Above 0: ``out`` is a sharded store (a directory of shards of about this many
     GiB of activations, docs/storage.md); an interrupted run keeps its finished shards."""
+    workers: int = -1
+    """Processes that load and preprocess images ahead of the forward pass (DataLoader workers,
+    pinned memory on a GPU). 0: loaded in the extracting process. -1 (automatic): 0
+    on the CPU (the forward pass uses every core), else the machine's cores shared among its
+    processes, at most 8 each. The stored activations do not depend on it."""
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     """trainer.devices / trainer.num_nodes: extraction on several processes through Lightning,
     each writing its own shards (shard_gb automatic or above 0)."""

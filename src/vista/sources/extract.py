@@ -22,6 +22,7 @@ from vista.sources.datasets import DatasetConfig, make_dataset
 from vista.sources.datasets.base import as_dataset_config
 from vista.sources.encoders import EncoderConfig, make_encoder
 from vista.sources.hooks import capture_tokens, find_module
+from vista.sources.loader import BatchImages, resolve_workers, run_batches
 from vista.store import SplitSpec, StoreWriter
 from vista.store.sharded import DEFAULT_SHARD_BYTES
 from vista.store.writer import chunk_rows_for
@@ -70,6 +71,7 @@ def extract(
     overwrite: bool = False,
     shard_gb: float = -1.0,
     ranks: Ranks | None = None,
+    workers: int = -1,
 ) -> Path:
     """Write ``out``: both store splits of the dataset through the encoder, with labels and indices.
 
@@ -79,7 +81,9 @@ def extract(
     of about that many GiB; an interrupted run keeps its finished shards and resumes the one it
     was writing. With ``ranks`` of several processes (``vista.train.launch``, through Lightning),
     each writes a contiguous share of the shards, and the first writes the manifest once all are
-    done. Holds ``out``'s lock: a second extraction writing the same output is refused.
+    done. Images are loaded ahead of the forward pass by ``workers`` processes (0: in this one;
+    -1: automatic, ``vista.sources.loader.resolve_workers``). Holds ``out``'s lock: a second
+    extraction writing the same output is refused.
     """
     from vista.lock import output_lock
 
@@ -94,6 +98,7 @@ def extract(
             overwrite,
             shard_gb,
             ranks,
+            workers,
         )
 
 
@@ -107,27 +112,22 @@ def _extract(
     overwrite: bool,
     shard_gb: float = -1.0,
     ranks: Ranks | None = None,
+    workers: int = -1,
 ) -> Path:
     ranks = ranks or Ranks()
     if ranks.world == 1:
         check_out(out, overwrite, shard_gb)
     ds = make_dataset(dataset_cfg)
     enc = make_encoder(encoder_cfg)
-    layer_name, module = find_module(enc.model, enc.resolve_layer(str(encoder_cfg.layer)))
     device = torch.device(encoder_cfg.device) if ranks.device is None else ranks.device
-    enc.model.to(device)
-    compute_dtype = getattr(torch, str(encoder_cfg.dtype))
+    feed, layer_name = _feed(
+        ds, enc, encoder_cfg, device, resolve_workers(workers, device, ranks.local)
+    )
     tokens = str(encoder_cfg.tokens)
-
-    def run(indices: np.ndarray) -> np.ndarray:
-        x = enc.preprocess(ds.load(indices)).to(device=device, dtype=compute_dtype)
-        acts = capture_tokens(enc.run, module, x, tokens, enc.prefix_tokens, enc.registers)
-        return acts.cpu().numpy()
-
     if not ds.store_splits:
         raise VistaError(f"Dataset {ds.name!r} does not say which images form the store splits.")
     split_indices = {s: ds.split_indices(parts) for s, parts in ds.store_splits.items()}
-    probe = run(next(iter(split_indices.values()))[:1])
+    probe = feed.run(next(iter(split_indices.values()))[:1])
     n_tokens = probe.shape[1] if probe.ndim == 3 else None
     d_model = probe.shape[-1]
     specs = {
@@ -146,12 +146,12 @@ def _extract(
             log.info("%.1f GB of activations: writing a sharded store into %s/ (shards of %g GiB).",
                      total / 1e9, out, shard_gb)  # fmt: skip
         writing = (dtype, compression, resume, int(shard_gb * 1024**3))
-        path = _write_shards(out, split_indices, specs, attrs, run, ds.labels, bs, writing, ranks)
+        path = _write_shards(out, split_indices, specs, attrs, feed, ds.labels, bs, writing, ranks)
     else:
         with StoreWriter(out, specs, attrs, dtype=dtype, compression=compression,
                          resume=resume) as w:  # fmt: skip
             for split, idx in split_indices.items():
-                _write_split(w, split, idx, run, ds.labels, bs)
+                _write_split(w, split, idx, feed, ds.labels, bs)
             path = w.finish()
     ranks.wait()
     if ranks.rank == 0:
@@ -208,6 +208,8 @@ class Ranks:
     device: torch.device | None = None
     wait: Callable[[], None] = lambda: None
     """In the process that started the others: wait until they have exited (``wait_for_ranks``)."""
+    local: int = 1
+    """Processes of the extraction on this machine (they share its cores for loading images)."""
 
 
 def _shard_plan(
@@ -240,7 +242,7 @@ def _write_shards(
     split_indices: dict[str, np.ndarray],
     specs: dict[str, SplitSpec],
     attrs: dict[str, Any],
-    run: Callable[[np.ndarray], np.ndarray],
+    feed: Feed,
     labels: dict[str, np.ndarray],
     bs: int,
     writing: tuple[str, str | None, bool, int],
@@ -268,7 +270,7 @@ def _write_shards(
             shard_attrs = {**attrs, sharded.SHARD_ID_ATTR: sid}
             with StoreWriter(out / name, {split: replace(specs[split], n_rows=b - a)}, shard_attrs,
                              dtype=dtype, compression=compression, resume=resume) as w:  # fmt: skip
-                _write_split(w, split, split_indices[split][a:b], run, labels, bs)
+                _write_split(w, split, split_indices[split][a:b], feed, labels, bs)
                 w.finish()
         # Each process hashes its own shards, as it finishes them, into a sidecar; the first
         # process then only collects them (it never re-reads the store).
@@ -343,11 +345,44 @@ def _store_attrs(
     }
 
 
+@dataclass(frozen=True)
+class Feed:
+    """How images become activations: loaded and preprocessed (ahead, by ``workers`` processes,
+    when above 0), then ``forward`` on ``device``."""
+
+    load: Callable[[np.ndarray], Any]
+    preprocess: Callable[[Any], torch.Tensor]
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    device: torch.device
+    workers: int
+
+    def run(self, indices: np.ndarray) -> np.ndarray:
+        """The activations of the images ``indices``, here and now (no loading ahead)."""
+        return self.forward(self.preprocess(self.load(indices))).cpu().numpy()
+
+
+def _feed(
+    ds: Any, enc: Any, encoder_cfg: EncoderConfig, device: torch.device, workers: int
+) -> tuple[Feed, str]:
+    """The encoder on ``device``, hooked at ``encoder.layer``, as a ``Feed``; and the layer's
+    module name."""
+    layer_name, module = find_module(enc.model, enc.resolve_layer(str(encoder_cfg.layer)))
+    enc.model.to(device)
+    compute_dtype = getattr(torch, str(encoder_cfg.dtype))
+    tokens = str(encoder_cfg.tokens)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(device=device, dtype=compute_dtype)
+        return capture_tokens(enc.run, module, x, tokens, enc.prefix_tokens, enc.registers)
+
+    return Feed(ds.load, enc.preprocess, forward, device, workers), layer_name
+
+
 def _write_split(
     w: StoreWriter,
     split: str,
     idx: np.ndarray,
-    run: Callable[[np.ndarray], np.ndarray],
+    feed: Feed,
     labels: dict[str, np.ndarray],
     bs: int,
 ) -> None:
@@ -357,11 +392,16 @@ def _write_split(
         log.info("Resuming %s at image %d of %d.", split, start, len(idx))
     # Batches keep the boundaries of an uninterrupted run (a resumed run recomputes the
     # written head of its first batch), so resumed activations are bit-identical.
+    firsts = range(start - start % bs, len(idx), bs)
+    batches = [idx[a : a + bs] for a in firsts]
     with Progress(f"extract {split}", len(idx), start, log) as progress:
-        for a in range(start - start % bs, len(idx), bs):
-            batch = idx[a : a + bs]
-            skip = max(start - a, 0)
-            acts = run(batch)[skip:]
-            batch = batch[skip:]
-            w.append(split, acts, {k: v[batch] for k, v in labels.items()}, original_indices=batch)
-            progress.update(len(batch))
+
+        def append(i: int, acts: np.ndarray) -> None:
+            skip = max(start - firsts[i], 0)
+            rows = batches[i][skip:]
+            w.append(split, acts[skip:], {k: v[rows] for k, v in labels.items()},
+                     original_indices=rows)  # fmt: skip
+            progress.update(len(rows))
+
+        images = BatchImages(batches, feed.load, feed.preprocess)
+        run_batches(images, feed.forward, append, device=feed.device, workers=feed.workers)

@@ -35,6 +35,7 @@ def launch(trainer_cfg: TrainerConfig | None, shard_gb: float) -> Ranks:
         fabric.barrier,
         fabric.device,
         lambda: wait_for_ranks(strategy),
+        max(1, fabric.world_size // max(1, int(trainer_cfg.num_nodes))),
     )
 
 
