@@ -104,10 +104,14 @@ def task_train(job: schema.TrainJob) -> None:
 def task_analyze(job: schema.AnalysesJob) -> None:
     from vista.analysis.runner import analyze, configs_of
     from vista.reports.tables import analysis_summary, decomposition_summary
+    from vista.train.launch import launch
 
-    outcome = analyze(
-        job.sae, job.store, job.out_dir, list(job.analysis), configs_of(job), job.eval
-    )
+    ranks = launch(job.trainer)
+    outcome = analyze(job.sae, job.store, job.out_dir, list(job.analysis), configs_of(job),
+                      job.eval, ranks=ranks)  # fmt: skip
+    ranks.wait()
+    if ranks.rank:
+        return
     print(analysis_summary(outcome.results, outcome.skipped))
     decomposition = decomposition_summary(outcome.results)
     if decomposition:
@@ -178,8 +182,13 @@ def task_bench(job: schema.BenchBase) -> None:
 def task_evaluate(job: schema.AnalysesJob) -> None:
     from vista.pipeline import evaluate_into
     from vista.reports.tables import evaluation_summary
+    from vista.train.launch import launch
 
-    doc = evaluate_into(job.sae, job.store, job.out_dir, job)
+    ranks = launch(job.trainer)
+    doc = evaluate_into(job.sae, job.store, job.out_dir, job, ranks=ranks)
+    ranks.wait()
+    if ranks.rank:
+        return
     print(evaluation_summary(doc))
     print(f"results: {Path(job.out_dir) / 'evaluation_results.json'}")
 

@@ -67,24 +67,34 @@ def ensure_encoder(job: RunBase, out_dir: Path) -> Path:
 
 
 def analyze_into(
-    sae_dir: Any, store: Any, out: Any, job: AnalysisJob, explicit: bool | None = None
+    sae_dir: Any,
+    store: Any,
+    out: Any,
+    job: AnalysisJob,
+    explicit: bool | None = None,
+    ranks: Any = None,
 ) -> Any:
-    """Run the job's analyses and draw the plots that read their results."""
+    """Run the job's analyses and draw the plots that read their results (with ``ranks`` of
+    several processes, the first does; see ``runner.analyze``)."""
     from vista.analysis.runner import analyze, configs_of
     from vista.reports.plots import plots_from_results
 
-    outcome = analyze(
-        sae_dir, store, out, list(job.analysis), configs_of(job), job.eval, explicit=explicit
-    )
-    plots_from_results(out)
+    outcome = analyze(sae_dir, store, out, list(job.analysis), configs_of(job), job.eval,
+                      explicit=explicit, ranks=ranks)  # fmt: skip
+    if ranks is None or ranks.rank == 0:
+        plots_from_results(out)
     return outcome
 
 
-def evaluate_into(sae_dir: Any, store: Any, out: Any, job: AnalysisJob) -> dict[str, Any]:
-    """The ``evaluate`` preset; returns the ``evaluation_results.json`` document. What cannot run
-    on the store (the label sections of a store without labels) is skipped, and the document's
-    ``skipped`` section says which and why."""
-    outcome = analyze_into(sae_dir, store, out, job, explicit=False)
+def evaluate_into(
+    sae_dir: Any, store: Any, out: Any, job: AnalysisJob, ranks: Any = None
+) -> dict[str, Any]:
+    """The ``evaluate`` preset; returns the ``evaluation_results.json`` document (empty in a
+    process other than the first). What cannot run on the store (the label sections of a store
+    without labels) is skipped, and the document's ``skipped`` section says which and why."""
+    outcome = analyze_into(sae_dir, store, out, job, explicit=False, ranks=ranks)
+    if ranks is not None and ranks.rank:
+        return {}
     doc = json.loads((Path(out) / "evaluation_results.json").read_text())
     return {**doc, "skipped": dict(outcome.skipped)} if outcome.skipped else doc
 

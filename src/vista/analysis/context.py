@@ -88,6 +88,8 @@ class Context:
                 "it was trained for."
             )
         self._splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.shared: tuple[Any, Path] | None = None
+        """The processes sharing the encode pass, and their scratch folder (``share_pass``)."""
 
     # -- the shared pass ------------------------------------------------------------------------
     def encode(self, sae: Any) -> Any:
@@ -108,8 +110,28 @@ class Context:
 
     @cached_property
     def encoded(self) -> Any:
-        """The ``EncodedSplit`` of the SAE on the split (computed once)."""
-        return self.encode(self.sae)
+        """The ``EncodedSplit`` of the SAE on the split (computed once): on the processes of
+        ``shared`` when set (``share_pass``), else here."""
+        if self.shared is None:
+            return self.encode(self.sae)
+        from vista.analysis.distributed import encode_split_shared
+
+        ranks, scratch = self.shared
+        s = self.settings
+        enc = encode_split_shared(self.sae, self.store, s.split, ranks, scratch,
+                                  batch_tokens=s.batch_tokens, dense_codes_mb=s.dense_codes_mb)  # fmt: skip
+        self.sae.to(s.device)  # back from this process's device, where the analyses expect it
+        if enc is not None:
+            log.info("Encoded %d images of %s in %.1fs on %d processes.", enc.n_images, s.split,
+                     enc.seconds, ranks.world)  # fmt: skip
+        return enc
+
+    def share_pass(self, ranks: Any, scratch: Path) -> bool:
+        """Run the shared pass now, split across the processes of ``ranks``
+        (``vista.sources.extract.Ranks``) through the folder ``scratch``; True in the first
+        process, which then holds it and runs the analyses, False in the others."""
+        self.shared = (ranks, scratch)
+        return self.encoded is not None
 
     @cached_property
     def identity(self) -> dict[str, str]:

@@ -75,8 +75,10 @@ class EncodedSplit:
 class _Pass:
     """The accumulators of one pass; ``fold`` adds a block of images."""
 
-    def __init__(self, n_img: int, t: int, d_model: int, d_sae: int, dense: bool) -> None:
-        self.t, self.d_sae, self.dense = t, d_sae, dense
+    def __init__(
+        self, n_img: int, t: int, d_model: int, d_sae: int, dense: bool, first: int = 0
+    ) -> None:
+        self.t, self.d_sae, self.dense, self.first = t, d_sae, dense, first
         self.sparsity, self.recon = SparsityAccumulator(d_sae), ReconstructionAccumulator()
         self.pooled_raw = np.zeros((n_img, d_model), dtype=np.float32)
         self.csr_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -90,7 +92,7 @@ class _Pass:
         x64 = x.double()
         sq, dot, xn, xhn = token_terms(x64, x_hat.double())
         self.recon.update_tokens(x64, sq, dot, xn, xhn)
-        sl = slice(start, start + n)
+        sl = slice(start - self.first, start - self.first + n)  # rows of this pass's range
         mean_x = x64.view(n, t, -1).mean(dim=1)
         self.pooled_raw[sl] = mean_x.float().cpu().numpy()
         scatter = (
@@ -103,6 +105,36 @@ class _Pass:
         stats = torch.stack([sq.view(n, t).sum(dim=1), scatter.to(sq.device), cos, l0])
         self.per_image[:, sl] = stats.cpu().numpy()
         self.csr_parts.append(_pooled_rows(rows, cols, vals, n, t, self.d_sae))
+
+    def state(self) -> dict[str, np.ndarray]:
+        """What the pass gathered over its range of images, as named arrays (``merged``)."""
+        parts = self.csr_parts or [
+            (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32))
+        ]
+        out: dict[str, np.ndarray] = {
+            "pooled_raw": self.pooled_raw,
+            "per_image": self.per_image,
+            "csr_counts": np.concatenate([p[0] for p in parts]),
+            "csr_cols": np.concatenate([p[1] for p in parts]),
+            "csr_vals": np.concatenate([p[2] for p in parts]),
+        }
+        out.update({f"sparsity.{k}": v for k, v in self.sparsity.state().items()})
+        out.update({f"recon.{k}": v for k, v in self.recon.state().items()})
+        return out
+
+    @classmethod
+    def merged(cls, states: list[dict[str, np.ndarray]], t: int, dense: bool) -> _Pass:
+        """The pass over consecutive ranges of images, from their ``state``s in order: the
+        per-image arrays and codes concatenated, the accumulators merged."""
+        d_sae = len(states[0]["sparsity.counts"])
+        acc = cls(0, t, states[0]["pooled_raw"].shape[1], d_sae, dense)
+        acc.pooled_raw = np.concatenate([s["pooled_raw"] for s in states])
+        acc.per_image = np.concatenate([s["per_image"] for s in states], axis=1)
+        acc.csr_parts = [(s["csr_counts"], s["csr_cols"], s["csr_vals"]) for s in states]
+        for s in states:
+            acc.sparsity.merge(SparsityAccumulator.from_state(_prefixed(s, "sparsity.")))
+            acc.recon.merge(ReconstructionAccumulator.from_state(_prefixed(s, "recon.")))
+        return acc
 
     def result(self, seconds: float) -> EncodedSplit:
         codes: Any = _stack_csr(self.csr_parts, self.d_sae)
@@ -124,7 +156,6 @@ class _Pass:
         )
 
 
-@torch.no_grad()
 def encode_split(
     sae: SAE,
     store_path: str | os.PathLike[str],
@@ -136,6 +167,30 @@ def encode_split(
 ) -> EncodedSplit:
     """Run the pass over ``split`` of the store (see the module docstring)."""
     t0 = time.perf_counter()
+    plan = plan_pass(sae, store_path, split, batch_tokens, dense_codes_mb)
+    acc = run_pass(sae, store_path, split, plan, 0, plan.n_images, device)
+    return acc.result(time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """How a split is read: its shape, the block of images encoded at once, dense or CSR codes."""
+
+    n_images: int
+    tokens_per_image: int
+    d_model: int
+    rows_per_block: int
+    dense: bool
+
+
+def plan_pass(
+    sae: SAE,
+    store_path: str | os.PathLike[str],
+    split: str,
+    batch_tokens: int,
+    dense_codes_mb: float,
+) -> PassPlan:
+    """The split checked against the SAE, and how the pass reads it."""
     with ActivationStore(store_path) as st:
         info = st.split(split)
     if info.d_model != sae.d_model:
@@ -145,12 +200,29 @@ def encode_split(
         )
     if info.n_rows == 0:
         raise VistaError(f"Split {split!r} of {str(store_path)!r} is empty; nothing to analyse.")
-    sae = sae.to(device).eval()
     t, n_img, d_sae = info.n_tokens, info.n_rows, sae.d_sae
     rows_per_block = max(1, min(batch_tokens, max(1, _MAX_BLOCK_BYTES // (4 * d_sae))) // t)
-    acc = _Pass(n_img, t, info.d_model, d_sae, n_img * d_sae * 4 <= dense_codes_mb * 2**20)
-    with Progress(f"encode {split}", n_img, 0, log) as progress:
-        for start, rows in iter_row_blocks(store_path, split, rows_per_block):
+    dense = n_img * d_sae * 4 <= dense_codes_mb * 2**20
+    return PassPlan(n_img, t, info.d_model, rows_per_block, dense)
+
+
+@torch.no_grad()
+def run_pass(
+    sae: SAE,
+    store_path: str | os.PathLike[str],
+    split: str,
+    plan: PassPlan,
+    first: int,
+    stop: int,
+    device: str | torch.device,
+) -> _Pass:
+    """The pass over the images ``first:stop`` of the split (``first`` on a block boundary)."""
+    sae = sae.to(device).eval()
+    t = plan.tokens_per_image
+    acc = _Pass(stop - first, t, plan.d_model, sae.d_sae, plan.dense, first)
+    with Progress(f"encode {split}", stop - first, 0, log) as progress:
+        blocks = iter_row_blocks(store_path, split, plan.rows_per_block, start=first, stop=stop)
+        for start, rows in blocks:
             n = len(rows)
             x = torch.from_numpy(np.asarray(rows, dtype=np.float32)).to(device).reshape(n * t, -1)
             if not bool(torch.isfinite(x).all()):
@@ -166,7 +238,19 @@ def encode_split(
                 entries = sae.encode_sparse(x)
             acc.fold(start, x, entries, _decode(sae, entries, n * t))
             progress.update(n)
-    return acc.result(time.perf_counter() - t0)
+    return acc
+
+
+def merge_passes(
+    states: list[dict[str, np.ndarray]], plan: PassPlan, seconds: float
+) -> EncodedSplit:
+    """The ``EncodedSplit`` of consecutive ranges of images from their passes' ``state()``s, in
+    image order."""
+    return _Pass.merged(states, plan.tokens_per_image, plan.dense).result(seconds)
+
+
+def _prefixed(state: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 def _decode(sae: SAE, entries: SparseCodes, n_tokens: int) -> Tensor:

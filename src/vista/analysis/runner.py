@@ -286,9 +286,15 @@ def analyze(
     configs: dict[str, Any],
     settings: Any,
     explicit: bool | None = None,
+    ranks: Any = None,
 ) -> Outcome:
     """Load the SAE, build the context, run the requested analyses (``all`` = every applicable;
-    ``explicit=False`` skips, with the reason, the named ones that cannot run)."""
+    ``explicit=False`` skips, with the reason, the named ones that cannot run).
+
+    With ``ranks`` of several processes (``vista.train.launch``), they share the encode pass
+    (``vista.analysis.distributed``); the first then runs the analyses alone, and the others
+    return an empty outcome.
+    """
     from vista.saes.io import load_sae
 
     names, named = resolve_names(requested)
@@ -299,4 +305,9 @@ def analyze(
 
         sae = pursuit_encoder(sae, settings.pursuit, k=int(settings.pursuit_k))
     ctx = Context(sae, store, settings, sae_path=str(Path(sae_path).resolve()))
+    if ranks is not None and ranks.world > 1:
+        out = Path(out_dir)
+        check_owner(out, ctx)  # in every process, before any of them starts the pass
+        if not ctx.share_pass(ranks, out / "analyses" / f".encode-{settings.split}"):
+            return Outcome()
     return run_analyses(ctx, names, configs, out_dir, explicit=explicit)

@@ -65,6 +65,9 @@ class AnalysesJob(SAEInputs):
     analysis: list[str] = field(default_factory=lambda: ["all"])
     """The analyses to run (``all``, or names)."""
     eval: AnalysisSettings = field(default_factory=AnalysisSettings)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    """trainer.devices / trainer.num_nodes: the shared encode pass split across processes through
+    Lightning, each on its own device; the first then runs the analyses."""
 
 
 @dataclass

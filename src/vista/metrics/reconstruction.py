@@ -43,6 +43,19 @@ def token_terms(x64: Tensor, xh64: Tensor) -> tuple[Tensor, Tensor, Tensor, Tens
     )
 
 
+_SUMS = (
+    "ss_res",
+    "cos_sum",
+    "norm_ratio_sum",
+    "sq_norm_hat",
+    "dot",
+    "sb_ev_sum",
+    "sb_ev_n",
+    "sb_mse_sum",
+)
+"""The accumulator's plain sums (merged by adding)."""
+
+
 @dataclass
 class ReconstructionAccumulator:
     """Sufficient statistics of (x, x_hat) pairs over a stream of batches, in float64."""
@@ -79,15 +92,7 @@ class ReconstructionAccumulator:
             return
         mean_b = x64.mean(dim=0)
         m2_b = (x64 - mean_b).pow(2).sum(dim=0)
-        mean_b_np, m2_b_np = mean_b.cpu().numpy(), m2_b.cpu().numpy()
-        if self.mean is None or self.m2 is None:
-            self.mean, self.m2 = mean_b_np, m2_b_np
-        else:
-            n = self.n + nb
-            delta = mean_b_np - self.mean
-            self.mean = self.mean + delta * (nb / n)
-            self.m2 = self.m2 + m2_b_np + delta**2 * (self.n * nb / n)
-        self.n += nb
+        self._fold_moments(nb, mean_b.cpu().numpy(), m2_b.cpu().numpy())
         tss = (x64 - mean_b).pow(2).sum(dim=-1)
         ok = tss > 0  # SAEBench divides regardless; a token equal to its batch's mean is left out
         self.sb_ev_sum += float((1.0 - sq_err[ok] / tss[ok]).sum())
@@ -98,6 +103,45 @@ class ReconstructionAccumulator:
         self.norm_ratio_sum += float((xhn / xn.clamp_min(self._eps)).sum())
         self.sq_norm_hat += float(xhn.pow(2).sum())
         self.dot += float(dot.sum())
+
+    def _fold_moments(self, n_b: int, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
+        """Chan et al.'s pairwise update of the running mean and scatter by a batch's."""
+        if self.mean is None or self.m2 is None:
+            self.mean, self.m2 = mean_b.copy(), m2_b.copy()
+        else:
+            n = self.n + n_b
+            delta = mean_b - self.mean
+            self.mean = self.mean + delta * (n_b / n)
+            self.m2 = self.m2 + m2_b + delta**2 * (self.n * n_b / n)
+        self.n += n_b
+
+    def merge(self, other: ReconstructionAccumulator) -> None:
+        """Add what ``other`` accumulated over other tokens (exact to float64 rounding: the
+        moments combine pairwise, the sums add)."""
+        if other.n == 0 or other.mean is None or other.m2 is None:
+            return
+        self._fold_moments(other.n, other.mean, other.m2)
+        for name in _SUMS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything accumulated, as arrays (``from_state`` rebuilds it)."""
+        d = 0 if self.mean is None else len(self.mean)
+        return {
+            "n": np.array(self.n, dtype=np.int64),
+            "mean": np.zeros(d) if self.mean is None else self.mean,
+            "m2": np.zeros(d) if self.m2 is None else self.m2,
+            "sums": np.array([float(getattr(self, k)) for k in _SUMS], dtype=np.float64),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> ReconstructionAccumulator:
+        acc = cls(n=int(state["n"]))
+        if acc.n:
+            acc.mean, acc.m2 = np.asarray(state["mean"]), np.asarray(state["m2"])
+        for name, v in zip(_SUMS, np.asarray(state["sums"]).tolist(), strict=True):
+            setattr(acc, name, int(v) if name == "sb_ev_n" else float(v))
+        return acc
 
     def result(self) -> dict[str, float]:
         if self.n == 0 or self.m2 is None:

@@ -81,6 +81,30 @@ class SparsityAccumulator:
             ).double()
         self.instance_l0.append(union.cpu().numpy())
 
+    def merge(self, other: SparsityAccumulator) -> None:
+        """Add what ``other`` accumulated over the images after this one's."""
+        self.counts += other.counts
+        self.n_tokens += other.n_tokens
+        self.image_l0 += other.image_l0
+        self.instance_l0 += other.instance_l0
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything accumulated, as arrays (``from_state`` rebuilds it)."""
+        return {
+            "counts": self.counts,
+            "n_tokens": np.array(self.n_tokens, dtype=np.int64),
+            "image_l0": np.concatenate(self.image_l0) if self.image_l0 else np.zeros(0),
+            "instance_l0": np.concatenate(self.instance_l0) if self.instance_l0 else np.zeros(0),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> SparsityAccumulator:
+        acc = cls(len(state["counts"]), n_tokens=int(state["n_tokens"]))
+        acc.counts = np.asarray(state["counts"], dtype=np.int64).copy()
+        acc.image_l0 = [np.asarray(state["image_l0"], dtype=np.float64)]
+        acc.instance_l0 = [np.asarray(state["instance_l0"], dtype=np.float64)]
+        return acc
+
     def result(self, dense_threshold: float = 1e-1, rare_threshold: float = 1e-5) -> dict:
         l0 = np.concatenate(self.image_l0) if self.image_l0 else np.zeros(0)
         inst = np.concatenate(self.instance_l0) if self.instance_l0 else np.zeros(0)

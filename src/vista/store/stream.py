@@ -422,8 +422,11 @@ def iter_row_blocks(
     rows_per_block: int,
     prefetch: int = 2,
     readers: int = 0,
+    start: int = 0,
+    stop: int | None = None,
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """``(start_row, rows)`` over a split in order, ``rows`` as stored (``(n, T, D)`` or ``(n, D)``).
+    """``(start_row, rows)`` over a split in order, ``rows`` as stored (``(n, T, D)`` or ``(n, D)``);
+    only the rows ``start:stop`` (all by default), in blocks from ``start``.
 
     ``readers`` threads (0: one per core) read up to ``max(prefetch, readers)`` blocks ahead.
     Raises on NaN/inf activations, naming the rows.
@@ -440,12 +443,12 @@ def iter_row_blocks(
 
     with ActivationStore(path) as store, ThreadPoolExecutor(n_readers) as pool:
         info = store.split(split)
-        starts = iter(range(0, info.n_rows, rows_per_block))
+        end = info.n_rows if stop is None else min(stop, info.n_rows)
         ahead: deque[tuple[int, Future[np.ndarray]]] = deque()
         try:
-            for start in starts:
-                stop = min(start + rows_per_block, info.n_rows)
-                ahead.append((start, pool.submit(read, store, info, start, stop)))
+            for a in range(start, end, rows_per_block):
+                b = min(a + rows_per_block, end)
+                ahead.append((a, pool.submit(read, store, info, a, b)))
                 if len(ahead) >= depth:
                     first, rows = ahead.popleft()
                     yield first, rows.result()
