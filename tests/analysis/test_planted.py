@@ -295,3 +295,25 @@ def test_trait_metrics_come_with_their_chance_values() -> None:
     null = trait_chance(planted[te], y[te], rows, 3, cfg, 1000, rng)
     assert null["map_chance"] == pytest.approx(prevalence.mean(), abs=0.03)
     assert null["mean_purity_at_k_chance"] < 0.5
+
+
+def test_intersectional_selects_on_one_part_and_tests_on_the_other_with_no_false_positive(
+    tmp_path: Path,
+) -> None:
+    """Two null labels (independent of the activations): every latent it flags as intersectional
+    would be a false positive. Candidates are chosen on the selecting part and tested on the
+    rest, so none is flagged, and no image does both."""
+    rng = np.random.default_rng(1)
+    n, d = 3000, 48
+    x = (np.abs(rng.normal(size=(n, d))) * (rng.random((n, d)) < 0.3)).astype(np.float32)
+    labels = {"a": rng.integers(0, 3, n), "b": rng.integers(0, 2, n)}
+    store = write_vista_store(tmp_path / "null.h5", {"validation": x}, {"validation": labels},
+                              {"a": ["a0", "a1", "a2"], "b": ["b0", "b1"]})  # fmt: skip
+    ctx = Context(identity_sae(d), store, S)
+    r = _run(ctx, "intersectional", tmp_path)
+    assert r.scalars["anova_n_tested"].value == d  # every latent was a candidate: not vacuous
+    assert r.scalars["anova_fraction_intersectional"].value == 0.0
+    syn = r.scalars["mean_synergy"]
+    assert syn.low <= 0.0 <= syn.high or abs(syn.value) < 0.01
+    m = r.metadata
+    assert m["n_selecting"] + m["n_tested"] == n and m["n_tested"] == pytest.approx(0.2 * n, abs=2)

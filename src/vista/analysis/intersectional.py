@@ -2,9 +2,13 @@
 
 - Composite subgroups: every combination of the labels with at least ``min_subgroup_size`` images
   (named ``20-29_Female_Black``); smaller ones are excluded.
+- One split for the whole analysis (``sdf.held_out``, the default): the images of the subgroups,
+  stratified by subgroup, into a selecting part and a scoring part (``eval.test_size``). Every
+  set is chosen on the selecting part, by one rule; every test runs on the other images.
 - Intersectional SDFs: the SDF filter on the composite labels; ``novel`` = those that are no
-  single attribute's SDF.
-- ANOVA (type II, full factorial) of each candidate's activation on the labels: it is
+  single attribute's SDF (chosen on the same images).
+- ANOVA (type II, full factorial) of each candidate's activation on the labels, on the images
+  that did not select it: it is
   ``intersectional`` when an interaction term has a Bonferroni p < ``alpha`` and partial eta^2 >
   ``min_eta_sq``, else ``main_effect_only``. All candidates in one batched fit (metrics/anova).
 - MI decomposition: binned MI with each label, each pair and the composite; synergy = MI(all) -
@@ -70,19 +74,33 @@ def composite(
     return ids, mapping
 
 
-def subgroup_sdfs(
-    ctx: Context, ids: np.ndarray, n_groups: int, cfg: IntersectionalConfig
-) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
-    """SDFs of the composite subgroups and their alignment rates (held out, as ``sdf`` does)."""
+def held_out_parts(
+    ctx: Context, ids: np.ndarray, cfg: IntersectionalConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """One split for the whole analysis: the images of the composite subgroups, stratified by
+    subgroup into a part that selects (every SDF set, and the ANOVA and MI candidates) and a part
+    that scores them (alignment rates, ANOVA, MI). With ``sdf.held_out=false``, the seed's rule:
+    every image does both."""
     from vista.analysis.probing import split_indices
 
-    codes = ctx.encoded.codes
     keep = np.flatnonzero(ids >= 0)
-    if cfg.sdf.held_out:
-        tr, te, _ = split_indices(ids[keep], ctx.settings.test_size, ctx.settings.split_seed)
-        select, score = keep[tr], keep[te]
-    else:
-        select = score = keep
+    if not cfg.sdf.held_out:
+        return keep, keep
+    tr, te, _ = split_indices(ids[keep], ctx.settings.test_size, ctx.settings.split_seed)
+    return keep[tr], keep[te]
+
+
+def subgroup_sdfs(
+    ctx: Context,
+    ids: np.ndarray,
+    n_groups: int,
+    cfg: IntersectionalConfig,
+    parts: tuple[np.ndarray, np.ndarray],
+) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
+    """SDFs of the composite subgroups, chosen on the selecting part, and their alignment rates
+    on the scoring part."""
+    codes = ctx.encoded.codes
+    select, score = parts
     found = find_sdfs(codes[select], ids[select], n_groups, cfg.sdf)
     sdfs = {c: v["features"] for c, v in found.items()}
     align = {}
@@ -97,11 +115,14 @@ def subgroup_sdfs(
     return sdfs, align
 
 
-def single_attribute_sdfs(ctx: Context, names: list[str], cfg: IntersectionalConfig) -> set[int]:
+def single_attribute_sdfs(
+    ctx: Context, names: list[str], cfg: IntersectionalConfig, select: np.ndarray
+) -> set[int]:
+    """Each label's SDFs, chosen on the same images as the subgroups' (``novel`` compares two
+    sets chosen by one rule)."""
     codes, out = ctx.encoded.codes, set()
     for n in names:
-        idx = ctx.labelled(n)
-        found = find_sdfs(codes[idx], ctx.labels[n][idx], len(ctx.class_names[n]), cfg.sdf)
+        found = find_sdfs(codes[select], ctx.labels[n][select], len(ctx.class_names[n]), cfg.sdf)
         for v in found.values():
             out.update(v["features"].tolist())
     return out
@@ -119,6 +140,9 @@ FEATURES = OUT.array("intersectional_features", "latents selective for a subgrou
 OUT.array("anova_p_corrected", "(latents, terms): corrected p-values of the interaction terms")
 ETA = OUT.array("anova_partial_eta_sq", "(latents, terms): partial eta-squared")
 TERMS = OUT.meta("anova_terms", "the ANOVA's interaction terms, in column order")
+OUT.meta("n_selecting", "images that chose the SDF sets and the candidates")
+OUT.meta("n_scoring", "subgroup images that scored the alignment rates (held out from selecting)")
+OUT.meta("n_tested", "images of the ANOVA and MI tests (every labelled image not selecting)")
 OUT.array("mi/{term}", "per latent: mutual information with the attribute or their product")
 OUT.array("synergy", "per latent: MI of the product minus the attributes' MIs")
 
@@ -146,9 +170,10 @@ def run(ctx: Context, cfg: IntersectionalConfig) -> Result:
     r.tables["subgroups"] = [
         {"id": k, "name": readable[k], **mapping[k], "n": int((ids == k).sum())} for k in mapping
     ]
-    int_sdfs, align = subgroup_sdfs(ctx, ids, len(mapping), cfg)
+    select, score = held_out_parts(ctx, ids, cfg)
+    int_sdfs, align = subgroup_sdfs(ctx, ids, len(mapping), cfg, (select, score))
     int_union = np.unique(np.concatenate(list(int_sdfs.values()) or [np.zeros(0, int)]))
-    single = single_attribute_sdfs(ctx, names, cfg)
+    single = single_attribute_sdfs(ctx, names, cfg, select)
     novel = np.array(sorted(set(int_union.tolist()) - single), dtype=np.int64)
     r.add("n_intersectional_features", len(int_union), "none")
     r.add("n_single_attribute_features", len(single), "none")
@@ -168,9 +193,13 @@ def run(ctx: Context, cfg: IntersectionalConfig) -> Result:
         },
         "params": {**asdict(cfg), "labels": names},
     }
+    # The candidates were chosen on the selecting part: they are tested on every other image
+    # that carries all the labels (those of subgroups too small to select from included).
     every = np.flatnonzero(np.all([ctx.labels[n] >= 0 for n in names], axis=0))
-    values = column_major(ctx.encoded.codes[every])[:, int_union]  # stays sparse if sparse
-    factors = {n: ctx.labels[n][every] for n in names}
+    tested = np.setdiff1d(every, select) if cfg.sdf.held_out else every
+    values = column_major(ctx.encoded.codes[tested])[:, int_union]  # stays sparse if sparse
+    factors = {n: ctx.labels[n][tested] for n in names}
+    r.metadata.update(n_selecting=len(select), n_scoring=len(score), n_tested=len(tested))
     if cfg.anova and len(int_union):
         doc.update(_anova(r, values, factors, int_union, cfg))
     if cfg.mi and len(int_union):
