@@ -264,3 +264,86 @@ def test_the_pooled_lda_reader_is_sklearns_lda_and_shrinks_like_ledoit_wolf() ->
     shrunk = PooledLDA().fit(x, y)  # close to sklearn's per-class Ledoit-Wolf average
     auto = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(x, y)
     assert (shrunk.predict(x) == auto.predict(x)).mean() > 0.98
+
+
+def _graded_store(path: Path, n: int = 2000, seed: int = 0) -> Path:
+    """Label ``a`` in latents 0-2 (one per class, firing on a third of the images), label ``b`` in
+    latent 3; latents 4-39 are label-free with firing rates from 2% to 95% and magnitudes from
+    0.2 to 3, in unrelated orders: a random control has latents of every kind to choose from."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 3, n), rng.integers(0, 2, n)
+    x = np.zeros((n, 40))
+    x[np.arange(n), a] = 1 + rng.random(n)
+    x[:, 3] = (b == 1) * (1 + rng.random(n))
+    rates, sizes = np.linspace(0.02, 0.95, 36), rng.permutation(np.linspace(0.2, 3.0, 36))
+    for j, (p, m) in enumerate(zip(rates, sizes, strict=True)):
+        x[:, 4 + j] = (rng.random(n) < p) * m * (0.5 + rng.random(n))
+    labels = {"a": a, "b": b}
+    return write_vista_store(path, {"validation": x.astype(np.float32)}, {"validation": labels},
+                             {"a": ["a0", "a1", "a2"], "b": ["b0", "b1"]})  # fmt: skip
+
+
+def test_the_random_control_takes_no_labels_features_and_is_matched(tmp_path: Path) -> None:
+    """Issue 29: the random stand-ins come from latents in no label's selection (so they remove
+    none of b's features) and match the targeted latents in firing rate and removed norm."""
+    from vista.interventions.targets import latent_profile, random_features, ranked_features
+
+    ctx = Context(identity_sae(40), _graded_store(tmp_path / "g.h5"), FAST)
+    r = _run(ctx, tmp_path, targets=["a"], select="variance", ks=[3], random_seeds=4,
+             modes=["suppression"])  # fmt: skip
+    control = r.metadata["random_control"]["a"]["k=3"]
+    parts = ctx.joint_train_test(["a", "b"])
+    selected = set(ranked_features(ctx, "a", "variance", SDFConfig(), parts[0])[0][:3]) | set(
+        ranked_features(ctx, "b", "variance", SDFConfig(), parts[0])[0][:3]
+    )
+    assert {0, 1, 2, 3} <= selected
+    assert len(control["sets"]) == 4
+    assert all(len(s) == 3 and not set(s) & selected for s in control["sets"])
+    assert 0.7 < control["rate_ratio"] < 1.4 and 0.6 < control["removed_norm_ratio"] < 1.6
+    # drawn uniformly from the same pool, the sets match far worse
+    rate, removed = latent_profile(ctx)
+    pool_draws = [random_features(ctx, np.array(sorted(selected)), 3, np.random.default_rng(s))
+                  for s in range(50)]  # fmt: skip
+    ratios = [removed[s].sum() / removed[[0, 1, 2]].sum() for s in pool_draws]
+    assert np.mean([abs(np.log(q)) for q in ratios]) > abs(np.log(control["removed_norm_ratio"]))
+    # b lives in latent 3, which no stand-in removes: the control leaves b alone
+    rows = [x for x in r.tables["a/decomposition"] if x["component"] == "random_total"]
+    assert all(abs(x["non_target_delta"]) < 0.02 for x in rows)
+
+
+def test_the_random_controls_interval_holds_the_spread_over_random_sets() -> None:
+    """Two random sets with opposite effects on every image: averaging the sets first reads as a
+    sure zero; resampling the sets as well gives the interval their spread deserves."""
+    from vista.metrics.uncertainty import draws_mean_ci, mean_ci
+
+    n = 200
+    d = np.stack([np.full(n, 0.5), np.full(n, -0.5)])  # (sets, images)
+    rng = np.random.default_rng(0)
+    assert mean_ci(d.mean(axis=0), 500, rng) == (0.0, 0.0)
+    lo, hi = draws_mean_ci(d, 2000, rng)
+    assert lo == pytest.approx(-0.5) and hi == pytest.approx(0.5)  # one set drawn twice: +-0.5
+    same = np.stack([np.arange(n) % 2, np.arange(n) % 2]).astype(float)  # identical sets
+    lo2, hi2 = draws_mean_ci(same, 2000, np.random.default_rng(1))
+    lo1, hi1 = mean_ci(same[0], 2000, np.random.default_rng(1))
+    assert hi2 - lo2 == pytest.approx(hi1 - lo1, rel=0.2)  # only the images' spread remains
+
+
+def test_one_held_out_part_serves_every_label_and_selectivity_is_paired(tmp_path: Path) -> None:
+    """Issue 29: the images that select a target's features score no label; every label is read
+    on the same held-out images; selectivity is a paired per-image contrast with its interval."""
+    ctx = Context(identity_sae(40), _graded_store(tmp_path / "g.h5"), FAST)
+    tr, te = ctx.joint_train_test(["a", "b"])
+    assert not np.intersect1d(tr, te).size and len(tr) + len(te) == ctx.info.n_rows
+    assert len(te) == pytest.approx(0.2 * ctx.info.n_rows, abs=2)
+    r = _run(ctx, tmp_path, targets=["a"], select="variance", ks=[3], random_seeds=2,
+             modes=["suppression"])  # fmt: skip
+    assert r.metadata["split"] == {"n_train": len(tr), "n_held_out": len(te)}
+    for reader in ("fresh", "fixed"):
+        sel = r.scalars[f"a/k3/{reader}/selectivity"]
+        assert sel.n == len(te) and sel.low <= sel.value <= sel.high
+        targeted_a = r.value(f"a/k3/{reader}/targeted")
+        rows = [x for x in r.tables["a/decomposition"]
+                if x["component"] == "targeted" and x["reader"] == reader]  # fmt: skip
+        # the paired mean equals the difference of the two labels' means on the same images
+        assert sel.value == pytest.approx(rows[0]["non_target_delta"] - targeted_a, abs=1e-12)
+        assert sel.low > 0.3  # a's accuracy falls, b's does not

@@ -88,6 +88,7 @@ class Context:
                 "it was trained for."
             )
         self._splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._joint: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.shared: tuple[Any, Path] | None = None
         """The processes sharing the encode pass, and their scratch folder (``share_pass``)."""
 
@@ -233,6 +234,27 @@ class Context:
             )
             self._splits[label] = (idx[tr], idx[te])
         return self._splits[label]
+
+    def joint_train_test(self, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """One stratified split of every image of the split for all of ``labels`` at once (strata:
+        their joint classes, a missing value counting as a class of its own), cached: what
+        selects for one label never scores another (``intervene``). A label's own parts are these
+        intersected with the images that carry it."""
+        key = "\x00".join(sorted(labels))
+        if key not in self._joint:
+            from vista.analysis.probing import split_indices
+            from vista.metrics.information import combine_labels
+
+            ys = [self.labels[n] + 1 for n in sorted(labels)]  # -1 (missing) becomes a class
+            joint = combine_labels(*ys) if ys else np.zeros(self.info.n_rows, dtype=np.int64)
+            strata = np.unique(joint, return_inverse=True)[1]
+            counts = np.bincount(strata)
+            strata[counts[strata] < 2] = len(counts)  # lone combinations share one stratum
+            if np.bincount(strata)[-1] == 1:  # ... unless it is alone too: the largest takes it
+                strata[strata == len(counts)] = int(np.argmax(counts))
+            tr, te, _ = split_indices(strata, self.settings.test_size, self.settings.split_seed)
+            self._joint[key] = (tr, te)
+        return self._joint[key]
 
     def metadata(self) -> dict[str, Any]:
         import platform

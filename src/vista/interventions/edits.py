@@ -77,17 +77,23 @@ class Edits:
         return self.run(name, ops.keep_error(x, self.x0, self.x_hat) if keep else x)
 
     def randoms(
-        self, exclude: np.ndarray, k: int, seeds: int, keep: bool, key: str
-    ) -> tuple[Outcome, np.ndarray]:
-        """Suppression of ``k`` random firing latents outside ``exclude``, averaged over seeds."""
-        outs, coss = [], []
+        self, exclude: np.ndarray, targeted: np.ndarray, seeds: int, keep: bool, key: str
+    ) -> tuple[Outcome, np.ndarray, list[np.ndarray]]:
+        """Suppression of random stand-ins for ``targeted`` (matched in firing rate and removed
+        norm, none in ``exclude``), one set per seed: the outcome per seed (``(seeds, n)`` per
+        attribute and reader, so intervals can resample the sets), the per-image cosine
+        averaged over the sets, and the sets."""
+        k = len(targeted)
+        outs, coss, sets = [], [], []
         for s in range(max(1, seeds)):
-            feats = random_features(self.ctx, exclude, k, self.ctx.rng("random", key, k, s))
+            rng = self.ctx.rng("random", key, k, s)
+            feats = random_features(self.ctx, exclude, k, rng, like=targeted)
             o, c = self.scaled(feats, 0.0, keep, f"{key}/random{k}/seed{s}")
             outs.append(o)
             coss.append(c)
-        mean = {a: {r: np.mean([o[a][r] for o in outs], axis=0) for r in READERS} for a in outs[0]}
-        return mean, np.mean(coss, axis=0)
+            sets.append(feats)
+        stacked = {a: {r: np.stack([o[a][r] for o in outs]) for r in READERS} for a in outs[0]}
+        return stacked, np.mean(coss, axis=0), sets
 
     def base(self, attr: str, reader: str) -> np.ndarray:
         return self.scorer.attrs[attr].base[reader]
@@ -99,7 +105,8 @@ def contrasts(
     """Component -> attribute -> reader -> effect, for a suppression's decomposition.
 
     ``outcomes`` holds ``passthrough``, ``noise``, ``suppressed``, ``suppressed_kept``,
-    ``random``, ``random_kept``."""
+    ``random``, ``random_kept`` (the random ones per drawn set: their effects' intervals hold the
+    spread over the sets)."""
     o = outcomes
     parts: dict[str, Any] = {
         "total": lambda a, r: o["suppressed"][a][r] - edits.base(a, r),

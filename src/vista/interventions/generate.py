@@ -154,7 +154,7 @@ def _edits(
     if not len(union):
         union, _ = ranked_features(ctx, target, "variance", cfg.sdf)
         union = union[: cfg.k * max(1, len(per_class))]
-    rand = random_features(ctx, union, len(union), ctx.rng("generate", target))
+    rand = random_features(ctx, union, len(union), ctx.rng("generate", target), like=union)
     feats, rfeats = torch.as_tensor(union), torch.as_tensor(rand)
     d = int(ctx.sae.d_model)
     sigma = cfg.noise_std or ops.error_scale(

@@ -23,9 +23,9 @@ from vista.analysis.result import Result
 from vista.analysis.sdf import SDFConfig
 from vista.interventions import erasure, steering
 from vista.interventions.edits import Edits, contrasts
-from vista.interventions.scoring import Scorer
+from vista.interventions.scoring import Effect, Scorer, effect
 from vista.interventions.tables import decomposition_rows, effect_rows, legacy
-from vista.interventions.targets import class_features, ranked_features
+from vista.interventions.targets import class_features, match_quality, ranked_features
 
 if TYPE_CHECKING:
     from vista.analysis.context import Context
@@ -91,8 +91,11 @@ def _needs(cfg: InterveneConfig) -> str:
     return ""
 
 
-def _suppression(edits: Edits, t: str, ranked: np.ndarray, cfg: InterveneConfig, r: Result) -> None:
-    """Decomposition per k, with the controls; scalars, tables and VISTA's documents."""
+def _suppression(
+    edits: Edits, t: str, ranked: np.ndarray, selected: np.ndarray, cfg: InterveneConfig, r: Result
+) -> None:
+    """Decomposition per k, with the controls; scalars, tables and VISTA's documents.
+    ``selected``: every label's selection, which the random control never draws from."""
     docs: dict[str, dict[str, Any]] = {m: {} for m in ("suppression", "random")}
     o_p, c_p = edits.passthrough()
     o_n, c_n = edits.noise()
@@ -100,8 +103,8 @@ def _suppression(edits: Edits, t: str, ranked: np.ndarray, cfg: InterveneConfig,
         feats = ranked[:k]
         o_s, c_s = edits.scaled(feats, 0.0, False, f"{t}/top{k}")
         o_se, _ = edits.scaled(feats, 0.0, True, f"{t}/top{k}")
-        o_r, c_r = edits.randoms(feats, k, cfg.random_seeds, False, t)
-        o_re, _ = edits.randoms(feats, k, cfg.random_seeds, True, t)
+        o_r, c_r, sets = edits.randoms(selected, feats, cfg.random_seeds, False, t)
+        o_re, _, _ = edits.randoms(selected, feats, cfg.random_seeds, True, t)
         outcomes = {"passthrough": o_p, "noise": o_n, "suppressed": o_s, "suppressed_kept": o_se,
                     "random": o_r, "random_kept": o_re}  # fmt: skip
         parts = contrasts(edits, outcomes, f"{t}/{k}")
@@ -110,16 +113,22 @@ def _suppression(edits: Edits, t: str, ranked: np.ndarray, cfg: InterveneConfig,
             for comp, per in parts.items():
                 e = per[t][reader]
                 r.add(f"{t}/k{k}/{reader}/{comp}", e.value, "none", (e.low, e.high), e.n)
-            others = [parts["targeted"][a][reader].value for a in parts["targeted"] if a != t]
-            if others:
-                sel = float(np.mean(others)) - parts["targeted"][t][reader].value
-                r.add(f"{t}/k{k}/{reader}/selectivity", sel, "higher")
+            sel = selectivity(edits, outcomes["suppressed_kept"], t, reader, f"{t}/{k}")
+            if sel is not None:
+                r.add(f"{t}/k{k}/{reader}/selectivity", sel.value, "higher", (sel.low, sel.high),
+                      sel.n)  # fmt: skip
         rows = effect_rows(edits, t, "suppression", o_s, c_s, k=k)
         rows_r = effect_rows(edits, t, "random", o_r, c_r, k=k)
         r.tables.setdefault(f"{t}/effects", []).extend(rows + rows_r)
         r.add(f"{t}/k{k}/cosine", float(c_s.mean()), "none", n=len(c_s))
+        match = [match_quality(edits.ctx, feats, s) for s in sets]
+        control = {
+            "sets": [s.tolist() for s in sets],
+            **{m: float(np.mean([q[m] for q in match])) for m in match[0]},
+        }
+        r.metadata.setdefault("random_control", {}).setdefault(t, {})[f"k={k}"] = control
         docs["suppression"][f"k={k}"] = {"features": feats.tolist(), **legacy(rows)}
-        docs["random"][f"k={k}"] = {"seeds": cfg.random_seeds, **legacy(rows_r)}
+        docs["random"][f"k={k}"] = {"seeds": cfg.random_seeds, **control, **legacy(rows_r)}
     last = list(docs["suppression"])[-1] if docs["suppression"] else ""
     if last:
         k = int(last.split("=")[1])
@@ -130,6 +139,29 @@ def _suppression(edits: Edits, t: str, ranked: np.ndarray, cfg: InterveneConfig,
         r.files[f"intervention_{mode}_results.json#{t}"] = legacy(rows)
     for mode, doc in docs.items():
         r.files[f"intervention_{mode}_results.json#{t}"] = doc
+
+
+def selectivity(
+    edits: Edits, kept: dict[str, dict[str, np.ndarray]], t: str, reader: str, key: str
+) -> Effect | None:
+    """The targeted effect on the other labels (their mean) minus that on ``t``, per image of
+    the held-out part that carries every label, with its paired interval; None without another
+    label or such an image."""
+    attrs = edits.scorer.attrs
+    if len(attrs) < 2:
+        return None
+    common = attrs[t].test
+    for a in attrs.values():
+        common = np.intersect1d(common, a.test)
+    if not len(common):
+        return None
+
+    def targeted(a: str) -> np.ndarray:
+        at = np.searchsorted(attrs[a].test, common)
+        return (kept[a][reader] - edits.base(a, reader))[at]
+
+    others = np.mean([targeted(a) for a in attrs if a != t], axis=0)
+    return effect(others - targeted(t), edits.ctx, key, "selectivity", reader)
 
 
 def _scaling(edits: Edits, t: str, ranked: np.ndarray, cfg: InterveneConfig, r: Result) -> None:
@@ -181,8 +213,8 @@ def _erasure(edits: Edits, t: str, ranked: np.ndarray, cfg: InterveneConfig, r: 
         r.files[f"intervention_sp_topk_results.json#{t}"] = doc
 
 
-def _steering(edits: Edits, t: str, cfg: InterveneConfig, r: Result) -> None:
-    per_class = class_features(edits.ctx, t, cfg.sdf)
+def _steering(edits: Edits, t: str, cfg: InterveneConfig, r: Result, rows: np.ndarray) -> None:
+    per_class = class_features(edits.ctx, t, cfg.sdf, rows)
     selected = np.unique(np.concatenate([*per_class.values(), np.zeros(0, np.int64)]))
     res = steering.steer_label(edits, t, per_class, selected, cfg)
     r.tables[f"{t}/steering"] = res["rows"]
@@ -224,7 +256,11 @@ def _steering(edits: Edits, t: str, cfg: InterveneConfig, r: Result) -> None:
 
 OUT = Outputs("intervene")
 OUT.scalar("{label}/k{k}/{probe}/{component}", "none", "a part of the suppression effect")
-OUT.scalar("{label}/k{k}/{probe}/selectivity", "higher", "targeted over random effect")
+OUT.scalar(
+    "{label}/k{k}/{probe}/selectivity",
+    "higher",
+    "the targeted effect on the other labels minus that on the label (paired, per image)",
+)
 OUT.scalar("{label}/k{k}/cosine", "none", "cosine of edited and original embeddings")
 OUT.scalar("{label}/{mode}/alpha{alpha}/fixed/delta", "none", "accuracy change of a scaled edit")
 OUT.scalar("{label}/leace/fresh/delta", "none", "accuracy change after LEACE erasure")
@@ -256,23 +292,31 @@ def run(ctx: Context, cfg: InterveneConfig) -> Result:
     r = Result("intervene")
     labels = ctx.require_labels()
     targets = ctx.pick_labels(list(cfg.targets)) if cfg.targets else labels
-    scorer = Scorer(
-        ctx, ctx.encoded.pooled_raw.astype(np.float64), labels, cfg.probe, cfg.fresh_reader
-    )
+    # One held-out part for every label of the call: what selects a target's features never
+    # scores another label, and every effect of one edit is measured on the same images.
+    parts = ctx.joint_train_test(labels)
+    scorer = Scorer(ctx, ctx.encoded.pooled_raw.astype(np.float64), labels, cfg.probe,
+                    cfg.fresh_reader, parts)  # fmt: skip
     edits = Edits.build(ctx, scorer, cfg.noise_std)
     r.metadata["noise_sigma"] = edits.sigma
+    r.metadata["split"] = {"n_train": len(parts[0]), "n_held_out": len(parts[1])}
     modes = set(cfg.modes)
+    top = max([int(k) for k in cfg.ks if int(k) > 0], default=0)
+    ranking = {n: ranked_features(ctx, n, cfg.select, cfg.sdf, parts[0]) for n in labels}
+    selected = np.unique(np.concatenate([ranking[n][0][:top] for n in labels]))
     for t in targets:
-        ranked, how = ranked_features(ctx, t, cfg.select, cfg.sdf)
+        ranked, how = ranking[t]
         r.metadata.setdefault("selection", {})[t] = {"how": how, "n_selected": len(ranked)}
         r.arrays[f"{t}/ranked_features"] = ranked.astype(np.int64)
         if modes & {"suppression", "random", "passthrough", "noise"}:
-            _suppression(edits, t, ranked, cfg, r)
+            _suppression(edits, t, ranked, selected, cfg, r)
         _scaling(edits, t, ranked, cfg, r)
         if "steering" in modes:
-            _steering(edits, t, cfg, r)
+            _steering(edits, t, cfg, r, parts[0])
         sp_ranked = (
-            ranked if cfg.sp_selection == "sdf" else ranked_features(ctx, t, "variance", cfg.sdf)[0]
+            ranked
+            if cfg.sp_selection == "sdf"
+            else ranked_features(ctx, t, "variance", cfg.sdf, parts[0])[0]
         )
         _erasure(edits, t, sp_ranked, cfg, r)
     return r

@@ -21,7 +21,7 @@ import numpy as np
 
 from vista.analysis.probing import ProbeConfig, fit_logistic, fit_probe
 from vista.interventions.ops import cosine_rows
-from vista.metrics.uncertainty import mean_ci, paired_permutation_pvalue
+from vista.metrics.uncertainty import draws_mean_ci, mean_ci, paired_permutation_pvalue
 
 if TYPE_CHECKING:
     from vista.analysis.context import Context
@@ -106,13 +106,19 @@ class Scorer:
         labels: list[str],
         cfg: ProbeConfig,
         fresh_reader: str = "lda",
+        parts: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        """``parts``: one train/held-out split for every attribute (``Context.joint_train_test``),
+        each attribute taking the images that carry it; by default each label's own split."""
         self.ctx, self.x0, self.fresh_reader = ctx, x0, fresh_reader
         self.cfg = replace(cfg, standardize=True)
         self.attrs: dict[str, Attribute] = {}
         for name in labels:
-            tr, te = ctx.train_test(name)
             y = ctx.labels[name]
+            if parts is None:
+                tr, te = ctx.train_test(name)
+            else:
+                tr, te = (p[y[p] >= 0] for p in parts)
             probe = fit_probe(x0[tr], y[tr], self.cfg)
             a = Attribute(name, y, tr, te, probe, {})
             a.base = {"fixed": self._ok(probe, x0, a), "fresh": self._ok(self._fresh(x0, a), x0, a)}
@@ -154,9 +160,22 @@ class Effect:
 
 
 def effect(diff: np.ndarray, ctx: Context, *key: str | int) -> Effect:
-    """Mean of ``diff`` with its bootstrap interval and the permutation p-value of mean 0."""
+    """Mean of ``diff`` with its bootstrap interval and the permutation p-value of mean 0.
+
+    ``diff`` is per image ``(n,)``, or per random draw and image ``(draws, n)`` (a control
+    averaged over random feature sets): then the interval resamples the draws and the images,
+    and the sign-flip test runs on each image's mean over the draws."""
     s = ctx.settings
-    return paired_effect(diff, s.n_boot, s.n_perm, s.confidence, ctx.rng("intervene", *key))
+    rng = ctx.rng("intervene", *key)
+    d = np.asarray(diff, dtype=np.float64)
+    if d.ndim == 1:
+        return paired_effect(d, s.n_boot, s.n_perm, s.confidence, rng)
+    per_image = d.mean(axis=0)
+    if per_image.size == 0:
+        return Effect(float("nan"), float("nan"), float("nan"), float("nan"), 0)
+    lo, hi = draws_mean_ci(d, s.n_boot, rng, s.confidence)
+    p = paired_permutation_pvalue(per_image, np.zeros_like(per_image), s.n_perm, rng)
+    return Effect(float(per_image.mean()), lo, hi, p, int(per_image.size))
 
 
 def paired_effect(

@@ -80,7 +80,7 @@ def _conditions(
     """The edits run on every image, each class's top-k SDFs, and the size of their union."""
     per_class = class_features(ctx, label, cfg.sdf)
     union = round_robin([per_class[c][: cfg.k] for c in sorted(per_class)])
-    rand = random_features(ctx, union, len(union), ctx.rng("splice", label))
+    rand = random_features(ctx, union, len(union), ctx.rng("splice", label), like=union)
     mean = torch.as_tensor(ctx.encoded.pooled_raw.mean(axis=0), dtype=torch.float32)
     t = torch.as_tensor
     edits = {
@@ -112,7 +112,7 @@ def _per_class(
     scores: dict[str, list[float]] = {"sdf": [], "random": []}
     table = []
     for c, feats in sorted(per_class.items()):
-        rand = random_features(ctx, feats, len(feats), ctx.rng("splice", c))
+        rand = random_features(ctx, feats, len(feats), ctx.rng("splice", c), like=feats)
         for kind, f in (("sdf", feats), ("random", rand)):
             edit = hooks.suppress(sae, torch.as_tensor(f), keep_error=True)
             ok = (forward(m, ctx, rows, edit, cfg.batch_size).argmax(1) == y).double().numpy()

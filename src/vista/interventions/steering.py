@@ -77,7 +77,9 @@ def steer_label(
         ).astype(np.int64)
         if len(rows) == 0 or len(feats) == 0:
             continue
-        rand = random_features(ctx, selected, len(feats), ctx.rng("steer", label, src, tgt))
+        rand = random_features(
+            ctx, selected, len(feats), ctx.rng("steer", label, src, tgt), like=feats
+        )
         before = (attr.probe.predict(edits.x0[rows]) == tgt).astype(np.float64)
         for alpha in cfg.steer_alphas:
             res = {}

@@ -70,6 +70,28 @@ def mean_ci(
     return percentile_interval(reps, confidence)
 
 
+def draws_mean_ci(
+    values: np.ndarray, n_boot: int, rng: np.random.Generator, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Bootstrap CI of the mean of ``values (draws, n)``: the effect of each of several random
+    draws (e.g. random feature sets) on each of ``n`` images. Each replicate resamples the draws
+    and the images, so the interval holds the spread over draws as well as over images (a mean
+    over the draws taken first would treat the drawn sets as fixed)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[None, :]
+    n_draws, n = v.shape
+    if n == 0 or n_boot <= 0:
+        return float("nan"), float("nan")
+    reps = np.empty(n_boot)
+    for b in range(n_boot):
+        heartbeat("bootstrap replicates", b, n_boot)
+        draws = rng.integers(0, n_draws, n_draws)
+        counts = np.bincount(rng.integers(0, n, n), minlength=n)
+        reps[b] = (v[draws] @ counts).sum() / (n_draws * n)
+    return percentile_interval(reps, confidence)
+
+
 def ratio_ci(
     num: np.ndarray,
     den: np.ndarray,
