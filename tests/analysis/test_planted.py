@@ -317,3 +317,24 @@ def test_intersectional_selects_on_one_part_and_tests_on_the_other_with_no_false
     assert syn.low <= 0.0 <= syn.high or abs(syn.value) < 0.01
     m = r.metadata
     assert m["n_selecting"] + m["n_tested"] == n and m["n_tested"] == pytest.approx(0.2 * n, abs=2)
+
+
+def test_feature_auc_scores_a_random_sae_of_the_same_shape_beside_the_sae(
+    ctx: Context, tmp_path: Path
+) -> None:
+    """Issue 29: every headline of feature_auc has its random-SAE control beside it (``_random``):
+    the numbers of the same analysis run on the context's random SAE."""
+    r = _run(ctx, "feature_auc", tmp_path / "with")
+    alone = Context(ctx.control_sae, ctx.store, S)
+    ref = _run(alone, "feature_auc", tmp_path / "ref", control=False)
+    assert not [k for k in ref.scalars if k.endswith("_random")]
+    for label in ("a", "b"):
+        for key in ("fraction_selective", "mean_best_auc_test", "top_10_auc_test_mean", "map",
+                    "coverage_at_tau", "mean_purity_at_k", "digit_coverage"):  # fmt: skip
+            got, want = r.scalars[f"{label}/{key}_random"], ref.scalars[f"{label}/{key}"]
+            assert got.value == pytest.approx(want.value, abs=1e-12) and got.n == want.n, key
+            assert got.direction == "none"
+        assert f"{label}/fraction_selective_random" in r.headline
+    # the control matters here: an untrained dictionary mixes the planted coordinates into every
+    # latent, so its mean best AUC exceeds the identity SAE's (13 of whose 16 latents are noise)
+    assert r.value("a/mean_best_auc_test_random") > r.value("a/mean_best_auc_test")

@@ -40,6 +40,9 @@ class FeatureAUCConfig:
     """Purity@k: precision of the k highest-activating test images (saev)."""
     coverage_tau: float = 0.3
     """Coverage@tau: share of classes whose best latent reaches this test AP (saev)."""
+    control: bool = True
+    """Score a randomly initialised SAE of the same shape the same way (``..._random``), the
+    level the headline numbers reach by chance through an untrained dictionary."""
 
 
 def signed_auc(
@@ -114,6 +117,10 @@ OUT.scalar(
 OUT.scalar(
     "{label}/mean_purity_at_k_chance", "none", "mean_purity_at_k with the test labels permuted"
 )
+for _key in ("fraction_selective", "mean_best_auc_test", "digit_coverage", "redundancy_score",
+             "mean_overfitting", "entropy_best_class_assignments", "top_{n}_auc_test_mean", "map",
+             "coverage_at_tau", "mean_purity_at_k"):  # fmt: skip
+    OUT.scalar("{label}/" + _key + "_random", "none", "the same for a random SAE of the same shape")
 CLASSES = OUT.table("{label}/classes", "per class: its best latent, AP and purity")
 AUC_TEST = OUT.array("{label}/auc_test", "(latents, classes): one-vs-rest test AUC")
 OUT.array("{label}/auc_train", "(latents, classes): one-vs-rest training AUC")
@@ -130,56 +137,67 @@ OUT.array("{label}/best_class", "per latent: the class of its best training AUC"
     outputs=OUT,
 )
 def run(ctx: Context, cfg: FeatureAUCConfig) -> Result:
-    codes, s = ctx.encoded.codes, ctx.settings
     r = Result("feature_auc")
     for label in ctx.require_labels():
-        y, n_cls = ctx.labels[label], len(ctx.class_names[label])
-        tr, te = ctx.train_test(label)
-        auc_tr = signed_auc(codes[tr], y[tr], codes[tr], y[tr], n_cls)
-        auc_te = signed_auc(codes[tr], y[tr], codes[te], y[te], n_cls)
-        sm = summary(auc_te, auc_tr, cfg)
-        sm["test_size"] = len(te)
-        best_te = auc_te[np.arange(len(auc_te)), best_classes(auc_tr)]
-        rng = ctx.rng("feature_auc", label)
-        sel_ci = mean_ci(best_te > cfg.selective_auc, s.n_boot, rng, s.confidence)
-        r.add(
-            f"{label}/fraction_selective", sm["fraction_selective"], "higher", sel_ci, len(best_te)
-        )
-        auc_ci = mean_ci(best_te, s.n_boot, rng, s.confidence)
-        r.add(
-            f"{label}/mean_best_auc_test", sm["mean_best_auc_test"], "higher", auc_ci, len(best_te)
-        )
-        for key in (
-            "digit_coverage",
-            "redundancy_score",
-            "mean_overfitting",
-            "entropy_best_class_assignments",
-            f"top_{cfg.top_n}_auc_test_mean",
-        ):
-            r.add(f"{label}/{key}", sm[key], "none", n=len(best_te))
-        ap_tr = average_precision_one_vs_rest(codes[tr], y[tr], n_cls)
-        ap_te = average_precision_one_vs_rest(codes[te], y[te], n_cls)
-        rows = _trait_rows(codes[te], y[te], ap_tr, ap_te, ctx.class_names[label], cfg)
-        aps = np.array([row["test_ap"] for row in rows if np.isfinite(row["test_ap"])])
-        r.add(f"{label}/map", float(aps.mean()) if aps.size else float("nan"), "higher", n=len(aps))
-        cov = float((aps >= cfg.coverage_tau).mean()) if aps.size else float("nan")
-        r.add(f"{label}/coverage_at_tau", cov, "higher", n=len(aps))
-        null_rng = ctx.rng("feature_auc", label, "chance")
-        pur = [row[f"purity_at_{cfg.purity_k}"] for row in rows]
-        r.add(f"{label}/mean_purity_at_k", float(np.nanmean(pur)), "higher", n=len(pur))
-        for key, value in trait_chance(
-            codes[te], y[te], rows, n_cls, cfg, s.n_perm, null_rng
-        ).items():
-            r.add(f"{label}/{key}", value, "none", n=len(rows))
+        _score_label(r, ctx, label, ctx.encoded.codes, cfg)
+        if cfg.control:
+            _score_label(r, ctx, label, ctx.control.codes, cfg, RANDOM)
         r.headline += [f"{label}/fraction_selective", f"{label}/map"]
-        r.tables[f"{label}/classes"] = rows
-        r.arrays[f"{label}/auc_test"] = auc_te.astype(np.float32)
-        r.arrays[f"{label}/auc_train"] = auc_tr.astype(np.float32)
-        r.arrays[f"{label}/ap_test"] = ap_te.astype(np.float32)
-        r.arrays[f"{label}/best_class"] = best_classes(auc_tr).astype(np.int32)
-        r.metadata[f"{label}/summary"] = sm
-        r.files["regression_results.json#" + label] = {"sae_summary": sm}
+        if cfg.control:
+            r.headline.append(f"{label}/fraction_selective{RANDOM}")
     return r
+
+
+RANDOM = "_random"
+"""The suffix of the random-SAE control's numbers."""
+
+
+def _score_label(
+    r: Result, ctx: Context, label: str, codes: Any, cfg: FeatureAUCConfig, suffix: str = ""
+) -> None:
+    """The label's numbers for ``codes`` (the SAE's, or with ``suffix`` the control's: its
+    scalars only, no direction, no chance values)."""
+    s = ctx.settings
+    y, n_cls = ctx.labels[label], len(ctx.class_names[label])
+    tr, te = ctx.train_test(label)
+    auc_tr = signed_auc(codes[tr], y[tr], codes[tr], y[tr], n_cls)
+    auc_te = signed_auc(codes[tr], y[tr], codes[te], y[te], n_cls)
+    sm = summary(auc_te, auc_tr, cfg)
+    sm["test_size"] = len(te)
+    best_te = auc_te[np.arange(len(auc_te)), best_classes(auc_tr)]
+    rng = ctx.rng("feature_auc", label, *([suffix] if suffix else []))
+    direction = "none" if suffix else "higher"
+    sel_ci = mean_ci(best_te > cfg.selective_auc, s.n_boot, rng, s.confidence)
+    r.add(f"{label}/fraction_selective{suffix}", sm["fraction_selective"], direction, sel_ci,
+          len(best_te))  # fmt: skip
+    auc_ci = mean_ci(best_te, s.n_boot, rng, s.confidence)
+    r.add(f"{label}/mean_best_auc_test{suffix}", sm["mean_best_auc_test"], direction, auc_ci,
+          len(best_te))  # fmt: skip
+    for key in ("digit_coverage", "redundancy_score", "mean_overfitting",
+                "entropy_best_class_assignments", f"top_{cfg.top_n}_auc_test_mean"):  # fmt: skip
+        r.add(f"{label}/{key}{suffix}", sm[key], "none", n=len(best_te))
+    ap_tr = average_precision_one_vs_rest(codes[tr], y[tr], n_cls)
+    ap_te = average_precision_one_vs_rest(codes[te], y[te], n_cls)
+    rows = _trait_rows(codes[te], y[te], ap_tr, ap_te, ctx.class_names[label], cfg)
+    aps = np.array([row["test_ap"] for row in rows if np.isfinite(row["test_ap"])])
+    r.add(f"{label}/map{suffix}", float(aps.mean()) if aps.size else float("nan"), direction,
+          n=len(aps))  # fmt: skip
+    cov = float((aps >= cfg.coverage_tau).mean()) if aps.size else float("nan")
+    r.add(f"{label}/coverage_at_tau{suffix}", cov, direction, n=len(aps))
+    pur = [row[f"purity_at_{cfg.purity_k}"] for row in rows]
+    r.add(f"{label}/mean_purity_at_k{suffix}", float(np.nanmean(pur)), direction, n=len(pur))
+    if suffix:
+        return
+    null_rng = ctx.rng("feature_auc", label, "chance")
+    for key, value in trait_chance(codes[te], y[te], rows, n_cls, cfg, s.n_perm, null_rng).items():
+        r.add(f"{label}/{key}", value, "none", n=len(rows))
+    r.tables[f"{label}/classes"] = rows
+    r.arrays[f"{label}/auc_test"] = auc_te.astype(np.float32)
+    r.arrays[f"{label}/auc_train"] = auc_tr.astype(np.float32)
+    r.arrays[f"{label}/ap_test"] = ap_te.astype(np.float32)
+    r.arrays[f"{label}/best_class"] = best_classes(auc_tr).astype(np.int32)
+    r.metadata[f"{label}/summary"] = sm
+    r.files["regression_results.json#" + label] = {"sae_summary": sm}
 
 
 NULL_DRAWS = 200
