@@ -193,17 +193,10 @@ def run(ctx: Context, cfg: IntersectionalConfig) -> Result:
         },
         "params": {**asdict(cfg), "labels": names},
     }
-    # The candidates were chosen on the selecting part: they are tested on every other image
-    # that carries all the labels (those of subgroups too small to select from included).
-    every = np.flatnonzero(np.all([ctx.labels[n] >= 0 for n in names], axis=0))
-    tested = np.setdiff1d(every, select) if cfg.sdf.held_out else every
-    values = column_major(ctx.encoded.codes[tested])[:, int_union]  # stays sparse if sparse
-    factors = {n: ctx.labels[n][tested] for n in names}
+    tested = _tested(ctx, names, select, cfg)
     r.metadata.update(n_selecting=len(select), n_scoring=len(score), n_tested=len(tested))
-    if cfg.anova and len(int_union):
-        doc.update(_anova(r, values, factors, int_union, cfg))
-    if cfg.mi and len(int_union):
-        doc.update(_mutual_information(r, values, factors, int_union, cfg, ctx))
+    if len(int_union):
+        doc.update(_tests(r, ctx, names, tested, int_union, cfg))
     r.headline = [
         h
         for h in ("n_novel_intersectional", "anova_fraction_intersectional", "mean_synergy")
@@ -212,6 +205,34 @@ def run(ctx: Context, cfg: IntersectionalConfig) -> Result:
     r.files["intersectional_results.json"] = doc
     r.files["sdfs_intersectional.npz"] = {str(c): f for c, f in int_sdfs.items()}
     return r
+
+
+def _tested(
+    ctx: Context, names: list[str], select: np.ndarray, cfg: IntersectionalConfig
+) -> np.ndarray:
+    """The images that test the candidates: every image carrying all the labels that did not
+    select them (those of subgroups too small to select from included)."""
+    every = np.flatnonzero(np.all([ctx.labels[n] >= 0 for n in names], axis=0))
+    return np.setdiff1d(every, select) if cfg.sdf.held_out else every
+
+
+def _tests(
+    r: Result,
+    ctx: Context,
+    names: list[str],
+    tested: np.ndarray,
+    feats: np.ndarray,
+    cfg: IntersectionalConfig,
+) -> dict[str, Any]:
+    """The ANOVA and the MI decomposition of the candidates ``feats`` on the images ``tested``."""
+    values = column_major(ctx.encoded.codes[tested])[:, feats]  # stays sparse if sparse
+    factors = {n: ctx.labels[n][tested] for n in names}
+    doc: dict[str, Any] = {}
+    if cfg.anova:
+        doc.update(_anova(r, values, factors, feats, cfg))
+    if cfg.mi:
+        doc.update(_mutual_information(r, values, factors, feats, cfg, ctx))
+    return doc
 
 
 def _anova(
