@@ -27,8 +27,12 @@ def test_probe_accuracy_equals_sklearn_directly(rng: np.random.Generator) -> Non
     raw = rng.normal(size=(300, 5)) + y[:, None]
     codes = np.abs(rng.normal(size=(300, 9))) * (y[:, None] == np.arange(9) % 3)
     cfg = ProbeConfig(standardize=False)
-    res, raw_ok, sae_ok = probe_comparison(raw, codes, y, ["a", "b", "c"], cfg)
+    res, raw_pred, sae_pred = probe_comparison(raw, codes, y, ["a", "b", "c"], cfg)
     tr, te = train_test_split(np.arange(300), test_size=0.2, random_state=42, stratify=y)
+    raw_ok, sae_ok = (
+        raw_pred == y[np.sort(te)],
+        sae_pred == y[np.sort(te)],
+    )  # sorted, as vista splits
     ref_raw = LogisticRegression(C=0.1, max_iter=1000).fit(raw[tr], y[tr]).score(raw[te], y[te])
     ref_sae = LogisticRegression(C=0.1, max_iter=1000).fit(codes[tr], y[tr]).score(codes[te], y[te])
     assert res["raw_latent_accuracy"] == pytest.approx(ref_raw)

@@ -131,3 +131,22 @@ def test_config_of_reads_the_recorded_settings_as_the_dataclass() -> None:
     r = Result("exemplars", config={"quantiles": [0.5], "unknown_old_setting": 1})
     cfg = config_of(r, ExemplarsConfig)
     assert cfg.quantiles == [0.5] and cfg.top_k == ExemplarsConfig().top_k
+
+
+def test_a_score_without_an_interval_or_a_reason_breaks_the_contract() -> None:
+    """Issue 29: every number with a direction carries an interval and its n, or says why not."""
+    r = Result("x")
+    r.add("fvu", 0.1, "lower", (0.09, 0.11), 100)
+    r.add("count", 3.0, "none")  # a description: no interval needed
+    r.add("dead", 0.2, "lower", n=10, no_interval="a count over the whole split")
+    r.add("skipped", float("nan"), "higher")  # nothing to bound
+    assert Outputs.unbounded(r) == []
+    r.add("mse", 0.2, "lower", n=100)
+    r.add("acc", 0.9, "higher", (0.8, 0.95))
+    assert Outputs.unbounded(r) == [
+        "scalar 'mse' has a direction but no interval and no reason",
+        "scalar 'acc' has an interval but no n",
+    ]
+    doc = r.scalars["dead"].to_json()
+    assert doc["no_interval"] == "a count over the whole split"
+    assert type(r.scalars["dead"]).from_json(doc).no_interval == doc["no_interval"]

@@ -112,6 +112,9 @@ def test_fidelity_names_the_group_the_sae_fails(tmp_path: Path) -> None:
     rows = {row["group"]: row for row in r.tables["g"]}
     assert rows["few"]["nmse"] == pytest.approx(0.0, abs=1e-6)
     assert r.metadata["g/worst_group"] == "many" and r.scalars["g/nmse_spread_p_value"].value < 0.01
+    spread, best = r.scalars["g/nmse_spread"], r.scalars["g/best_group_nmse"]
+    assert spread.low <= spread.value <= spread.high and spread.low > 0  # groups resampled apart
+    assert best.value == pytest.approx(0.0, abs=1e-6) and best.n == rows["few"]["n"]
     with torch.no_grad():  # the group's own FVU by hand
         xs = torch.from_numpy(np.asarray(ctx.encoded.pooled_raw, dtype=np.float32))
         xh = identity_sae(d, k=2).decode(identity_sae(d, k=2).encode(xs)).double().numpy()
@@ -267,7 +270,7 @@ def test_feature_auc_on_a_null_label_reads_chance() -> None:
 def test_trait_metrics_come_with_their_chance_values() -> None:
     """On a null label, map and coverage sit at their permutation chance values (the class
     prevalence, not 0); a latent that is the class indicator reads far above its chance."""
-    from vista.analysis.feature_auc import FeatureAUCConfig, _trait_rows, trait_chance
+    from vista.analysis.feature_auc import FeatureAUCConfig, _trait_rows, trait_chance, trait_ci
     from vista.metrics.ranking import average_precision_one_vs_rest
 
     rng = np.random.default_rng(4)
@@ -288,6 +291,10 @@ def test_trait_metrics_come_with_their_chance_values() -> None:
     prevalence = np.bincount(y[te], minlength=3) / len(te)
     assert null["map_chance"] == pytest.approx(prevalence.mean(), abs=0.03)
     assert abs(observed - null["map_chance"]) < 0.05
+    # the interval over test images holds the observed map and, on a null label, its chance
+    ci = trait_ci(codes[te], y[te], rows, 3, cfg, 500, rng, 0.95)
+    assert ci["map"][0] < observed < ci["map"][1]
+    assert ci["map"][0] < null["map_chance"] < ci["map"][1]
     assert null["coverage_at_tau_chance"] > 0.5  # every prevalence is near 1/3, above tau 0.3
     planted = np.eye(3)[y]  # latent c is the indicator of class c
     rows = _trait_rows(planted[te], y[te], np.eye(3), np.eye(3), ["a", "b", "c"], cfg)
@@ -295,6 +302,11 @@ def test_trait_metrics_come_with_their_chance_values() -> None:
     null = trait_chance(planted[te], y[te], rows, 3, cfg, 1000, rng)
     assert null["map_chance"] == pytest.approx(prevalence.mean(), abs=0.03)
     assert null["mean_purity_at_k_chance"] < 0.5
+    ci = trait_ci(planted[te], y[te], rows, 3, cfg, 200, rng, 0.95)
+    assert ci["map"] == (1.0, 1.0) and ci["mean_purity_at_k"] == (
+        1.0,
+        1.0,
+    )  # perfect in every resample
 
 
 def test_intersectional_selects_on_one_part_and_tests_on_the_other_with_no_false_positive(

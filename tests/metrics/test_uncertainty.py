@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from vista.metrics.uncertainty import (
+    macro_f1_ci,
     mean_ci,
     paired_permutation_pvalue,
     percentile_interval,
@@ -75,3 +76,23 @@ def test_two_sample_permutation_pvalue_separates_shifted_samples() -> None:
 def test_rng_for_is_stable_across_calls_and_keys_matter() -> None:
     assert rng_for(0, "a", 3).random() == rng_for(0, "a", 3).random()
     assert rng_for(0, "a").random() != rng_for(0, "b").random()
+
+
+def test_macro_f1_ci_recomputes_sklearns_macro_f1_on_each_resample() -> None:
+    """Each replicate is sklearn's macro F1 of the resampled images (classes absent from a
+    resample left out, as sklearn leaves them out of a smaller array)."""
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 60)
+    p = np.where(rng.random(60) < 0.7, y, rng.integers(0, 4, 60))
+    p[:3] = 5  # a predicted class no image has
+    counts = resample_counts(60, 50, np.random.default_rng(3))
+    want = [f1_score(np.repeat(y, c.astype(int)), np.repeat(p, c.astype(int)), average="macro",
+                     zero_division=0)
+            for c in counts]  # fmt: skip
+    lo, hi = macro_f1_ci(y, p, 50, np.random.default_rng(3), confidence=0.9)
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(want, [0.05, 0.95])), abs=1e-12)
+    whole = f1_score(y, p, average="macro", zero_division=0)
+    lo, hi = macro_f1_ci(y, p, 2000, np.random.default_rng(1))
+    assert lo < whole < hi

@@ -15,6 +15,7 @@ A pattern is the key with its variable parts in braces: ``{label}/auc_test``,
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -175,13 +176,29 @@ class Outputs:
                     )
         return out
 
+    @staticmethod
+    def unbounded(result: Result) -> list[str]:
+        """Scalars with a direction (a score a reader compares) that carry neither an interval
+        with its ``n`` nor a reason for having none."""
+        out = []
+        for name, s in result.scalars.items():
+            if s.direction == "none" or s.no_interval or not math.isfinite(s.value):
+                continue
+            if s.low is None or s.high is None:
+                out.append(f"scalar {name!r} has a direction but no interval and no reason")
+            elif s.n is None:
+                out.append(f"scalar {name!r} has an interval but no n")
+        return out
+
     def check(self, result: Result) -> None:
         """Warn (or, with ``VISTA_STRICT_OUTPUTS=1``, raise) when ``result`` breaks these
-        declarations."""
-        bad = self.undeclared(result)
+        declarations, or holds a score with no interval and no reason."""
+        bad = self.undeclared(result) + self.unbounded(result)
         if not bad:
             return
-        message = f"analysis {self.analysis!r} wrote outputs it does not declare: {'; '.join(bad)}"
+        message = (
+            f"analysis {self.analysis!r} wrote outputs that break its contract: {'; '.join(bad)}"
+        )
         if os.environ.get(STRICT_ENV) == "1":
             raise AssertionError(message)
         log.warning("%s.", message)

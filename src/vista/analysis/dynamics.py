@@ -25,6 +25,7 @@ from vista.analysis.result import Result
 from vista.metrics.paths import overlaps, select
 from vista.metrics.purity import purity
 from vista.metrics.spectral import spectral_summary
+from vista.metrics.uncertainty import mean_ci
 
 if TYPE_CHECKING:
     from vista.analysis.context import Context
@@ -99,7 +100,10 @@ def purities(r: Result, ctx: Context, label: str, kind: str, codes: Any) -> None
         for k in ("csi", "entropy_purity", "gini")
     }
     r.tables.setdefault(f"{label}/purity", []).append({"model": kind, **means, **counts})
-    r.add(f"{label}/purity/mean_csi{suffix}", means["mean_csi"], "higher", n=int(alive.sum()))
+    s = ctx.settings
+    csi_ci = mean_ci(pur["csi"][alive], s.n_boot, ctx.rng("dynamics", label, kind), s.confidence)
+    r.add(f"{label}/purity/mean_csi{suffix}", means["mean_csi"], "higher", csi_ci,
+          int(alive.sum()))  # fmt: skip
     for k, v in counts.items():
         r.add(f"{label}/purity/n_{k}{suffix}", v, "none", n=int(alive.sum()))
     if kind == "trained":

@@ -23,7 +23,8 @@ from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
 from vista.metrics.alignment import class_sums
 from vista.metrics.ranking import auc_one_vs_rest, average_precision_one_vs_rest, purity_at_k
-from vista.metrics.uncertainty import mean_ci
+from vista.metrics.uncertainty import mean_ci, percentile_interval
+from vista.progress import heartbeat
 
 if TYPE_CHECKING:
     from vista.analysis.context import Context
@@ -180,12 +181,17 @@ def _score_label(
     ap_te = average_precision_one_vs_rest(codes[te], y[te], n_cls)
     rows = _trait_rows(codes[te], y[te], ap_tr, ap_te, ctx.class_names[label], cfg)
     aps = np.array([row["test_ap"] for row in rows if np.isfinite(row["test_ap"])])
+    cis: dict[str, tuple[float, float] | None] = {}
+    if not suffix:  # the control's numbers are a reference level, not scores: no interval
+        trait_rng = ctx.rng("feature_auc", label, "traits")
+        cis.update(trait_ci(codes[te], y[te], rows, n_cls, cfg, s.n_boot, trait_rng, s.confidence))
     r.add(f"{label}/map{suffix}", float(aps.mean()) if aps.size else float("nan"), direction,
-          n=len(aps))  # fmt: skip
+          cis.get("map"), len(te))  # fmt: skip
     cov = float((aps >= cfg.coverage_tau).mean()) if aps.size else float("nan")
-    r.add(f"{label}/coverage_at_tau{suffix}", cov, direction, n=len(aps))
+    r.add(f"{label}/coverage_at_tau{suffix}", cov, direction, cis.get("coverage_at_tau"), len(te))
     pur = [row[f"purity_at_{cfg.purity_k}"] for row in rows]
-    r.add(f"{label}/mean_purity_at_k{suffix}", float(np.nanmean(pur)), direction, n=len(pur))
+    r.add(f"{label}/mean_purity_at_k{suffix}", float(np.nanmean(pur)), direction,
+          cis.get("mean_purity_at_k"), len(te))  # fmt: skip
     if suffix:
         return
     null_rng = ctx.rng("feature_auc", label, "chance")
@@ -198,6 +204,60 @@ def _score_label(
     r.arrays[f"{label}/best_class"] = best_classes(auc_tr).astype(np.int32)
     r.metadata[f"{label}/summary"] = sm
     r.files["regression_results.json#" + label] = {"sae_summary": sm}
+
+
+def _trait_values(
+    dense: np.ndarray, y: np.ndarray, classes: list[int], n_classes: int, cfg: FeatureAUCConfig
+) -> tuple[float, float, float]:
+    """``map``, ``coverage_at_tau`` and ``mean_purity_at_k`` of the latents ``dense[:, i]``
+    chosen for ``classes[i]``, on the images ``(dense, y)``."""
+    ap = average_precision_one_vs_rest(dense, y, n_classes)[np.arange(len(classes)), classes]
+    ok = ap[np.isfinite(ap)]
+    pur = [purity_at_k(dense[:, i], y, c, cfg.purity_k) for i, c in enumerate(classes)]
+    return (
+        float(ok.mean()) if ok.size else float("nan"),
+        float((ok >= cfg.coverage_tau).mean()) if ok.size else float("nan"),
+        float(np.nanmean(pur)),
+    )
+
+
+def _chosen(codes_te: Any, rows: list[dict[str, Any]]) -> tuple[np.ndarray, list[int]]:
+    """Each class's latent (chosen on the training part) as dense test columns, and the classes."""
+    cols = np.array([row["best_latent"] for row in rows])
+    x = codes_te[:, cols]
+    dense = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
+    return dense, [int(row["class_index"]) for row in rows]
+
+
+TRAIT_BOOT = 500
+"""At most this many bootstrap replicates behind the trait metrics' intervals (each recomputes
+every class's AP and purity)."""
+
+
+def trait_ci(
+    codes_te: Any,
+    y_te: np.ndarray,
+    rows: list[dict[str, Any]],
+    n_classes: int,
+    cfg: FeatureAUCConfig,
+    n_boot: int,
+    rng: np.random.Generator,
+    confidence: float,
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of ``map``, ``coverage_at_tau`` and ``mean_purity_at_k`` over
+    resamples of the test images, each class keeping its latent (chosen on the training part)."""
+    draws = min(max(n_boot, 0), TRAIT_BOOT)
+    if not rows or draws == 0:
+        return {}
+    dense, classes = _chosen(codes_te, rows)
+    reps = []
+    for b in range(draws):
+        heartbeat("feature_auc trait intervals", b, draws)
+        i = rng.integers(0, len(y_te), len(y_te))
+        reps.append(_trait_values(dense[i], y_te[i], classes, n_classes, cfg))
+    arr = np.array(reps)
+    names = ("map", "coverage_at_tau", "mean_purity_at_k")
+    return {n: percentile_interval(arr[:, j], confidence) for j, n in enumerate(names)}
 
 
 NULL_DRAWS = 200
@@ -220,26 +280,13 @@ def trait_chance(
     draws = min(max(n_perm, 0), NULL_DRAWS)
     if not rows or draws == 0:
         return {}
-    cols = np.array([row["best_latent"] for row in rows])
-    classes = [int(row["class_index"]) for row in rows]
-    x = codes_te[:, cols]
-    dense = np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float64)
-    maps, covs, purs = [], [], []
-    for _ in range(draws):
-        yp = rng.permutation(y_te)
-        ap = average_precision_one_vs_rest(dense, yp, n_classes)[np.arange(len(rows)), classes]
-        ok = ap[np.isfinite(ap)]
-        maps.append(ok.mean() if ok.size else np.nan)
-        covs.append((ok >= cfg.coverage_tau).mean() if ok.size else np.nan)
-        purs.append(
-            np.nanmean(
-                [purity_at_k(dense[:, i], yp, c, cfg.purity_k) for i, c in enumerate(classes)]
-            )
-        )
+    dense, classes = _chosen(codes_te, rows)
+    null = np.array([_trait_values(dense, rng.permutation(y_te), classes, n_classes, cfg)
+                     for _ in range(draws)])  # fmt: skip
     return {
-        "map_chance": float(np.nanmean(maps)),
-        "coverage_at_tau_chance": float(np.nanmean(covs)),
-        "mean_purity_at_k_chance": float(np.nanmean(purs)),
+        "map_chance": float(np.nanmean(null[:, 0])),
+        "coverage_at_tau_chance": float(np.nanmean(null[:, 1])),
+        "mean_purity_at_k_chance": float(np.nanmean(null[:, 2])),
     }
 
 

@@ -117,6 +117,28 @@ def group_rows(
     return rows
 
 
+def spread_ci(ctx: Context, groups: np.ndarray, key: str) -> tuple[float, float]:
+    """Bootstrap interval of the max-min spread of group NMSE: each group's images resampled
+    within the group (the groups keep their sizes), the spread taken per replicate."""
+    enc, s = ctx.encoded, ctx.settings
+    t = enc.tokens_per_image
+    tv = image_total_variance(enc.pooled_raw, enc.image_scatter, t)
+    scale = tv.sum() / enc.n_images  # NMSE of an image = sq_error / scale
+    if s.n_boot <= 0:
+        return float("nan"), float("nan")
+    rng = ctx.rng("fidelity", key, "spread")
+    reps = []
+    for g in np.unique(groups[groups >= 0]):
+        sq = enc.image_sq_error[groups == g]
+
+        def group_nmse(c: np.ndarray, sq: np.ndarray = sq) -> np.ndarray:
+            return c @ sq / len(sq) / scale
+
+        reps.append(bootstrap_replicates(len(sq), group_nmse, s.n_boot, rng))
+    per = np.stack(reps)  # (groups, replicates)
+    return percentile_interval(per.max(axis=0) - per.min(axis=0), s.confidence)
+
+
 def spread_p_value(
     ctx: Context, groups: np.ndarray, observed: float, n_perm: int, key: str
 ) -> float:
@@ -184,8 +206,9 @@ def run(ctx: Context, cfg: FidelityConfig) -> Result:
         r.add(
             f"{key}/worst_group_nmse", worst["nmse"], "lower", tuple(worst["nmse_ci"]), worst["n"]
         )
-        r.add(f"{key}/best_group_nmse", float(nmse.min()), "lower")
-        r.add(f"{key}/nmse_spread", spread, "lower", n=len(rows))
+        best = rows[int(nmse.argmin())]
+        r.add(f"{key}/best_group_nmse", best["nmse"], "lower", tuple(best["nmse_ci"]), best["n"])
+        r.add(f"{key}/nmse_spread", spread, "lower", spread_ci(ctx, groups, key), len(rows))
         r.add(
             f"{key}/nmse_spread_p_value",
             spread_p_value(ctx, groups, spread, cfg.n_perm, key),

@@ -40,6 +40,17 @@ OUT.array("image_l0", "per image: active latents")
 TOTAL_TOKENS = OUT.meta("total_tokens", "tokens of the split")
 
 
+WHY_DEAD = (
+    "a count over every token of the split (dead: fired on none): it describes the SAE on these "
+    "images; resampling them can only add dead latents, so a bootstrap interval would be "
+    "one-sided and biased"
+)
+WHY_FREQUENCY = (
+    "firing frequencies over every token of the split against a fixed threshold: a description "
+    "of the SAE on these images, as SAELens and SAEBench report it"
+)
+
+
 @register_analysis(
     "health",
     HealthConfig,
@@ -65,13 +76,13 @@ def run(ctx: Context, cfg: HealthConfig) -> Result:
     }
     r = Result("health")
     n_img = enc.n_images
-    r.add("dead_fraction", dead / d_sae, "lower", n=d_sae)
-    r.add("dense_fraction", dense / d_sae, "lower", n=d_sae)
-    r.add("rare_fraction", rare / d_sae, "lower", n=d_sae)
+    r.add("dead_fraction", dead / d_sae, "lower", n=d_sae, no_interval=WHY_DEAD)
+    r.add("dense_fraction", dense / d_sae, "lower", n=d_sae, no_interval=WHY_FREQUENCY)
+    r.add("rare_fraction", rare / d_sae, "lower", n=d_sae, no_interval=WHY_FREQUENCY)
     ci = mean_ci(enc.image_l0, s.n_boot, ctx.rng("health", "l0"), s.confidence)
     r.add("l0_mean", float(enc.image_l0.mean()), "none", ci, n_img)
     r.add("l0_per_instance_mean", health["l0_per_instance_mean"], "none", n=n_img)
-    r.add("dead_count", dead, "lower", n=d_sae)
+    r.add("dead_count", dead, "lower", n=d_sae, no_interval=WHY_DEAD)
     r.arrays["firing_counts"] = counts
     r.arrays["firing_frequency"] = freqs.astype(np.float32)
     r.arrays["image_l0"] = enc.image_l0.astype(np.float32)

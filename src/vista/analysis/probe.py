@@ -21,7 +21,7 @@ from vista.analysis.context import AnalysisSettings
 from vista.analysis.declared import Outputs
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
-from vista.metrics.uncertainty import mean_ci, paired_permutation_pvalue
+from vista.metrics.uncertainty import macro_f1_ci, mean_ci, paired_permutation_pvalue
 from vista.train.config import MultiTaskProbeConfig, TrainerConfig
 
 if TYPE_CHECKING:
@@ -66,7 +66,9 @@ def score(
             ci = mean_ci(c, s.n_boot, rng_for(label, inp), s.confidence)
             f1 = float(f1_score(y[ok], p[label][ok], average="macro", zero_division=0))
             r.add(f"{label}/{inp}_accuracy", float(c.mean()), "higher", ci, int(ok.sum()))
-            r.add(f"{label}/{inp}_macro_f1", f1, "higher", n=int(ok.sum()))
+            f1_ci = macro_f1_ci(y[ok], p[label][ok], s.n_boot, rng_for(label, inp, "f1"),
+                                s.confidence)  # fmt: skip
+            r.add(f"{label}/{inp}_macro_f1", f1, "higher", f1_ci, int(ok.sum()))
             doc.setdefault(label, {})[inp] = {
                 "accuracy": float(c.mean()),
                 "accuracy_ci": list(ci),

@@ -11,7 +11,7 @@ from vista.analysis.declared import Outputs
 from vista.analysis.probing import ProbeConfig, fit_probe, split_indices
 from vista.analysis.registry import register_analysis
 from vista.analysis.result import Result
-from vista.metrics.uncertainty import mean_ci, paired_permutation_pvalue
+from vista.metrics.uncertainty import macro_f1_ci, mean_ci, paired_permutation_pvalue
 
 if TYPE_CHECKING:
     from vista.analysis.context import Context
@@ -25,7 +25,8 @@ def probe_comparison(
     cfg: ProbeConfig,
     split: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """``(VISTA section, raw correct (n_test,), SAE correct (n_test,))`` on the same split."""
+    """``(VISTA section, raw predictions (n_test,), SAE predictions (n_test,))`` on the same
+    split."""
     from sklearn.metrics import classification_report, f1_score
 
     if split is None:
@@ -55,7 +56,7 @@ def probe_comparison(
         "n_test": len(te),
         "stratified": stratified,
     }
-    return section, raw_ok, sae_ok
+    return section, raw_pred, sae_pred
 
 
 OUT = Outputs("probes")
@@ -80,9 +81,10 @@ def run(ctx: Context, cfg: ProbeConfig) -> Result:
     for label in ctx.require_labels():
         y = ctx.labels[label]
         tr, te = ctx.train_test(label)
-        sec, raw_ok, sae_ok = probe_comparison(
+        sec, raw_pred, sae_pred = probe_comparison(
             enc.pooled_raw, enc.codes, y, ctx.class_names[label], cfg, (tr, te)
         )
+        raw_ok, sae_ok = raw_pred == y[te], sae_pred == y[te]
         n = len(te)
         rng = ctx.rng("probes", label)
         raw_ci = mean_ci(raw_ok, s.n_boot, rng, s.confidence)
@@ -96,7 +98,8 @@ def run(ctx: Context, cfg: ProbeConfig) -> Result:
         r.add(f"{label}/delta", sec["delta"], "higher", d_ci, n)
         r.add(f"{label}/delta_p_value", p, "none", n=n)
         r.headline += [f"{label}/raw_accuracy", f"{label}/sae_accuracy", f"{label}/delta_p_value"]
-        r.add(f"{label}/sae_macro_f1", sec["sae_macro_f1"], "higher", n=n)
-        r.add(f"{label}/raw_macro_f1", sec["raw_macro_f1"], "higher", n=n)
+        for inp, pred in (("sae", sae_pred), ("raw", raw_pred)):
+            f1_ci = macro_f1_ci(y[te], pred, s.n_boot, rng, s.confidence)
+            r.add(f"{label}/{inp}_macro_f1", sec[f"{inp}_macro_f1"], "higher", f1_ci, n)
     r.files["evaluation_results.json#probe_comparison"] = sections
     return r

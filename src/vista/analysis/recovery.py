@@ -77,7 +77,8 @@ def run(ctx: Context, cfg: RecoveryConfig) -> Result:
     r.arrays["best_cosine"] = best.astype(np.float32)
     if p_fire is not None:
         rare = p_fire <= np.median(p_fire)
-        r.add("recovered_rare_half", float(hit[rare].mean()), "higher", n=int(rare.sum()))
-        r.add("recovered_common_half", float(hit[~rare].mean()), "higher", n=int((~rare).sum()))
+        for name, part in (("recovered_rare_half", rare), ("recovered_common_half", ~rare)):
+            ci = mean_ci(hit[part], s.n_boot, ctx.rng("recovery", name), s.confidence)
+            r.add(name, float(hit[part].mean()), "higher", ci, int(part.sum()))
     r.headline = ["recovered", "mean_max_cosine"]
     return r

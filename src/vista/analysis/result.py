@@ -41,6 +41,9 @@ class Scalar:
     high: float | None = None
     n: int | None = None
     """Sample size behind the value (images, features, pairs: the unit the CI resamples)."""
+    no_interval: str = ""
+    """Why a number with a direction has no interval (a count over the whole split, a
+    definition taken as a peer computes it), where it has none."""
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"value": self.value, "direction": self.direction}
@@ -48,6 +51,8 @@ class Scalar:
             doc["ci"] = [self.low, self.high]
         if self.n is not None:
             doc["n"] = self.n
+        if self.no_interval:
+            doc["no_interval"] = self.no_interval
         return doc
 
     @classmethod
@@ -60,6 +65,7 @@ class Scalar:
             None if ci[0] is None else float(ci[0]),
             None if ci[1] is None else float(ci[1]),
             doc.get("n"),
+            str(doc.get("no_interval") or ""),
         )
 
 
@@ -90,7 +96,10 @@ class Result:
         direction: str = "none",
         ci: tuple[float, float] | None = None,
         n: int | None = None,
+        no_interval: str = "",
     ) -> None:
+        """Add the scalar ``name``; one with a direction takes an interval and its ``n``, or says
+        in ``no_interval`` why it has none (``Outputs.check``)."""
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         lo, hi = ci if ci is not None else (None, None)
@@ -100,6 +109,7 @@ class Result:
             None if lo is None else float(lo),
             None if hi is None else float(hi),
             None if n is None else int(n),
+            no_interval,
         )
 
     def value(self, name: str) -> float:

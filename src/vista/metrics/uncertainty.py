@@ -92,6 +92,33 @@ def draws_mean_ci(
     return percentile_interval(reps, confidence)
 
 
+def macro_f1_ci(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    n_boot: int,
+    rng: np.random.Generator,
+    confidence: float = 0.95,
+) -> tuple[float, float]:
+    """Bootstrap CI of the macro F1 (sklearn's ``average="macro"``, ``zero_division=0``: the mean
+    F1 over the classes among the true or predicted labels of each resample), resampling the
+    images."""
+    y, p = np.asarray(y_true), np.asarray(y_pred)
+    if y.size == 0 or n_boot <= 0:
+        return float("nan"), float("nan")
+    classes = np.union1d(y, p)
+    is_true = (y[:, None] == classes).astype(np.float64)  # (n, K)
+    is_pred = (p[:, None] == classes).astype(np.float64)
+    hit = is_true * is_pred
+
+    def stat(c: np.ndarray) -> np.ndarray:
+        seen = c @ is_true + c @ is_pred  # (b, K): 0 where a class is absent from the resample
+        f1 = 2 * (c @ hit) / np.maximum(seen, 1e-300)
+        present = seen > 0
+        return (f1 * present).sum(axis=1) / present.sum(axis=1)
+
+    return percentile_interval(bootstrap_replicates(len(y), stat, n_boot, rng), confidence)
+
+
 def ratio_ci(
     num: np.ndarray,
     den: np.ndarray,

@@ -30,6 +30,8 @@ def format_scalar(s: Scalar, digits: int = 4) -> str:
         text += f" [{s.low:.{digits}f}, {s.high:.{digits}f}]"
     if s.n is not None:
         text += f" n={s.n}"
+    if s.no_interval:
+        text += " (no interval)"
     arrow = {"higher": " (higher better)", "lower": " (lower better)"}.get(s.direction, "")
     return text + arrow
 
