@@ -121,3 +121,51 @@ def test_a_300_character_class_name_keeps_every_page_on_screen(
         )
         assert wide <= 0, f"{page.name} is {wide} px wider than the window"
     assert LONG in (index.parent / "labels" / "1.html").read_text()  # shown in full, wrapped
+
+
+def test_every_alive_feature_is_reachable_by_page_and_by_search(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """Issue 26: every alive feature has a page and a row; the table pages through them, a
+    feature's number finds it alone, a class finds its features, and sorting covers all rows,
+    not only the page shown."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    from vista.analysis import exemplars
+    from vista.analysis.result import read_results
+
+    run = digits_run(tmp_path_factory.mktemp("all") / "run")
+    index = write_report(run)  # report.max_features=0: every alive feature
+    alive = exemplars.REPORT_ORDER.of(read_results(run))
+    assert len(list((index.parent / "features").glob("*.html"))) == len(alive) > 50
+    _open(browser, index, tmp_path)
+    Select(browser.find_element(By.ID, "page-size")).select_by_visible_text("50")
+
+    def ids() -> list[int]:
+        return [int(a.text) for a in browser.find_elements(By.CSS_SELECTOR, "#features tbody a")]
+
+    seen = ids()
+    assert len(seen) == 50 and f"of {len(alive)}" in browser.find_element(By.ID, "showing").text
+    browser.find_element(By.ID, "next").click()
+    seen += ids()
+    assert sorted(seen) == sorted(int(i) for i in alive)  # two pages hold every feature once
+    assert not browser.find_element(By.ID, "next").is_enabled()
+    box = browser.find_element(By.ID, "filter")
+    box.send_keys(str(seen[37]))
+    assert ids() == [seen[37]]  # a number is that feature, not every row containing its digits
+    box.clear()
+    box.send_keys("#" + str(seen[3]))
+    assert ids() == [seen[3]]
+    box.clear()
+    box.send_keys("digit=3")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#features tbody tr")
+    assert rows and all("digit=3" in r.text for r in rows)
+    box.clear()  # (sets the value without an input event: the next keys send one)
+    box.send_keys("x", Keys.BACK_SPACE)  # an emptied box shows every row again
+    header = browser.find_element(By.XPATH, "//table[@id='features']//th[text()='feature']")
+    header.click()
+    assert ids() == sorted(int(i) for i in alive)[:50]  # the smallest ids of all, not of a page
+    header.click()
+    assert ids() == sorted((int(i) for i in alive), reverse=True)[:50]

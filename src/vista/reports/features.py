@@ -102,14 +102,15 @@ class FeatureData:
 
 
 def feature_order(data: FeatureData, max_features: int) -> np.ndarray:
-    """The latents that get pages: alive ones, by best AUC (then the exemplars' order)."""
+    """The latents that get pages: alive ones, by best AUC (then the exemplars' order); at most
+    ``max_features`` of them (0: all)."""
     order = data.get(exemplars.REPORT_ORDER)
     if order is None:
         return np.zeros(0, dtype=np.int64)
     best, _ = data.best_auc()
     if best is not None:
         order = order[np.argsort(-best[order], kind="stable")]
-    return order[:max_features]
+    return order[:max_features] if max_features > 0 else order
 
 
 COLUMNS = [

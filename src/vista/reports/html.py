@@ -48,8 +48,9 @@ log = logging.getLogger(__name__)
 class ReportConfig:
     """What the report holds."""
 
-    max_features: int = 2000
-    """Feature pages for at most this many alive features, ranked by their best AUC."""
+    max_features: int = 0
+    """Feature pages (and table rows) for at most this many alive features, ranked by their best
+    AUC; 0 = every alive feature."""
     thumb_size: int = 64
     """Longest side of a thumbnail, in pixels."""
     top_images: int = 12
