@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 OUT ?= runs/default
 SHAPE ?= A
 
-.PHONY: install peers run test test-fast lint typecheck bench bench-analysis bench-train clean
+.PHONY: install peers run test test-fast checks lint typecheck bench bench-analysis bench-train clean
 
 install:
 	@bash scripts/install.sh
@@ -24,8 +24,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck peers
+# The peers' environments build (mostly downloads) while ruff and mypy run.
+test: install
+	@$(MAKE) --no-print-directory -j2 checks peers
 	VISTA_REQUIRE_PEERS=1 VISTA_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
+
+checks: lint typecheck
 
 test-fast: lint typecheck
 	$(BIN)/python -m pytest -q -m "not slow"

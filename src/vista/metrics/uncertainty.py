@@ -83,13 +83,13 @@ def draws_mean_ci(
     n_draws, n = v.shape
     if n == 0 or n_boot <= 0:
         return float("nan"), float("nan")
-    reps = np.empty(n_boot)
-    for b in range(n_boot):
-        heartbeat("bootstrap replicates", b, n_boot)
-        draws = rng.integers(0, n_draws, n_draws)
-        counts = np.bincount(rng.integers(0, n, n), minlength=n)
-        reps[b] = (v[draws] @ counts).sum() / (n_draws * n)
-    return percentile_interval(reps, confidence)
+
+    def stat(counts: np.ndarray) -> np.ndarray:
+        per_draw = v @ counts.T  # (draws, b): each draw's sum over the resampled images
+        pick = rng.integers(0, n_draws, (counts.shape[0], n_draws))  # the resampled draws
+        return per_draw[pick, np.arange(counts.shape[0])[:, None]].sum(axis=1) / (n_draws * n)
+
+    return percentile_interval(bootstrap_replicates(n, stat, n_boot, rng), confidence)
 
 
 def macro_f1_ci(
