@@ -496,6 +496,16 @@ def test_the_rules_name_the_setting_for_library_callers() -> None:
     ]
 
 
+def test_a_documented_zero_is_accepted_and_a_negative_count_is_not() -> None:
+    """``reseeds=0`` is documented as "no stability analysis": the rules take it, and refuse -1."""
+    from vista.conf.schema import RunJob
+
+    assert bounds.problems(replace(RunJob(), reseeds=0)) == []
+    assert bounds.problems(replace(RunJob(), reseeds=-1)) == [
+        "reseeds=-1 must be between 0 and 100"
+    ]
+
+
 # -- more of the same classes ------------------------------------------------------------------
 def test_an_sae_with_non_finite_weights_is_refused_when_read(
     inputs: Path, capsys, monkeypatch

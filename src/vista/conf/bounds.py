@@ -54,9 +54,10 @@ REPEATS: dict[str, tuple[int, int]] = {
     "null_draws": (1, 1_000),
     "dead_null_draws": (1, 1_000),
     "n_pairs": (1, 10_000_000),
+    "reseeds": (0, 100),
 }
 """Repeat counts: (floor, ceiling). 0 bootstrap replicates means no intervals and 0 permutations
-no p-values; the ceilings are far beyond any use (scipy's bootstrap defaults to 9,999)."""
+no p-values, 0 reseeds no stability analysis; the ceilings are far beyond any use (scipy's bootstrap defaults to 9,999)."""
 ZERO_MEANS_ALL = frozenset({"max_images", "max_samples"})
 """Integer settings with a positive default where 0 is documented as "all"."""
 NON_NEGATIVE = frozenset(
