@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 OUT ?= runs/default
 SHAPE ?= A
 
-.PHONY: install peers run test test-fast checks lint typecheck bench bench-analysis bench-train clean
+.PHONY: install peers run test suite test-fast checks lint typecheck bench bench-analysis bench-train clean
 
 install:
 	@bash scripts/install.sh
@@ -24,10 +24,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# The peers' environments build (mostly downloads) while ruff and mypy run.
+# ruff and mypy run beside the suite, and the suite builds the peers' environments in the
+# background (mostly downloads) until the interop tests need them (tests/peers.py).
 test: install
-	@$(MAKE) --no-print-directory -j2 checks peers
-	VISTA_REQUIRE_PEERS=1 VISTA_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
+	@$(MAKE) --no-print-directory -j2 checks suite
+
+suite: install
+	VISTA_BUILD_PEERS=1 VISTA_REQUIRE_PEERS=1 VISTA_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
 
 checks: lint typecheck
 

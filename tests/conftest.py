@@ -10,11 +10,24 @@ import hdf5plugin
 import numpy as np
 import pytest
 
+from tests import peers
 from vista.store import SplitSpec, StoreWriter
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # An analysis that writes an output it does not declare fails the test (vista.analysis.declared).
 os.environ.setdefault("VISTA_STRICT_OUTPUTS", "1")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """``make test`` builds the peers' environments while the suite runs (tests/peers.py)."""
+    if os.environ.get("VISTA_BUILD_PEERS"):
+        peers.start_build()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Never leave the build running (a session that did not reach the interop tests)."""
+    if peers._build is not None:
+        peers._build.wait()
 
 
 def write_original_vista_store(

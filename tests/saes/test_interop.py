@@ -2,8 +2,9 @@
 
 vista's exports must load in SAELens with identical encodings, and SAEs written by SAELens,
 dictionary_learning and EleutherAI sparsify must load in vista with identical encodings. The
-peer environments are built by ``bench/peers/setup.sh`` (``make test`` does it and sets
-VISTA_REQUIRE_PEERS=1, so a missing environment fails instead of skipping).
+peer environments are built by ``bench/peers/setup.sh`` (``make test`` builds them while the
+suite runs, see tests/peers.py, and sets VISTA_REQUIRE_PEERS=1, so a missing environment fails
+instead of skipping).
 """
 
 from __future__ import annotations
@@ -18,21 +19,10 @@ import numpy as np
 import pytest
 import torch
 
+from tests.peers import peer_python
 from tests.saes.test_saes import _trained_like
 from vista.saes.interop import saelens_export
 from vista.saes.io import load_sae, save_sae
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def peer_python(env: str) -> str:
-    env_dir = ROOT / "bench" / ".envs" / env
-    if not (env_dir / ".ready").exists():
-        msg = f"the {env} test environment is missing; run bench/peers/setup.sh {env}"
-        if os.environ.get("VISTA_REQUIRE_PEERS"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return str(env_dir / "bin" / "python")
 
 
 def run_peer(env: str, script: str, tmp_path: Path) -> dict[str, np.ndarray]:
