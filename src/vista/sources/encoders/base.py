@@ -19,7 +19,8 @@ class EncoderConfig:
     """Which encoder to read, where, and which tokens."""
 
     name: str = "mnist_cnn"
-    """Registry name: mnist_cnn, alexnet_transformer (trained by vista), hf, module, mobilenet_v2."""
+    """Registry name: mnist_cnn, alexnet_transformer (trained by vista), hf, module, mobilenet_v2,
+    dinov2_small_offline."""
     path: str = ""
     """Weights: a `vista train-encoder` directory, a local HF model directory or hub id, or a
     state dict / saved module file (module)."""
