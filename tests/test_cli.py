@@ -185,7 +185,7 @@ def test_vista_run_end_to_end_on_a_small_slice(tmp_path: Path) -> None:
     from vista.analysis.registry import ANALYSES
 
     assert set(index["ran"]) | set(index["skipped"]) == set(ANALYSES)
-    assert set(index["skipped"]) == {"compare", "recovery", "generate"}
+    assert set(index["skipped"]) == {"compare", "recovery", "generate", "tokens"}
     assert "splice: loss_recovered/zero_ablation" in r.stdout
     # The decomposition table is printed, and the seeds' intervention files are written.
     assert "passthrough (reconstruction error)" in r.stdout and "random features" in r.stdout
@@ -327,6 +327,7 @@ def test_analyze_runs_a_subset_all_and_refuses_what_cannot_run(tmp_path: Path) -
         "absorption",
         "splice",  # the planted store records no encoder to splice into
         "generate",
+        "tokens",  # one token per image
     }
     assert len(index["ran"]) == 16
     r = vista("analyze", *common, "sdf.nope=1", f"out_dir={tmp_path / 'd'}")

@@ -28,7 +28,8 @@ def test_default_run_reaches_the_targets(tmp_path: Path) -> None:
     # Every analysis ran on the digits and their measured thickness and slant, but compare
     # (which needs a second SAE); the headline results carry intervals.
     index = json.loads((tmp_path / "run/analyses/index.json").read_text())
-    assert set(index["skipped"]) == {"compare", "recovery", "generate"} and len(index["ran"]) == 20
+    skipped = {"compare", "recovery", "generate", "tokens"}  # tokens: one vector per image
+    assert set(index["skipped"]) == skipped and len(index["ran"]) == 20
     assert set(doc["probe_comparison"]) == {"digit", "thickness", "slant"}
     summary = run["summary"]
     assert summary["probes/digit/sae_accuracy"]["ci"][0] >= 0.94

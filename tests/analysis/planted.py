@@ -107,3 +107,26 @@ def signed_identity_sae(d: int) -> SAE:
         sae.b_enc.zero_()
         sae.b_dec.zero_()
     return sae.eval()
+
+
+def token_store(path: Path, d: int = 6, patches: int = 5) -> tuple[Path, np.ndarray]:
+    """A ViT-like store of 60 images x (3 + ``patches``) tokens (CLS, 2 registers, the patches)
+    of width ``d``:
+    the CLS token away from the rest, small registers, patches of norm 1 but 12 of norm 20 (all
+    at position 5). Float32, uncompressed, so the tests compute on the stored values."""
+    from vista.store import SplitSpec, StoreWriter
+
+    n, t = 60, 3 + patches
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, t, d)).astype(np.float32) * 0.3
+    x[:, 0] += 2.0
+    x[:, 1:3] *= 0.2
+    x[:, 3:] /= np.linalg.norm(x[:, 3:], axis=2, keepdims=True)
+    x[:12, 5] *= 20.0
+    spec = SplitSpec(n_rows=n, d_model=d, n_tokens=t, labels={})
+    attrs = {"encoder": "t", "layer": "x", "token_selection": "all", "prefix_tokens": 3,
+             "register_tokens": 2}  # fmt: skip
+    with StoreWriter(path, {"validation": spec}, attrs, compression=None, dtype="float32") as w:
+        w.append("validation", x, {}, np.arange(n))
+        w.finish()
+    return path, x

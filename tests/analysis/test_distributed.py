@@ -81,6 +81,10 @@ def _assert_same_pass(a: EncodedSplit, b: EncodedSplit) -> None:
     assert a.reconstruction.keys() == b.reconstruction.keys()
     for k, v in a.reconstruction.items():  # float64 sums, added in another order
         assert b.reconstruction[k] == pytest.approx(v, rel=1e-12, abs=1e-15), k
+    pa, pb = a.positions.state(), b.positions.state()  # the tokens analysis's sums
+    assert pa.keys() == pb.keys()
+    for k, v in pa.items():
+        np.testing.assert_allclose(pb[k], v, rtol=1e-12, atol=1e-12, err_msg=k)
 
 
 @pytest.mark.parametrize("dense_mb", [128.0, 0.0])

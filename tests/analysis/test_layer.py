@@ -73,6 +73,10 @@ def test_every_analysis_runs_and_writes_a_result_that_reads_back(
         from tests.analysis.tiny_models import vlm_store
 
         store, sae = vlm_store(tmp_path), signed_identity_sae(32)
+    if name == "tokens":  # needs several tokens per image
+        from tests.analysis.planted import token_store
+
+        store, _ = token_store(tmp_path / "vit.h5", 16)
     ctx = Context(sae, store, FAST, sae_path=str(sae_dir))
     out = run_analyses(ctx, [name], _configs(planted), tmp_path)
     r = out.results[name]
@@ -112,6 +116,7 @@ def test_all_runs_what_the_labels_allow_and_records_why_the_rest_was_skipped(
         "recovery",
         "splice",  # the store records no encoder
         "generate",
+        "tokens",  # one token per image
     }
     assert "2 label(s)" in out.skipped["intersectional"]
     index = json.loads((tmp_path / "out/analyses/index.json").read_text())

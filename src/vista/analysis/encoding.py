@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from vista.errors import VistaError
+from vista.metrics.positions import PositionAccumulator
 from vista.metrics.reconstruction import ReconstructionAccumulator, token_terms
 from vista.metrics.sparsity import SparsityAccumulator
 from vista.progress import Progress
@@ -61,6 +62,8 @@ class EncodedSplit:
     """``(N,)`` mean over the image's tokens of the number of active latents."""
     seconds: float = 0.0
     extras: dict[str, Any] = field(default_factory=dict)
+    positions: PositionAccumulator | None = None
+    """Sums per token position (CLS, registers, each patch): the ``tokens`` analysis reads them."""
 
     @property
     def sparse(self) -> bool:
@@ -80,6 +83,7 @@ class _Pass:
     ) -> None:
         self.t, self.d_sae, self.dense, self.first = t, d_sae, dense, first
         self.sparsity, self.recon = SparsityAccumulator(d_sae), ReconstructionAccumulator()
+        self.positions = PositionAccumulator(t, d_model)
         self.pooled_raw = np.zeros((n_img, d_model), dtype=np.float32)
         self.csr_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.per_image = np.zeros((4, n_img), dtype=np.float64)
@@ -101,7 +105,9 @@ class _Pass:
             else torch.zeros(n, dtype=torch.float64)
         )
         cos = (dot / (xn * xhn).clamp_min(1e-12)).view(n, t).mean(dim=1)
-        l0 = torch.bincount(rows, minlength=n * t).double().view(n, t).mean(dim=1)
+        token_l0 = torch.bincount(rows, minlength=n * t).double()
+        self.positions.update(x64, sq, token_l0)
+        l0 = token_l0.view(n, t).mean(dim=1)
         stats = torch.stack([sq.view(n, t).sum(dim=1), scatter.to(sq.device), cos, l0])
         self.per_image[:, sl] = stats.cpu().numpy()
         self.csr_parts.append(_pooled_rows(rows, cols, vals, n, t, self.d_sae))
@@ -120,6 +126,7 @@ class _Pass:
         }
         out.update({f"sparsity.{k}": v for k, v in self.sparsity.state().items()})
         out.update({f"recon.{k}": v for k, v in self.recon.state().items()})
+        out.update({f"positions.{k}": v for k, v in self.positions.state().items()})
         return out
 
     @classmethod
@@ -134,6 +141,7 @@ class _Pass:
         for s in states:
             acc.sparsity.merge(SparsityAccumulator.from_state(_prefixed(s, "sparsity.")))
             acc.recon.merge(ReconstructionAccumulator.from_state(_prefixed(s, "recon.")))
+            acc.positions.merge(PositionAccumulator.from_state(_prefixed(s, "positions.")))
         return acc
 
     def result(self, seconds: float) -> EncodedSplit:
@@ -153,6 +161,7 @@ class _Pass:
             image_cosine=self.per_image[2],
             image_l0=self.per_image[3],
             seconds=seconds,
+            positions=self.positions,
         )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from vista.analysis import ablation, exemplars, fidelity, health, intersectional, probes
+from vista.analysis import ablation, exemplars, fidelity, health, intersectional, probes, tokens
 from vista.analysis.declared import ARCHITECTURE, D_SAE, SPLIT
 from vista.analysis.result import read_results
 
@@ -186,6 +186,34 @@ def anova_figure(results: dict[str, Any], path: Path, top: int = 40) -> Path | N
     return _save(fig, path)
 
 
+def tokens_figure(results: dict[str, Any], path: Path) -> Path | None:
+    """The patch grid: mean activation norm, squared reconstruction error and L0 per position."""
+    types = tokens.TYPES.of(results) or {}
+    if "patches" not in types:
+        return None
+    first, stop = types["patches"]
+    side = round(np.sqrt(stop - first))
+    if side * side != stop - first or side < 2:
+        return None
+    plt = _plt()
+    panels = (
+        (tokens.POSITION_NORM, "mean norm"),
+        (tokens.POSITION_SQ_ERROR, "mean squared error"),
+        (tokens.POSITION_L0, "mean L0"),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.3), dpi=110)
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        grid = np.asarray(key.of(results))[first:stop].reshape(side, side)
+        im = ax.imshow(grid, cmap="magma")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.suptitle("Patch tokens by position (tokens analysis)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def report_figures(results: dict[str, Any], out: Path) -> dict[str, list[dict[str, Any]]]:
     """The report's figures: ``overview`` and per-``labels`` lists of ``{src, caption[, label]}``."""
     figs: dict[str, list[dict[str, Any]]] = {"overview": [], "labels": []}
@@ -200,6 +228,10 @@ def report_figures(results: dict[str, Any], out: Path) -> dict[str, list[dict[st
     if probes_figure(results, out / "probes.png"):
         figs["overview"].append(
             {"src": "plots/probes.png", "caption": "probes: raw activations vs SAE codes"}
+        )
+    if tokens_figure(results, out / "tokens.png"):
+        figs["overview"].append(
+            {"src": "plots/tokens.png", "caption": "patch tokens: norm, error and L0 by position"}
         )
     if anova_figure(results, out / "anova.png"):
         figs["overview"].append(
