@@ -28,6 +28,29 @@ def test_loops_print_the_first_and_last_update_and_one_per_interval(
     assert len(capsys.readouterr().out.splitlines()) == 4
 
 
+def test_a_batch_longer_than_the_interval_still_gets_a_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A ViT on CPU can take a minute per batch: a line comes every interval anyway, and none
+    after the loop ends."""
+    import time
+
+    with Progress("extract training", 4, interval=0.05) as p:
+        time.sleep(0.5)  # the first batch, slower than the interval
+        p.update(2)
+        time.sleep(0.5)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "extract training: 0/4 images (working; 0m00s since the start)"
+    assert any(ln.startswith("extract training: 2/4 images (working;") for ln in out)
+    assert all(
+        "since the last batch" in ln
+        for ln in out
+        if ln.startswith("extract training: 2/4 images (w")
+    )
+    time.sleep(0.2)
+    assert capsys.readouterr().out == ""  # the ticker stopped with the loop
+
+
 def test_training_prints_lines_with_its_metrics_when_not_on_a_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from types import TracebackType
 from typing import Any
@@ -68,13 +69,38 @@ class Progress:
             if interactive()
             else None
         )
+        self._lock, self._stop = threading.Lock(), threading.Event()
+        self._updated: float | None = None
+        self._ticker: threading.Thread | None = None
+        if self._bar is None and 0 < interval < float("inf"):
+            # One batch can take longer than the interval (a ViT on CPU): a line still comes.
+            self._ticker = threading.Thread(target=self._tick, name="vista-progress", daemon=True)
+            self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                now = time.perf_counter()
+                if now - self._last < self.interval:
+                    continue
+                self._last = now
+                since = _duration(now - self._t0 if self._updated is None else now - self._updated)
+                say(
+                    f"{self.what}: {self.done}/{self.total} images (working; {since} since "
+                    + ("the start)" if self._updated is None else "the last batch)")
+                )
 
     def update(self, n: int) -> None:
         self.done += n
         if self._bar is not None:
             self._bar.update(n)
             return
+        with self._lock:
+            self._line()
+
+    def _line(self) -> None:
         now = time.perf_counter()
+        self._updated = now
         if now - self._last >= self.interval or self.done >= self.total:
             self._last = now
             rate = (self.done - self._start) / max(now - self._t0, 1e-9)
@@ -95,6 +121,9 @@ class Progress:
     ) -> None:
         if self._bar is not None:
             self._bar.close()
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
 
 
 SHOWN = ("tokens", "tokens_per_s", "fvu", "l0", "dead", "loss", "train_loss", "acc", "train_acc")
