@@ -7,8 +7,9 @@ spread evenly over the other classes (``prepare_probe_data``: ``ceil(m / classes
 task's training part (``get_top_k_mean_diff_mask``), and the probe on the top k is sklearn's
 L2 logistic regression with ``C=1``, ``max_iter=1000`` on the unscaled codes
 (``train_sklearn_probe``), scored on the task's held-out part. Next to it, a dense probe on all the
-raw activations (SAEBench's "LLM" probe) and one on all the latents, fitted the same way (SAEBench
-trains these two with Adam on a GPU; the sklearn fit is vista's). ``definition=vista`` keeps
+raw activations (SAEBench's "LLM" probe) and one on all the latents; SAEBench trains these two with
+Adam on a GPU, vista with its standardised L2 probe (``C`` from the config) under either
+definition. ``definition=vista`` keeps
 vista's earlier variant: negatives drawn uniformly, latents ranked by the signed difference,
 probes on standardised inputs (``C`` from the config, 300 iterations). A high top-1 accuracy says
 single latents carry the class. Scalars are means over tasks, with intervals over tasks.
@@ -86,12 +87,12 @@ def top_k_latents(codes: Any, target: np.ndarray, k: int, absolute: bool) -> np.
 
 
 def _fit_score(
-    x_tr: Any, y_tr: np.ndarray, x_te: Any, y_te: np.ndarray, cfg: SparseProbingConfig
+    x_tr: Any, y_tr: np.ndarray, x_te: Any, y_te: np.ndarray, c: float, saebench: bool
 ) -> float:
-    if cfg.definition == "saebench":  # train_sklearn_probe: L2, C=1, max_iter=1000, unscaled
-        model = fit_logistic(x_tr, y_tr, C=cfg.C, max_iter=1000, standardize=False)
+    if saebench:  # train_sklearn_probe: L2, C=1, max_iter=1000, on the unscaled inputs
+        model = fit_logistic(x_tr, y_tr, C=c, max_iter=1000, standardize=False)
     else:
-        model = fit_logistic(x_tr, y_tr, C=cfg.C, max_iter=300, tol=1e-3, solver="auto")
+        model = fit_logistic(x_tr, y_tr, C=c, max_iter=300, tol=1e-3, solver="auto")
     return float(model.score(x_te, y_te))
 
 
@@ -110,13 +111,16 @@ def task_scores(
     tr = task(split[0], y, cls, rng, cfg.max_train)
     te = task(split[1], y, cls, rng, cfg.max_test)
     t_tr, t_te = y[tr] == cls, y[te] == cls
+    # The dense references: SAEBench trains these two with Adam on a GPU, not with its sklearn
+    # probe, so both definitions fit vista's standardised probe (the same optimum, fast).
     out = {
-        "raw": _fit_score(raw[tr], t_tr, raw[te], t_te, cfg),
-        "sae": _fit_score(codes[tr], t_tr, codes[te], t_te, cfg),
+        "raw": _fit_score(raw[tr], t_tr, raw[te], t_te, cfg.C, False),
+        "sae": _fit_score(codes[tr], t_tr, codes[te], t_te, cfg.C, False),
     }
     for k in cfg.ks:
         cols = top_k_latents(codes[tr], t_tr, k, absolute=saebench)
-        out[f"top_{k}"] = _fit_score(codes[tr][:, cols], t_tr, codes[te][:, cols], t_te, cfg)
+        x_tr, x_te = codes[tr][:, cols], codes[te][:, cols]
+        out[f"top_{k}"] = _fit_score(x_tr, t_tr, x_te, t_te, cfg.C, saebench)
     out["n_test"] = len(te)
     return out
 
