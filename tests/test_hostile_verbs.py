@@ -564,3 +564,25 @@ def test_a_message_quoting_a_multi_line_report_is_one_line(capsys, monkeypatch) 
 
     assert failure("x", VistaError("shapes differ:\n\tW_enc (3, 3)\n\tW_dec (3, 3)")) == 2
     assert capsys.readouterr().err == "vista x: error: shapes differ: W_enc (3, 3) W_dec (3, 3)\n"
+
+
+def test_output_piped_into_a_reader_that_stops_is_not_a_bug(labelled_store: Path, tmp_path) -> None:
+    """`vista info store | head -1`: the reader closed the pipe, so the next write fails with
+    EPIPE. The command ends quietly (141, as a shell tool), with no message and no trace file."""
+    import subprocess
+    import sys
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before vista writes a byte
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "vista", "info", str(labelled_store)],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+            text=True,
+        )
+    finally:
+        os.close(write)
+    assert r.returncode == 141 and r.stderr == "", r.stderr
+    assert not (tmp_path / "logs").exists()

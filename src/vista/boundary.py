@@ -51,11 +51,18 @@ def failure(verb: str, e: BaseException, out_dir: str = "") -> int:
     """Print what went wrong as one sentence and return the exit code: 2 for a user's problem
     (bad input, a missing or unreadable file, a full disk), 130 for an interrupt, 3 for a bug,
     whose trace goes to a log file the message names."""
+    import contextlib
     import errno
     import pickle
 
     if isinstance(e, SystemExit):
         return int(e.code) if isinstance(e.code, int) else (0 if e.code is None else 2)
+    if isinstance(e, BrokenPipeError):
+        # The reader of the output went away (`vista info x | head`): nothing is wrong. Point
+        # stdout at /dev/null so Python's flush at exit does not raise again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell tool killed by the closed pipe returns
     if isinstance(e, VistaError):
         msg = str(e)
     elif isinstance(e, KeyboardInterrupt):
