@@ -106,7 +106,7 @@ class _Pass:
         )
         cos = (dot / (xn * xhn).clamp_min(1e-12)).view(n, t).mean(dim=1)
         token_l0 = torch.bincount(rows, minlength=n * t).double()
-        self.positions.update(x64, sq, token_l0)
+        self.positions.update(x64, sq, token_l0, xn)
         l0 = token_l0.view(n, t).mean(dim=1)
         stats = torch.stack([sq.view(n, t).sum(dim=1), scatter.to(sq.device), cos, l0])
         self.per_image[:, sl] = stats.cpu().numpy()

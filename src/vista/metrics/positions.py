@@ -38,12 +38,13 @@ class PositionAccumulator:
         self.x_sum = np.zeros((self.t, self.d_model))
         self.norm_hist = np.zeros((self.t, len(NORM_EDGES) + 1), dtype=np.int64)
 
-    def update(self, x64: Tensor, sq: Tensor, l0: Tensor) -> None:
-        """A block of ``n`` images: ``x64 (n*t, d)`` float64, per token ``sq`` error and ``l0``."""
+    def update(self, x64: Tensor, sq: Tensor, l0: Tensor, norm: Tensor) -> None:
+        """A block of ``n`` images: ``x64 (n*t, d)`` float64, per token ``sq`` error, ``l0`` and
+        ``norm`` (``||x||``, which the pass's ``token_terms`` already has)."""
         n = x64.shape[0] // self.t
         x = x64.view(n, self.t, -1)
-        sq_norm = x.pow(2).sum(dim=2)
-        norm = sq_norm.sqrt()
+        norm = norm.view(n, self.t)
+        sq_norm = norm.pow(2)
         for k, v in zip(
             _SUMS, (sq.view(n, self.t), sq_norm, l0.view(n, self.t), norm), strict=True
         ):
