@@ -97,11 +97,12 @@ def read_onnx_weights(path: Path) -> dict[str, np.ndarray]:
                 anonymous.setdefault(name, []).append(node.name)
         m = _MATMUL.match(node.name)
         if node.op_type == "MatMul" and m and len(node.input) == 2 and node.input[1] in arrays:
-            out[m.group(1).replace("/", ".") + ".weight"] = arrays[node.input[1]].T.copy()
+            out[m.group(1).replace("/", ".") + ".weight"] = arrays[node.input[1]].T
     cls_pos, grid_pos = _position_parts(arrays, anonymous)
     if cls_pos is not None and grid_pos is not None:
         out["embeddings.position_embeddings"] = np.concatenate([cls_pos, grid_pos], axis=1)
-    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
+    # copies: writable arrays torch can take as they are
+    return {k: np.array(v, dtype=np.float32, order="C") for k, v in out.items()}
 
 
 def _position_parts(
@@ -169,7 +170,7 @@ def load_dinov2_onnx(path: str | Path = "") -> nn.Module:
     with torch.device("meta"):  # no random initialisation: every tensor comes from the file
         model = _transformers_model(config)
     names = {k: v.shape for k, v in model.state_dict().items()}
-    state = _model_names({k: torch.from_numpy(v.copy()) for k, v in weights.items()}, set(names))
+    state = _model_names({k: torch.from_numpy(v) for k, v in weights.items()}, set(names))
     # used only for masked-image training, absent from the export
     state.setdefault("embeddings.mask_token", torch.zeros(names["embeddings.mask_token"]))
     missing = sorted(set(names) - set(state))
