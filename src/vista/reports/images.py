@@ -83,6 +83,12 @@ def save_png(img: np.ndarray, path: Path) -> None:
     Image.fromarray(img).save(path, optimize=True)
 
 
+def grid_side(n: int) -> int:
+    """The side of the square grid ``n`` patch tokens form, or 0 when they form none."""
+    side = round(np.sqrt(n))
+    return side if side * side == n else 0
+
+
 def heatmap_overlay(img: np.ndarray, tokens: np.ndarray, prefix: int, path: Path) -> bool:
     """Draw the patch tokens' activations (a square grid after ``prefix`` tokens) over ``img``.
 
@@ -90,8 +96,8 @@ def heatmap_overlay(img: np.ndarray, tokens: np.ndarray, prefix: int, path: Path
     from PIL import Image
 
     patches = np.asarray(tokens[prefix:], dtype=np.float32)
-    side = round(np.sqrt(len(patches)))
-    if side * side != len(patches) or side == 0:
+    side = grid_side(len(patches))
+    if side == 0:
         return False
     grid = patches.reshape(side, side)
     top = float(grid.max())

@@ -11,6 +11,7 @@ import numpy as np
 from vista.analysis import ablation, exemplars, fidelity, health, intersectional, probes, tokens
 from vista.analysis.declared import ARCHITECTURE, D_SAE, SPLIT
 from vista.analysis.result import read_results
+from vista.reports.images import grid_side
 
 
 def _plt() -> Any:
@@ -192,8 +193,8 @@ def tokens_figure(results: dict[str, Any], path: Path) -> Path | None:
     if "patches" not in types:
         return None
     first, stop = types["patches"]
-    side = round(np.sqrt(stop - first))
-    if side * side != stop - first or side < 2:
+    side = grid_side(stop - first)
+    if side < 2:
         return None
     plt = _plt()
     panels = (
